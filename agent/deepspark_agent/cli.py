@@ -1,0 +1,207 @@
+"""`deepspark-agent`: the host agent's command line."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from deepspark_agent import __version__
+from deepspark_agent.assess import assess
+from deepspark_agent.contract import Mode, Precision
+from deepspark_agent.doctor import run_checks
+from deepspark_agent.events import EventLogError
+from deepspark_agent.metrics import MetricError
+from deepspark_agent.report import SEED_COLUMNS, markdown_row, print_result, seed_row
+from deepspark_agent.results import Result, SchemaError
+from deepspark_agent.runner import Request, execute
+from deepspark_agent.runtime.base import LaunchError
+from deepspark_agent.suites import SuiteError, load_suite
+from deepspark_agent.workloads import WorkloadError, find_workload, list_workloads
+
+app = typer.Typer(
+    help="DeepSpark Bench host agent: run training workloads, measure six dimensions.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+models_app = typer.Typer(help="The workloads this agent can run.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+console = Console()
+err_console = Console(stderr=True)
+
+# Errors a user can cause and fix: one line on stderr, exit 1, no traceback.
+USER_ERRORS = (
+    WorkloadError,
+    SuiteError,
+    SchemaError,
+    EventLogError,
+    LaunchError,
+    MetricError,
+    OSError,
+)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def user_errors(command: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except USER_ERRORS as exc:
+            err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Where run directories are created.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"deepspark-agent {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """DeepSpark Bench host agent."""
+
+
+@app.command()
+@user_errors
+def doctor(as_json: JsonOpt = False) -> None:
+    """Check what this host has for running workloads: one line per check."""
+    checks = run_checks()
+    if as_json:
+        print(json.dumps([c.__dict__ for c in checks], indent=2))
+    else:
+        colors = {"ok": "green", "warn": "yellow", "missing": "red"}
+        for c in checks:
+            mark = f"[{colors[c.status]}]{c.status:>7}[/]"
+            console.print(f"{mark}  {c.name}: {c.detail}", highlight=False, soft_wrap=True)
+    if any(c.required and c.status != "ok" for c in checks):
+        raise typer.Exit(1)
+
+
+@models_app.command("list")
+@user_errors
+def models_list(as_json: JsonOpt = False) -> None:
+    """List the workloads, their quality targets and configs."""
+    workloads = list_workloads()
+    if as_json:
+        print(json.dumps([w.model_dump(mode="json") for w in workloads], indent=2))
+        return
+    table = Table("model", "task", "metric", "configs (target, batch)", "framework")
+    for w in workloads:
+        configs = ", ".join(f"{n} ({p.target:g}, bs {p.batch_size})" for n, p in w.configs.items())
+        table.add_row(
+            w.name, w.task, f"{w.quality.metric} ({w.quality.direction})", configs, w.framework
+        )
+    console.print(table)
+
+
+def _save_report(run_set: Path, result: Result) -> None:
+    (run_set / "report.md").write_text(markdown_row(result) + "\n")
+    console.print(f"run directory: {run_set}", highlight=False)
+
+
+@app.command()
+@user_errors
+def run(
+    model: Annotated[str, typer.Argument(help="Workload name, see `models list`.")],
+    config: Annotated[str, typer.Option(help="Preset: mini (CPU, minutes) or full.")] = "mini",
+    mode: Annotated[Mode, typer.Option(help="speed: timed windows; converge: train.")] = "speed",
+    runs: Annotated[int, typer.Option(min=1, help="Runs, distinct seeds (5: stability).")] = 1,
+    nproc: Annotated[int, typer.Option(min=1, help="Ranks; >1 adds a 1-rank baseline.")] = 1,
+    seed: Annotated[int, typer.Option(help="First seed; run i uses seed + i.")] = 0,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Per-device batch.")] = None,
+    precision: Annotated[Precision, typer.Option(help="fp32, amp or bf16.")] = "fp32",
+    tolerance: Annotated[float, typer.Option(min=0, help="Stability band, +/-.")] = 0.01,
+    windows: Annotated[int, typer.Option(min=1, help="Measured windows in speed mode.")] = 5,
+    warmup_windows: Annotated[int, typer.Option(min=0, help="Windows discarded first.")] = 1,
+    max_seconds: Annotated[float | None, typer.Option(min=1, help="Per-run budget.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Dataset directory (full configs).")] = None,
+    out: OutOpt = Path("runs"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Run one workload and print its six-dimension row."""
+    request = Request(
+        workload=find_workload(model), config=config, mode=mode, runs=runs, nproc=nproc,
+        seed=seed, batch_size=batch_size, precision=precision, tolerance=tolerance,
+        warmup_windows=warmup_windows, windows=windows, max_seconds=max_seconds,
+        data_dir=data_dir,
+    )  # fmt: skip
+    request.workload.preset(config)  # fail before any run on an unknown preset
+    run_set, result = execute(request, out, err_console if as_json else console)
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    else:
+        print_result(result, console)
+    _save_report(run_set, result)
+    if all(r.status != "success" for r in result.runs):
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `run` or `up`.")],
+    as_json: JsonOpt = False,
+    markdown: Annotated[bool, typer.Option(help="Print the row as Markdown.")] = False,
+) -> None:
+    """Recompute a run directory's six dimensions from its raw artifacts and print them."""
+    result = assess(run_dir)
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    elif markdown:
+        print(markdown_row(result))
+    else:
+        print_result(result, console)
+
+
+@app.command()
+@user_errors
+def up(
+    suite: Annotated[str, typer.Option(help="Suite name (suites/NAME.toml) or path.")] = "smoke",
+    out: OutOpt = Path("runs"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a whole suite and print one six-dimension row per workload."""
+    spec = load_suite(suite)
+    entries = [(e, find_workload(e.model)) for e in spec.workloads]  # fail fast on a typo
+    for entry, workload in entries:
+        workload.preset(entry.config)
+    results: list[Result] = []
+    for entry, workload in entries:
+        request = Request(
+            workload=workload, config=entry.config, mode=entry.mode, runs=entry.runs,
+            nproc=entry.nproc, precision=entry.precision, batch_size=entry.batch_size,
+        )  # fmt: skip
+        run_set, result = execute(request, out, err_console if as_json else console)
+        if not as_json:
+            print_result(result, console)
+        _save_report(run_set, result)
+        results.append(result)
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
+    elif len(results) > 1:
+        table = Table(*SEED_COLUMNS, title=f"suite {spec.name}", title_justify="left")
+        for result in results:
+            table.add_row(*seed_row(result).values())
+        console.print(table)
+    if any(all(r.status != "success" for r in res.runs) for res in results):
+        raise typer.Exit(1)

@@ -1,0 +1,46 @@
+"""Read and write the agent's TOML and JSON files as pydantic models, with one-line errors."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def first_error(path: Path, exc: ValidationError) -> str:
+    """The first validation problem as `path: field.sub: message`."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "document"
+    return f"{path}: {where}: {first['msg']}"
+
+
+def read_toml(path: Path, model: type[M], error: type[Exception], **extra: Any) -> M:
+    """Validate a TOML file (plus `extra` fields) as `model`, raising `error` on any problem."""
+    try:
+        return model.model_validate({**tomllib.loads(path.read_text()), **extra})
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: invalid TOML: {exc}") from None
+    except ValidationError as exc:
+        raise error(first_error(path, exc)) from None
+
+
+def read_json(path: Path, model: type[M], error: type[Exception]) -> M:
+    try:
+        return model.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except ValidationError as exc:
+        raise error(first_error(path, exc)) from None
+
+
+def write_json(path: Path, model: BaseModel) -> None:
+    """Write atomically: a killed agent leaves the old file or the new one, never half of one."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(model.model_dump_json(indent=2) + "\n")
+    tmp.replace(path)

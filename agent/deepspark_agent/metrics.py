@@ -1,0 +1,316 @@
+"""The six-dimension engine: speed, accuracy, linearity, power, memory, stability.
+
+Pure functions over plain numbers: no I/O, no framework. The runner feeds them windows parsed
+from a workload's event log and telemetry samples; the collector calls the same functions to
+recompute a submission's figures from its raw artifacts, so both sides agree by construction.
+All times are on the host's monotonic clock, in nanoseconds.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from bisect import bisect_left
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Literal, cast
+
+NS_PER_S = 1e9
+BYTES_PER_GB = 1e9
+# Absolute slack for the stability band, so a value exactly at baseline +/- tolerance counts as
+# inside even when float subtraction lands a hair past it (0.76 - 0.75 = 0.010000000000000009).
+STABILITY_EPSILON = 1e-12
+# Score lost per run outside the band (DeepSpark: 5 runs, 0.2 each).
+STABILITY_PENALTY_RUNS = 5
+
+
+class MetricError(ValueError):
+    """Input that no metric can be computed from; the message is one line."""
+
+
+# --- speed -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """One measured training window (block_start .. block_stop) on the monotonic clock."""
+
+    start_ns: int
+    stop_ns: int
+    samples: int
+
+    @property
+    def seconds(self) -> float:
+        return (self.stop_ns - self.start_ns) / NS_PER_S
+
+    @property
+    def throughput(self) -> float:
+        """Samples per second in this window."""
+        seconds = self.seconds
+        if seconds <= 0:
+            raise MetricError(
+                f"window {self.start_ns}..{self.stop_ns} has non-positive length {seconds} s"
+            )
+        if self.samples < 0:
+            raise MetricError(f"window {self.start_ns}..{self.stop_ns} has negative samples")
+        return self.samples / seconds
+
+
+@dataclass(frozen=True)
+class Speed:
+    value: float  # samples/s, trimmed mean of the windows' throughputs
+    windows: int  # measured windows used (before trimming)
+    per_window: tuple[float, ...]  # each window's throughput, in input order
+
+
+def speed(windows: Sequence[Window]) -> Speed:
+    """Trimmed mean of per-window throughput.
+
+    DeepSpark's rule is 5 windows, drop the highest and the lowest, mean of the middle 3. For
+    any n >= 3 windows this drops exactly one highest and one lowest throughput (ties: only one
+    copy of each is dropped) and averages the remaining n - 2. Fewer than 3 windows leave
+    nothing after trimming, so they are an error rather than a silently untrimmed mean.
+    """
+    if len(windows) < 3:
+        raise MetricError(f"speed needs at least 3 measured windows, got {len(windows)}")
+    per_window = tuple(w.throughput for w in windows)
+    middle = sorted(per_window)[1:-1]
+    return Speed(value=statistics.fmean(middle), windows=len(windows), per_window=per_window)
+
+
+def end_to_end_speed(samples: int, seconds: float) -> float:
+    """All samples over total run time (init, eval and warm-up included): the user's view."""
+    if not seconds > 0 or not math.isfinite(seconds):
+        raise MetricError(f"end-to-end speed needs a positive duration, got {seconds} s")
+    if samples < 0:
+        raise MetricError(f"end-to-end speed needs non-negative samples, got {samples}")
+    return samples / seconds
+
+
+# --- accuracy --------------------------------------------------------------------------------
+
+Direction = Literal["higher", "lower"]
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    value: float
+    target: float
+    direction: Direction
+    converged: bool
+
+
+def accuracy(value: float, target: float, direction: str) -> Accuracy:
+    """Final quality value against the target; reaching the target exactly counts."""
+    if direction not in ("higher", "lower"):
+        raise MetricError(f"accuracy direction must be 'higher' or 'lower', got {direction!r}")
+    if not math.isfinite(value):
+        raise MetricError(f"accuracy value must be finite, got {value}")
+    if not math.isfinite(target):
+        raise MetricError(f"accuracy target must be finite, got {target}")
+    converged = value >= target if direction == "higher" else value <= target
+    return Accuracy(
+        value=value, target=target, direction=cast(Direction, direction), converged=converged
+    )
+
+
+# --- linearity -------------------------------------------------------------------------------
+
+
+def linearity(speed_n: float, n: int, speed_1: float) -> float:
+    """Scaling efficiency: (speed on n units / n) / speed on 1 unit; 1.0 is perfect.
+
+    The same formula serves card linearity (n devices vs 1 device) and node linearity
+    (n nodes vs 1 node); the caller picks which speeds to pass.
+    """
+    if n < 1:
+        raise MetricError(f"linearity needs n >= 1, got {n}")
+    if not speed_1 > 0 or not math.isfinite(speed_1):
+        raise MetricError(f"linearity needs a positive single-unit speed, got {speed_1}")
+    if not speed_n >= 0 or not math.isfinite(speed_n):
+        raise MetricError(f"linearity needs a non-negative speed on {n} units, got {speed_n}")
+    return (speed_n / n) / speed_1
+
+
+# --- telemetry: power and memory -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One telemetry reading: W for power, bytes for memory."""
+
+    t_ns: int
+    value: float
+
+
+def _check_windows(windows: Sequence[Window], what: str) -> None:
+    if not windows:
+        raise MetricError(f"{what} needs at least one measured window")
+    for w in windows:
+        if w.stop_ns < w.start_ns:
+            raise MetricError(f"{what}: window {w.start_ns}..{w.stop_ns} ends before it starts")
+
+
+def _inside(readings: Sequence[Sample], windows: Sequence[Window]) -> list[Sample]:
+    """Readings inside some window (edges included), each counted once even if windows touch."""
+    return [s for s in readings if any(w.start_ns <= s.t_ns <= w.stop_ns for w in windows)]
+
+
+def _readings_in_windows(
+    series: Sequence[Sequence[Sample]], windows: Sequence[Window], what: str
+) -> list[list[Sample]]:
+    """Per device, its readings inside the windows; error naming the first device with none."""
+    if not series:
+        raise MetricError(f"{what} needs at least one device")
+    _check_windows(windows, what)
+    per_device = []
+    for i, readings in enumerate(series):
+        inside = _inside(readings, windows)
+        if not inside:
+            raise MetricError(f"{what}: device {i} has no reading inside the measured windows")
+        per_device.append(inside)
+    return per_device
+
+
+def _value_at(readings: Sequence[Sample], times: Sequence[int], t_ns: int) -> float:
+    """Reading at t_ns, linearly interpolated; clamped to the first/last reading outside them.
+
+    `readings` is sorted by time and `times` is its list of t_ns.
+    """
+    if t_ns <= times[0]:
+        return readings[0].value
+    if t_ns >= times[-1]:
+        return readings[-1].value
+    j = bisect_left(times, t_ns)  # times[j-1] < t_ns <= times[j]
+    right = readings[j]
+    if right.t_ns == t_ns:
+        return right.value
+    left = readings[j - 1]
+    frac = (t_ns - left.t_ns) / (right.t_ns - left.t_ns)
+    return left.value + frac * (right.value - left.value)
+
+
+def _window_energy_j(readings: Sequence[Sample], times: Sequence[int], w: Window) -> float:
+    """Trapezoid integral of power over one window, edges interpolated so no time is lost."""
+    points = [(w.start_ns, _value_at(readings, times, w.start_ns))]
+    points += [(s.t_ns, s.value) for s in readings if w.start_ns < s.t_ns < w.stop_ns]
+    points.append((w.stop_ns, _value_at(readings, times, w.stop_ns)))
+    return sum((t1 - t0) / NS_PER_S * (v0 + v1) / 2 for (t0, v0), (t1, v1) in pairwise(points))
+
+
+@dataclass(frozen=True)
+class Power:
+    mean_w: tuple[float, ...]  # per device, mean of its readings inside the measured windows
+    energy_j: float  # all devices, integrated over the measured windows
+    j_per_sample: float | None  # energy_j / samples, when samples was given
+
+    @property
+    def devices(self) -> int:
+        return len(self.mean_w)
+
+    @property
+    def total_w(self) -> float:
+        return sum(self.mean_w)
+
+
+def power(
+    series: Sequence[Sequence[Sample]], windows: Sequence[Window], samples: int | None = None
+) -> Power:
+    """Device power over the measured windows.
+
+    series[i] holds device i's readings in W. The mean counts only readings inside some window
+    (start_ns <= t_ns <= stop_ns). Energy integrates each device over each window with the
+    trapezoid rule; the power at a window's edges is interpolated from the neighbouring
+    readings (clamped to the nearest reading past either end of the series), so a short window
+    that falls between two readings still gets its share of energy.
+    """
+    if samples is not None and samples <= 0:
+        raise MetricError(f"power: samples must be positive, got {samples}")
+    inside = _readings_in_windows(series, windows, "power")
+    energy = 0.0
+    for readings in series:
+        ordered = sorted(readings, key=lambda s: s.t_ns)
+        times = [s.t_ns for s in ordered]
+        energy += sum(_window_energy_j(ordered, times, w) for w in windows)
+    return Power(
+        mean_w=tuple(statistics.fmean(s.value for s in dev) for dev in inside),
+        energy_j=energy,
+        j_per_sample=None if samples is None else energy / samples,
+    )
+
+
+@dataclass(frozen=True)
+class Memory:
+    mean_gb: tuple[float, ...]  # per device, GB = 1e9 bytes
+    peak_gb: tuple[float, ...]  # per device, largest reading inside the windows
+
+    @property
+    def devices(self) -> int:
+        return len(self.mean_gb)
+
+
+def memory(series: Sequence[Sequence[Sample]], windows: Sequence[Window]) -> Memory:
+    """Mean and peak device memory (readings in bytes) over the measured windows, per device.
+
+    Same window rule as power: only readings with start_ns <= t_ns <= stop_ns of some window.
+    """
+    inside = _readings_in_windows(series, windows, "memory")
+    return Memory(
+        mean_gb=tuple(statistics.fmean(s.value for s in dev) / BYTES_PER_GB for dev in inside),
+        peak_gb=tuple(max(s.value for s in dev) / BYTES_PER_GB for dev in inside),
+    )
+
+
+# --- stability -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stability:
+    score: float  # max(0, 1 - 0.2 * outside)
+    baseline: float  # median final value of the successful runs
+    outside: int  # runs outside baseline +/- tolerance, failed runs included
+    runs: int
+    failed: int
+    cv: float | None  # sample stdev / |mean| of the successful runs
+    tolerance: float
+
+
+def stability(values: Sequence[float | None], tolerance: float = 0.01) -> Stability:
+    """Score repeated converge runs (different seeds) by how many land near their median.
+
+    values[i] is run i's final quality value, None when the run failed; a failed run counts as
+    outside. The band check allows STABILITY_EPSILON so that a value exactly at the edge is
+    inside. cv uses the sample standard deviation (n - 1: the runs are a sample of the seeds
+    one could draw) over the absolute mean, and is None with fewer than 2 successful runs or a
+    zero mean.
+    """
+    if len(values) < 2:
+        raise MetricError(f"stability needs at least 2 runs, got {len(values)}")
+    if not tolerance >= 0 or not math.isfinite(tolerance):
+        raise MetricError(f"stability tolerance must be a non-negative number, got {tolerance}")
+    ok = [v for v in values if v is not None]
+    if not ok:
+        raise MetricError("stability: every run failed")
+    for v in ok:
+        if not math.isfinite(v):
+            raise MetricError(f"stability: run value must be finite or None, got {v}")
+    failed = len(values) - len(ok)
+    baseline = statistics.median(ok)
+    outside = failed + sum(1 for v in ok if abs(v - baseline) > tolerance + STABILITY_EPSILON)
+    # (5 - k) / 5 rather than 1 - 0.2 * k: same value, but exact for k = 3 (0.4, not 0.39999...).
+    score = max(0.0, (STABILITY_PENALTY_RUNS - outside) / STABILITY_PENALTY_RUNS)
+    cv = None
+    if len(ok) >= 2:
+        mean = statistics.fmean(ok)
+        if mean != 0:
+            cv = statistics.stdev(ok) / abs(mean)
+    return Stability(
+        score=score,
+        baseline=baseline,
+        outside=outside,
+        runs=len(values),
+        failed=failed,
+        cv=cv,
+        tolerance=tolerance,
+    )

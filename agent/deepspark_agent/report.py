@@ -1,0 +1,98 @@
+"""Render a result as the seed table's row, its runs, and notes (terminal and Markdown)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from deepspark_agent.results import Result, RunSummary
+
+SEED_COLUMNS = (
+    "task", "model", "target", "config", "speed", "accuracy",
+    "power (W)", "linearity", "memory (GB)", "stability",
+)  # fmt: skip
+NA = "N/A"
+
+
+def _num(value: float | None, fmt: str = ".4g") -> str:
+    return NA if value is None else format(value, fmt)
+
+
+def seed_row(result: Result) -> dict[str, str]:
+    """The DeepSpark table's columns, as text."""
+    plan, dims = result.plan, result.dimensions
+    framework = next((r.framework for r in result.runs if r.framework), plan.runtime)
+    row = {
+        "task": plan.task,
+        "model": plan.model,
+        "target": f"{plan.quality.metric} {plan.quality.target:g}",
+        "config": f"{framework}, {plan.config}, bs:{plan.batch_size}, {plan.nproc}x, "
+        f"{plan.precision}",
+        "speed": NA,
+        "accuracy": NA,
+        "power (W)": NA,
+        "linearity": NA,
+        "memory (GB)": NA,
+        "stability": NA,
+    }
+    if dims.speed:
+        row["speed"] = f"{dims.speed.value:.1f}/s ({dims.speed.windows} windows)"
+    if dims.accuracy:
+        mark = "reached" if dims.accuracy.converged else "missed"
+        row["accuracy"] = f"{dims.accuracy.value:.4g} ({mark})"
+    if dims.power:
+        row["power (W)"] = f"{dims.power.mean_w[0]:.0f}*{dims.power.devices}"
+    if dims.linearity:
+        row["linearity"] = f"{dims.linearity.card:.2f}"
+    if dims.memory:
+        row["memory (GB)"] = f"{dims.memory.mean_gb[0]:.2f}*{dims.memory.devices}"
+        if dims.telemetry_scope:
+            row["memory (GB)"] += f" ({dims.telemetry_scope})"
+    if dims.stability:
+        s = dims.stability
+        row["stability"] = f"{s.score:g} ({s.runs} runs, cv {_num(s.cv, '.2%')})"
+    return row
+
+
+def _run_row(run: RunSummary) -> list[str]:
+    return [
+        run.label,
+        str(run.seed),
+        f"{run.nproc}x",
+        run.status if run.status == "success" else f"[red]{run.status}[/]",
+        _num(run.speed.value if run.speed else None, ".1f"),
+        _num(run.end_to_end_speed, ".1f"),
+        _num(run.accuracy),
+        _num(max(run.memory.peak_gb) if run.memory else None, ".2f"),
+        run.reason or "",
+    ]
+
+
+def print_result(result: Result, console: Console) -> None:
+    table = Table(title="DeepSpark six dimensions", title_justify="left")
+    row = seed_row(result)
+    for column in SEED_COLUMNS:
+        table.add_column(column, overflow="fold")
+    table.add_row(*row.values())
+    console.print(table)
+
+    runs = Table(title="runs", title_justify="left")
+    for column in ("run", "seed", "ranks", "status", "speed", "end-to-end", "accuracy",
+                   "peak mem (GB)", "reason"):  # fmt: skip
+        runs.add_column(column)
+    for run in [*result.runs, *([result.baseline] if result.baseline else [])]:
+        runs.add_row(*_run_row(run))
+    console.print(runs)
+    for note in result.notes:
+        console.print(f"[dim]note: {note}[/]")
+
+
+def markdown_row(result: Result) -> str:
+    row = seed_row(result)
+    return "\n".join(
+        [
+            "| " + " | ".join(row) + " |",
+            "|" + "---|" * len(row),
+            "| " + " | ".join(v.replace("|", "/") for v in row.values()) + " |",
+        ]
+    )

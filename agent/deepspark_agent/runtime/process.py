@@ -1,0 +1,105 @@
+"""The process runtime: a workload as a local process group (torchrun when nproc > 1)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from deepspark_agent.results import STDOUT_FILE, TELEMETRY_FILE
+from deepspark_agent.runtime.base import Launch, LaunchError, Outcome
+from deepspark_agent.telemetry import ProcessTreeSampler, Recorder
+
+TERM_GRACE_S = 10.0  # after SIGTERM, time for the workload to log run_stop before SIGKILL
+POLL_S = 0.2
+
+
+class ProcessRuntime:
+    name = "process"
+
+    def command(self, launch: Launch) -> list[str]:
+        program, *args = launch.workload.entrypoint
+        if program not in ("python", "python3"):
+            if launch.spec.nproc > 1:
+                raise LaunchError(
+                    f"{launch.workload.name}: the process runtime launches several ranks only "
+                    "for python entrypoints"
+                )
+            return [program, *args]
+        if launch.spec.nproc == 1:
+            return [sys.executable, *args]
+        # --standalone: a local rendezvous on a free port, so parallel agents never collide.
+        return [
+            sys.executable, "-m", "torch.distributed.run", "--standalone",
+            "--nproc-per-node", str(launch.spec.nproc), *args,
+        ]  # fmt: skip
+
+    def run(self, launch: Launch, on_tick: Callable[[], None] = lambda: None) -> Outcome:
+        """Run to completion or to the spec's deadline, killing the whole process group then."""
+        env = {
+            **os.environ,
+            **launch.spec.env(launch.out_dir, launch.data_dir),
+            "PYTHONUNBUFFERED": "1",
+            # The helper library lives beside the workloads.
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(launch.workload.path.parent), os.environ.get("PYTHONPATH")) if p
+            ),
+        }
+        command = self.command(launch)
+        started = time.monotonic()
+        with (launch.out_dir / STDOUT_FILE).open("wb") as log:
+            try:
+                proc = subprocess.Popen(
+                    command, cwd=launch.workload.path, env=env, stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                )  # fmt: skip
+            except OSError as exc:
+                error = f"cannot start {command[0]}: {exc}"
+                return Outcome(exit_code=None, wall_s=0.0, error=error)
+            try:
+                with Recorder([ProcessTreeSampler(proc.pid)], launch.out_dir / TELEMETRY_FILE):
+                    timed_out = self._wait(proc, started + launch.spec.max_seconds, on_tick)
+            finally:
+                _kill_group(proc)  # also on Ctrl-C: leave no rank behind
+        return Outcome(
+            exit_code=proc.returncode,
+            wall_s=time.monotonic() - started,
+            error=f"killed after {launch.spec.max_seconds:g} s budget" if timed_out else None,
+            timed_out=timed_out,
+        )
+
+    @staticmethod
+    def _wait(proc: subprocess.Popen[bytes], deadline: float, on_tick: Callable[[], None]) -> bool:
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                _kill_group(proc)
+                return True
+            on_tick()
+            time.sleep(POLL_S)
+        return False
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after a grace period."""
+    for sig, grace in ((signal.SIGTERM, TERM_GRACE_S), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return  # the group is gone
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            continue
+        if not _group_alive(proc.pid):
+            return
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

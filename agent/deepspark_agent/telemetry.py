@@ -1,0 +1,105 @@
+"""Telemetry sampled beside a run, on the host's monotonic clock (the clock events use too).
+
+A sampler reads one tick of metrics per device; the recorder calls every sampler at a fixed
+rate in a background thread and appends one JSON line per device per tick:
+`{"t_ns": ..., "device": "process-tree", "mem_used_bytes": ..., "cpu_percent": ...}`.
+The metrics engine later keeps only the readings inside the measured windows.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Protocol
+
+import psutil
+
+from deepspark_agent.metrics import Sample
+
+DEFAULT_HZ = 10.0
+
+
+class Sampler(Protocol):
+    scope: str  # what the figures cover: "accelerator", "process-tree", ...
+
+    def read(self) -> dict[str, dict[str, float]]:
+        """One tick: {device id: {metric: value}}; a metric that cannot be read is left out."""
+        ...
+
+
+class ProcessTreeSampler:
+    """Memory (RSS) and CPU use of a process and all its descendants: a CPU-only run's telemetry."""
+
+    scope = "process-tree"
+
+    def __init__(self, pid: int) -> None:
+        self._root = psutil.Process(pid)
+        self._procs: dict[int, psutil.Process] = {}
+
+    def read(self) -> dict[str, dict[str, float]]:
+        try:
+            tree = [self._root, *self._root.children(recursive=True)]
+        except psutil.Error:  # the run ended between two ticks
+            return {}
+        rss = cpu = 0.0
+        for proc in tree:
+            # Keep Process objects across ticks: cpu_percent measures since the previous call.
+            proc = self._procs.setdefault(proc.pid, proc)
+            try:
+                rss += proc.memory_info().rss
+                cpu += proc.cpu_percent(None)
+            except psutil.Error:
+                continue
+        return {"process-tree": {"mem_used_bytes": rss, "cpu_percent": cpu}}
+
+
+class Recorder:
+    """Runs samplers at `hz` in a daemon thread, writing JSON lines to `path`."""
+
+    def __init__(self, samplers: list[Sampler], path: Path, hz: float = DEFAULT_HZ) -> None:
+        self._samplers = samplers
+        self._path = path
+        self._period_ns = int(1e9 / hz)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="telemetry", daemon=True)
+
+    def __enter__(self) -> Recorder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        next_ns = time.monotonic_ns()
+        with self._path.open("a") as out:
+            while not self._stop.is_set():
+                for sampler in self._samplers:
+                    t_ns = time.monotonic_ns()
+                    for device, metrics in sampler.read().items():
+                        out.write(json.dumps({"t_ns": t_ns, "device": device, **metrics}) + "\n")
+                out.flush()
+                # Fixed-rate schedule: a slow tick does not shift every later one.
+                next_ns += self._period_ns
+                self._stop.wait(max(0.0, (next_ns - time.monotonic_ns()) / 1e9))
+
+
+def load_series(path: Path, metric: str) -> dict[str, list[Sample]]:
+    """One metric's readings per device, in time order; unreadable lines are skipped."""
+    series: dict[str, list[Sample]] = defaultdict(list)
+    if not path.exists():
+        return {}
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            try:
+                row = json.loads(line)
+                value = row.get(metric)
+                if value is not None:
+                    series[str(row["device"])].append(Sample(int(row["t_ns"]), float(value)))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+    return {device: sorted(s, key=lambda x: x.t_ns) for device, s in series.items()}

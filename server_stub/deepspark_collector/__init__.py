@@ -1,0 +1,1 @@
+"""DeepSpark collector: verifies signed results and compares platforms (see issue: collector)."""
