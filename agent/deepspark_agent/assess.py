@@ -55,8 +55,9 @@ def assess_run(run_dir: Path, plan: RunPlan) -> RunSummary:
     status, reason = log.status
     if record.error:  # the runtime's account (timeout, OOM kill) wins over the log's
         status, reason = "aborted", record.error
-    elif status == "success" and record.exit_code != 0:
-        status, reason = "aborted", f"exit code {record.exit_code} after run_stop success"
+    elif record.exit_code != 0:
+        said = "run_stop success" if status == "success" else reason
+        status, reason = "aborted", f"exit code {record.exit_code} ({said})"
 
     notes: list[str] = []
     windows = log.windows(record.mono_offset_ns)

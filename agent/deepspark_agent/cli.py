@@ -114,9 +114,9 @@ def models_list(as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
-def _save_report(run_set: Path, result: Result) -> None:
+def _save_report(run_set: Path, result: Result, as_json: bool) -> None:
     (run_set / "report.md").write_text(markdown_row(result) + "\n")
-    console.print(f"run directory: {run_set}", highlight=False)
+    (err_console if as_json else console).print(f"run directory: {run_set}", highlight=False)
 
 
 @app.command()
@@ -151,7 +151,7 @@ def run(
         print(result.model_dump_json(indent=2))
     else:
         print_result(result, console)
-    _save_report(run_set, result)
+    _save_report(run_set, result, as_json)
     if all(r.status != "success" for r in result.runs):
         raise typer.Exit(1)
 
@@ -194,7 +194,7 @@ def up(
         run_set, result = execute(request, out, err_console if as_json else console)
         if not as_json:
             print_result(result, console)
-        _save_report(run_set, result)
+        _save_report(run_set, result, as_json)
         results.append(result)
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in results], indent=2))

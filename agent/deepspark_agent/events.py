@@ -148,6 +148,6 @@ def read_events(path: Path) -> EventLog:
         if log.lines == 0:
             raise EventLogError(f"{path}: event log is empty")
         raise EventLogError(
-            f"{path}: no MLLOG events in {log.lines} lines ({log.malformed} malformed)"
+            f"{path}: no MLLOG events (lines read: {log.lines}, malformed: {log.malformed})"
         )
     return log

@@ -18,10 +18,12 @@ def first_error(path: Path, exc: ValidationError) -> str:
     return f"{path}: {where}: {first['msg']}"
 
 
-def read_toml(path: Path, model: type[M], error: type[Exception], **extra: Any) -> M:
+def read_toml(
+    path: Path, model: type[M], error: type[Exception], extra: dict[str, Any] | None = None
+) -> M:
     """Validate a TOML file (plus `extra` fields) as `model`, raising `error` on any problem."""
     try:
-        return model.model_validate({**tomllib.loads(path.read_text()), **extra})
+        return model.model_validate({**tomllib.loads(path.read_text()), **(extra or {})})
     except FileNotFoundError:
         raise error(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as exc:

@@ -12,6 +12,7 @@ SEED_COLUMNS = (
     "power (W)", "linearity", "memory (GB)", "stability",
 )  # fmt: skip
 NA = "N/A"
+WIDE = 150  # terminal columns the seed row needs to print unfolded
 
 
 def _num(value: float | None, fmt: str = ".4g") -> str:
@@ -69,11 +70,17 @@ def _run_row(run: RunSummary) -> list[str]:
 
 
 def print_result(result: Result, console: Console) -> None:
-    table = Table(title="DeepSpark six dimensions", title_justify="left")
     row = seed_row(result)
-    for column in SEED_COLUMNS:
-        table.add_column(column, overflow="fold")
-    table.add_row(*row.values())
+    table = Table(title="DeepSpark six dimensions", title_justify="left")
+    if console.width >= WIDE:
+        for column in SEED_COLUMNS:
+            table.add_column(column, overflow="fold")
+        table.add_row(*row.values())
+    else:  # a narrow terminal would fold every cell: one column per row instead
+        table.add_column("column")
+        table.add_column("value")
+        for column, value in row.items():
+            table.add_row(column, value)
     console.print(table)
 
     runs = Table(title="runs", title_justify="left")

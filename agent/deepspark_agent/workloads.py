@@ -63,7 +63,7 @@ def workloads_dir() -> Path:
 
 def load_workload(path: Path) -> Workload:
     """Read one workload folder's workload.toml."""
-    return read_toml(path / "workload.toml", Workload, WorkloadError, path=path)
+    return read_toml(path / "workload.toml", Workload, WorkloadError, {"path": path})
 
 
 def list_workloads(root: Path | None = None) -> list[Workload]:

@@ -1,0 +1,49 @@
+"""Follow the workload contract with the standard library only; SLEEPER_BEHAVIOUR picks a fault.
+
+ok: 6 windows of 100 samples, ~0.2 s each (two telemetry ticks); final score 0.5 + seed/100.
+hang: two windows, then a child process and this one sleep forever (the agent must kill both).
+crash: two windows, then exit 3 without run_stop.
+garbage: no events at all, just noise.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+behaviour = os.environ.get("SLEEPER_BEHAVIOUR", "ok")
+seed = int(os.environ["DS_SEED"])
+log_path = os.path.join(os.environ["DS_OUT_DIR"], "mllog.log")
+
+
+def emit(key, value=None, event_type="POINT_IN_TIME", **metadata):
+    metadata |= {"mono_ns": time.monotonic_ns(), "rank": 0}
+    line = ":::MLLOG " + json.dumps(
+        {"namespace": "", "time_ms": time.time() * 1e3, "event_type": event_type,
+         "key": key, "value": value, "metadata": metadata}
+    )
+    print(f"[rank0]: {line}", flush=True)  # a rank prefix, as torchrun's --tee writes
+    with open(log_path, "a") as log:
+        log.write(line + "\n")
+
+
+if behaviour == "garbage":
+    print("no events here\n:::MLLOG {not json", flush=True)
+    sys.exit(0)
+emit("submission_benchmark", "sleeper")
+emit("seed", seed)
+emit("run_start", event_type="INTERVAL_START")
+for window in range(6):
+    if window == 2 and behaviour == "hang":
+        with open(os.path.join(os.environ["DS_OUT_DIR"], "child.pid"), "w") as f:
+            f.write(str(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]).pid))
+        time.sleep(600)
+    if window == 2 and behaviour == "crash":
+        sys.exit(3)
+    emit("block_start", event_type="INTERVAL_START", window=window)
+    time.sleep(0.2)
+    print("some framework chatter", flush=True)
+    emit("block_stop", event_type="INTERVAL_END", window=window, samples_count=100)
+    emit("eval_accuracy", 0.5 + seed / 100, epoch_num=window)
+emit("run_stop", event_type="INTERVAL_END", status="success")
