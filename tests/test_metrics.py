@@ -3,6 +3,7 @@
 import math
 
 import pytest
+
 from deepspark_agent.metrics import (
     Accuracy,
     MetricError,

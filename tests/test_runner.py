@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -61,10 +62,8 @@ def test_a_hanging_run_is_killed_with_its_whole_process_group(cli, sleeper, tmp_
     record = json.loads((run_set / "run-1" / "run.json").read_text())
     assert record["timed_out"] is True
     child = int((run_set / "run-1" / "child.pid").read_text())
-    try:
+    with contextlib.suppress(psutil.NoSuchProcess):  # gone: killed and reaped
         assert psutil.Process(child).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        pass  # gone: killed and reaped
 
 
 def test_a_crash_is_recorded_with_its_exit_code(cli, sleeper, tmp_path, monkeypatch):

@@ -20,8 +20,14 @@ log_path = os.path.join(os.environ["DS_OUT_DIR"], "mllog.log")
 def emit(key, value=None, event_type="POINT_IN_TIME", **metadata):
     metadata |= {"mono_ns": time.monotonic_ns(), "rank": 0}
     line = ":::MLLOG " + json.dumps(
-        {"namespace": "", "time_ms": time.time() * 1e3, "event_type": event_type,
-         "key": key, "value": value, "metadata": metadata}
+        {
+            "namespace": "",
+            "time_ms": time.time() * 1e3,
+            "event_type": event_type,
+            "key": key,
+            "value": value,
+            "metadata": metadata,
+        }
     )
     print(f"[rank0]: {line}", flush=True)  # a rank prefix, as torchrun's --tee writes
     with open(log_path, "a") as log:
@@ -36,8 +42,9 @@ emit("seed", seed)
 emit("run_start", event_type="INTERVAL_START")
 for window in range(6):
     if window == 2 and behaviour == "hang":
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         with open(os.path.join(os.environ["DS_OUT_DIR"], "child.pid"), "w") as f:
-            f.write(str(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]).pid))
+            f.write(str(child.pid))
         time.sleep(600)
     if window == 2 and behaviour == "crash":
         sys.exit(3)

@@ -1,0 +1,20 @@
+"""The workload side of the DeepSpark workload contract (docs/workload-contract.md).
+
+`Env` and `MLLogger` need only the standard library, so a workload in any framework can use
+them; `Workload` (PyTorch) is imported on first use.
+"""
+
+from typing import Any
+
+from .env import ContractError, Env
+from .mllog import MLLogger
+
+__all__ = ["ContractError", "Env", "MLLogger", "Window", "Workload"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Window", "Workload"):
+        from . import workload
+
+        return getattr(workload, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,130 @@
+"""Data for the ResNet-50 workload.
+
+mini: scikit-learn's 8x8 digits. full: an ImageNet-style folder $DS_DATA_DIR/{train,val}/<class>/
+<image> decoded with Pillow (converge), or synthetic batches of the real shapes (speed).
+"""
+
+import itertools
+import math
+import os
+import random
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from deepspark_workload import ContractError, Workload
+
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)  # ImageNet statistics
+STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+Transform = Callable[[Image.Image], Image.Image]
+EXTENSIONS = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
+    """Training batches for wl.windows(), and the validation loader (None when not needed)."""
+    if wl.preset["data"] == "digits":
+        train, val = digits()
+        return wl.loader(train, train=True), wl.loader(val, train=False)
+    if not wl.converge:  # made once on the device and reused: speed mode times the model alone
+        size, model = wl.preset["image_size"], wl.preset["model"]
+        x = torch.randn(wl.batch_size, model["in_channels"], size, size, device=wl.device)
+        y = torch.randint(0, model["num_classes"], (wl.batch_size,), device=wl.device)
+        return itertools.repeat((x, y)), None
+    if wl.env.data_dir is None:
+        raise ContractError("converge mode on the full config needs DS_DATA_DIR (an ImageFolder)")
+    train, val = image_folder(wl.env.data_dir, wl.preset["image_size"])
+    per_rank = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    kwargs = dict(
+        num_workers=max(1, min(8, per_rank - 1)),
+        pin_memory=wl.device.type == "cuda",
+        persistent_workers=True,  # no worker start-up inside every epoch's window
+    )
+    return wl.loader(train, train=True, **kwargs), wl.loader(val, train=False, **kwargs)
+
+
+def digits() -> tuple[TensorDataset, TensorDataset]:
+    """The 1,797 8x8 digits, 1x8x8 in [0, 1]; the 80/20 split is fixed, not drawn by the seed."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    train, val = train_test_split(range(len(y)), test_size=0.2, random_state=0, stratify=y)
+    images = torch.tensor(x, dtype=torch.float32).view(-1, 1, 8, 8) / 16
+    labels = torch.tensor(y)
+    return TensorDataset(images[train], labels[train]), TensorDataset(images[val], labels[val])
+
+
+def image_folder(root: Path, size: int) -> tuple["ImageFolder", "ImageFolder"]:
+    """root/train and root/val, with the classes of root/train indexed in name order."""
+    train_root = root / "train"
+    classes = sorted(d.name for d in train_root.iterdir()) if train_root.is_dir() else []
+    if not classes:
+        raise ContractError(f"{train_root} has no class folders: expected {{train,val}}/<class>/")
+    return (
+        ImageFolder(train_root, classes, lambda img: random_resized_crop(img, size)),
+        ImageFolder(root / "val", classes, lambda img: center_crop(img, size)),
+    )
+
+
+class ImageFolder(Dataset):
+    """Images under root/<class>/, as (normalised CHW float tensor, class index)."""
+
+    def __init__(self, root: Path, classes: list[str], transform: Transform) -> None:
+        if not root.is_dir():
+            raise ContractError(f"{root} is missing: expected {{train,val}}/<class>/<image>")
+        unknown = sorted({d.name for d in root.iterdir()} - set(classes))
+        if unknown:
+            raise ContractError(f"{root} has classes the training set lacks: {unknown[:5]}")
+        self.samples = [
+            (path, label)
+            for label, name in enumerate(classes)
+            if (root / name).is_dir()
+            for path in sorted((root / name).iterdir())
+            if path.suffix.lower() in EXTENSIONS
+        ]
+        if not self.samples:
+            raise ContractError(f"{root} holds no images ({', '.join(sorted(EXTENSIONS))})")
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[i]
+        with Image.open(path) as img:
+            img = self.transform(img.convert("RGB"))
+        pixels = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+        x = pixels.view(img.height, img.width, 3).permute(2, 0, 1).float() / 255
+        return (x - MEAN) / STD, label
+
+
+def random_resized_crop(
+    img: Image.Image,
+    size: int,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> Image.Image:
+    """Inception-style crop of random area and aspect ratio, resized to size, random flip."""
+    w, h = img.size
+    box = (0, 0, w, h)  # if ten tries find no crop inside the image: the whole image
+    for _ in range(10):
+        area = w * h * random.uniform(*scale)
+        aspect = math.exp(random.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        cw, ch = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+        if 0 < cw <= w and 0 < ch <= h:
+            left, top = random.randint(0, w - cw), random.randint(0, h - ch)
+            box = (left, top, left + cw, top + ch)
+            break
+    img = img.resize((size, size), Image.Resampling.BILINEAR, box=box)
+    return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if random.random() < 0.5 else img
+
+
+def center_crop(img: Image.Image, size: int, fraction: float = 0.875) -> Image.Image:
+    """Resize the short side to size / fraction (256 for 224), cut the central size x size."""
+    w, h = img.size
+    side = min(w, h) * fraction  # the crop's side in the original's pixels: one resampling
+    box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+    return img.resize((size, size), Image.Resampling.BILINEAR, box=box)

@@ -1,0 +1,64 @@
+"""Train ResNet-50 (v1.5) for image classification under the DeepSpark workload contract.
+
+mini: a small ResNet on 8x8 digits, seconds on a CPU. full: ResNet-50 on 224x224 ImageNet
+(converge) or synthetic batches of that shape (speed). See workload.toml for the presets.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from deepspark_workload import Workload
+
+import data
+from model import ResNet
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, loader: DataLoader, wl: Workload) -> float:
+    """Top-1 accuracy over the whole validation set (each rank scores its share)."""
+    net.eval()
+    correct = total = 0
+    for x, y in loader:
+        x = x.to(wl.device, memory_format=torch.channels_last, non_blocking=True)
+        y = y.to(wl.device, non_blocking=True)
+        with wl.autocast():
+            correct += (net(x).argmax(1) == y).sum().item()
+        total += len(y)
+    net.train()
+    correct, total = wl.sum_over_ranks(correct, total)
+    return correct / total
+
+
+with Workload.from_env(__file__) as wl:
+    cfg = wl.preset["optim"]
+    if wl.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels once
+    net = ResNet(**wl.preset["model"]).to(memory_format=torch.channels_last)
+    model = wl.wrap(net)
+    train_batches, val_loader = data.load(wl)
+
+    lr = cfg["lr"] * wl.global_batch_size / cfg["lr_batch"]  # linear scaling (Goyal et al. 2017)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]
+    )
+    total = wl.total_steps(train_batches)
+    warmup = max(1, round(cfg["warmup"] * total))
+    schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then cosine decay to zero
+        optimizer, lambda s: min(1, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / total))
+    )
+
+    wl.start()
+    for window in wl.windows(train_batches):
+        for x, y in window:
+            x = x.to(wl.device, memory_format=torch.channels_last, non_blocking=True)
+            y = y.to(wl.device, non_blocking=True)
+            with wl.autocast():
+                loss = F.cross_entropy(model(x), y, label_smoothing=cfg["label_smoothing"])
+            wl.step(loss, optimizer)
+            schedule.step()
+        if wl.converge:
+            wl.log_eval(evaluate(net, val_loader, wl))

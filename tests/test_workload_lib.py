@@ -1,0 +1,183 @@
+"""The workload helper library: environment parsing, event lines, workload.toml presets."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deepspark_workload import ContractError, Env, MLLogger
+from deepspark_workload.workload import load_spec
+
+MODEL_IMAGES = Path(__file__).resolve().parents[1] / "model_images"
+TINY_TOML = """
+name = "tiny"
+[quality]
+metric = "loss"
+direction = "lower"
+[configs.mini]
+target = 0.1
+batch_size = 4
+epochs = 1
+steps_per_window = 3
+"""
+
+
+def test_env_defaults_and_values(tmp_path: Path) -> None:
+    assert Env.from_environ({}) == Env()
+    env = Env.from_environ(
+        {
+            "DS_MODEL": "resnet50",
+            "DS_CONFIG": "full",
+            "DS_MODE": "converge",
+            "DS_BATCH_SIZE": "64",
+            "DS_PRECISION": "bf16",
+            "DS_SEED": "7",
+            "DS_WARMUP_WINDOWS": "0",
+            "DS_WINDOWS": "3",
+            "DS_DATA_DIR": str(tmp_path),
+            "DS_OUT_DIR": str(tmp_path / "out"),
+            "DS_MAX_SECONDS": "90.5",
+        }
+    )
+    assert (env.model, env.config, env.mode) == ("resnet50", "full", "converge")
+    assert env.precision == "bf16"
+    assert (env.batch_size, env.seed, env.warmup_windows, env.windows) == (64, 7, 0, 3)
+    assert (env.data_dir, env.out_dir, env.max_seconds) == (tmp_path, tmp_path / "out", 90.5)
+    assert Env.from_environ({"DS_BATCH_SIZE": ""}).batch_size is None  # empty means unset
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("DS_MODE", "train", "DS_MODE='train' is not one of speed, converge"),
+        ("DS_PRECISION", "fp8", "DS_PRECISION='fp8' is not one of fp32, amp, bf16"),
+        ("DS_BATCH_SIZE", "0", "DS_BATCH_SIZE='0' must be >= 1"),
+        ("DS_BATCH_SIZE", "3.5", "DS_BATCH_SIZE='3.5' is not int"),
+        ("DS_SEED", "-1", "DS_SEED='-1' must be >= 0"),
+        ("DS_SEED", str(2**32), "must be < 2**32"),
+        ("DS_WINDOWS", "0", "DS_WINDOWS='0' must be >= 1"),
+        ("DS_MAX_SECONDS", "nan", "DS_MAX_SECONDS='nan' must be >= 0"),
+        ("DS_CONTRACT_VERSION", "2", "version 1"),
+    ],
+)
+def test_env_rejects_bad_values(name: str, value: str, message: str) -> None:
+    with pytest.raises(ContractError, match=re.escape(message)):
+        Env.from_environ({name: value})
+
+
+def test_env_is_frozen() -> None:
+    with pytest.raises(AttributeError):
+        Env().seed = 1  # type: ignore[misc]
+
+
+def test_logger_line_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = MLLogger(tmp_path / "out" / "mllog.log", rank=0)
+    log.event("seed", 3)
+    log.start("block_start", metadata={"window": 0})
+    log.end("run_stop", metadata={"status": "success"})
+    printed = capsys.readouterr().out.splitlines()
+    written = (tmp_path / "out" / "mllog.log").read_text().splitlines()
+    assert printed == written and len(written) == 3
+    assert all(line.startswith(":::MLLOG {") for line in written)
+    events = [json.loads(line.removeprefix(":::MLLOG ")) for line in written]
+    keys = {"namespace", "time_ms", "event_type", "key", "value", "metadata"}
+    assert all(set(e) == keys for e in events)
+    assert [e["event_type"] for e in events] == ["POINT_IN_TIME", "INTERVAL_START", "INTERVAL_END"]
+    assert events[0]["value"] == 3 and events[1]["metadata"]["window"] == 0
+    assert all(isinstance(e["time_ms"], int) and e["metadata"]["rank"] == 0 for e in events)
+    monotonic = [e["metadata"]["mono_ns"] for e in events]
+    assert monotonic == sorted(monotonic)
+
+
+def test_logger_only_rank_0_writes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    MLLogger(tmp_path / "mllog.log", rank=1).event("seed", 3)
+    assert capsys.readouterr().out == "" and not (tmp_path / "mllog.log").exists()
+
+
+def test_logger_reads_back_with_mlperf_parser(tmp_path: Path) -> None:
+    from mlperf_logging.compliance_checker.mlp_parser import parse_file
+
+    log = MLLogger(tmp_path / "mllog.log")
+    log.event("submission_benchmark", "x")
+    log.end("run_stop", metadata={"status": "aborted", "reason": "ValueError: bad"})
+    lines, errors = parse_file(str(tmp_path / "mllog.log"), ruleset="6.1.0")
+    assert len(lines) == 2 and errors == []
+
+
+def test_spec_presets(tmp_path: Path) -> None:
+    toml = tmp_path / "workload.toml"
+    toml.write_text(
+        'name = "w"\n[quality]\nmetric = "top1"\ndirection = "higher"\n'
+        "[configs.mini]\ntarget = 0.9\nbatch_size = 4\nepochs = 2\nsteps_per_window = 3\n"
+        "[configs.broken]\ntarget = 0.9\n"
+    )
+    spec, preset = load_spec(toml, "mini")
+    assert spec["name"] == "w" and preset["batch_size"] == 4
+    with pytest.raises(ContractError, match="has mini, broken"):
+        load_spec(toml, "full")
+    with pytest.raises(ContractError, match="lacks batch_size, epochs, steps_per_window"):
+        load_spec(toml, "broken")
+
+
+def test_library_imports_without_torch_until_workload_is_used() -> None:
+    code = "import sys, deepspark_workload; assert 'torch' not in sys.modules"
+    env = {**os.environ, "PYTHONPATH": str(MODEL_IMAGES)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def run_tiny_workload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, leave_early: bool) -> list:
+    """A linear model through Workload in this process; returns the logged events."""
+    import torch
+
+    from deepspark_workload import Workload
+
+    (tmp_path / "workload.toml").write_text(TINY_TOML)
+    monkeypatch.setenv("DS_OUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setenv("DS_WINDOWS", "2")
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        with Workload.from_env(tmp_path / "train.py") as wl:
+            model = wl.wrap(torch.nn.Linear(2, 1))
+            optimizer = torch.optim.SGD(model.parameters(), 0.1)
+            batches = [torch.randn(wl.batch_size, 2) for _ in range(2)]  # cycled: 3 steps/window
+            assert wl.total_steps(batches) == 9
+            wl.start()
+            for window in wl.windows(batches):
+                for x in window:
+                    with wl.autocast():
+                        loss = model(x).square().mean()
+                    wl.step(loss, optimizer)
+                    if leave_early:
+                        break
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+    lines = (tmp_path / "out" / "mllog.log").read_text().splitlines()
+    return [json.loads(line.removeprefix(":::MLLOG ")) for line in lines]
+
+
+def test_workload_speed_windows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events = run_tiny_workload(tmp_path, monkeypatch, leave_early=False)
+    keys = [e["key"] for e in events]
+    assert keys[:8] == [
+        "submission_benchmark", "framework", "seed", "init_start",
+        "init_stop", "global_batch_size", "quality_metric", "run_start",
+    ]  # fmt: skip
+    assert keys[8:] == ["block_start", "block_stop"] * 3 + ["run_stop"]
+    stops = [e["metadata"] for e in events if e["key"] == "block_stop"]
+    assert [m["window"] for m in stops] == [0, 1, 2]
+    assert all(m["samples_count"] == 3 * 4 for m in stops)
+    assert events[-1]["metadata"]["status"] == "success"
+
+
+def test_workload_left_window_aborts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(RuntimeError, match="window 0 was left before its last batch"):
+        run_tiny_workload(tmp_path, monkeypatch, leave_early=True)
+    run_stop = json.loads((tmp_path / "out" / "mllog.log").read_text().splitlines()[-1][9:])
+    assert run_stop["key"] == "run_stop"
+    assert run_stop["metadata"]["status"] == "aborted"
+    assert "window 0 was left" in run_stop["metadata"]["reason"]
