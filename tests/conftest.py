@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import docker
 import pytest
+from docker.errors import DockerException, ImageNotFound
 from typer.testing import CliRunner
 
 from deepspark_agent.cli import app
+from deepspark_agent.images import DEFAULT_BASE
 from deepspark_agent.workloads import WORKLOADS_ENV
 
 DATA = Path(__file__).parent / "data"
@@ -24,10 +28,46 @@ def cli():
     """Invoke the CLI in-process; returns (exit_code, stdout, stderr)."""
     runner = CliRunner()
 
-    def invoke(*args: str) -> tuple[int, str, str]:
-        result = runner.invoke(app, list(args))
+    def invoke(*args: str, input: str | None = None) -> tuple[int, str, str]:
+        result = runner.invoke(app, list(args), input=input)
         if result.exception and not isinstance(result.exception, SystemExit):
             raise result.exception
         return result.exit_code, result.stdout, result.stderr
 
     return invoke
+
+
+def _docker_unavailable(reason: str) -> None:
+    """CI must have Docker: fail there; elsewhere skip with the reason."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI runs scripts/test, which starts the engine)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    try:
+        client = docker.from_env(timeout=600)
+        client.ping()
+    except DockerException as exc:
+        _docker_unavailable(f"no Docker engine answers: {exc}")
+    return client
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client) -> str:
+    """The CPU base every workload image builds FROM (scripts/build-base-image)."""
+    try:
+        docker_client.images.get(DEFAULT_BASE)
+    except ImageNotFound:
+        _docker_unavailable(f"{DEFAULT_BASE} is not built: run scripts/build-base-image")
+    return DEFAULT_BASE
+
+
+@pytest.fixture(scope="session")
+def registries() -> dict[str, str]:
+    """Addresses and test credentials of the local registries that scripts/docker-env starts."""
+    env_file = Path(__file__).parents[1] / ".docker-env"
+    if not env_file.is_file():
+        _docker_unavailable(f"{env_file} missing: run scripts/docker-env")
+    return dict(line.split("=", 1) for line in env_file.read_text().split() if "=" in line)

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_smoke_suite_prints_a_six_dimension_row_with_stability_from_five_seeds(cli, tmp_path):
-    code, out, _ = cli("up", "--suite", "smoke", "--out", str(tmp_path), "--json")
+    code, out, _ = cli(
+        "up", "--suite", "smoke", "--runtime", "process", "--out", str(tmp_path), "--json"
+    )
     assert code == 0
     (result,) = [Result.model_validate(r) for r in json.loads(out)]
     assert result.plan.model == "resnet50" and result.plan.config == "mini"
@@ -31,7 +33,7 @@ def test_smoke_suite_prints_a_six_dimension_row_with_stability_from_five_seeds(c
 def test_two_ranks_run_through_torchrun_and_give_card_linearity(cli, tmp_path):
     code, out, _ = cli(
         "run", "resnet50", "--config", "mini", "--mode", "speed", "--nproc", "2",
-        "--out", str(tmp_path), "--json",
+        "--runtime", "process", "--out", str(tmp_path), "--json",
     )  # fmt: skip
     assert code == 0
     result = Result.model_validate_json(out)

@@ -15,8 +15,11 @@ from deepspark_agent.metrics import speed
 from deepspark_agent.results import RESULT_FILE, Result
 
 
-def run_json(cli, tmp_path: Path, *args: str) -> tuple[int, Result, Path]:
-    code, out, _ = cli("run", "sleeper", "--out", str(tmp_path), "--json", *args)
+def run_json(cli, tmp_path: Path, *args: str, runtime: str = "process") -> tuple[int, Result, Path]:
+    """`run sleeper ... --json` in tmp_path: exit code, result, run directory."""
+    code, out, _ = cli(
+        "run", "sleeper", "--out", str(tmp_path), "--json", "--runtime", runtime, *args
+    )
     (run_set,) = tmp_path.iterdir()
     return code, Result.model_validate_json(out), run_set
 

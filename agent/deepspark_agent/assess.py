@@ -45,7 +45,7 @@ def event_log_path(run_dir: Path) -> Path:
 
 def assess_run(run_dir: Path, plan: RunPlan) -> RunSummary:
     record = read_model(run_dir / RUN_FILE, RunRecord)
-    head = {"label": record.label, "seed": record.seed, "nproc": record.nproc}
+    head = record.model_dump(include={"label", "seed", "nproc", "image"})
     try:
         log = read_events(event_log_path(run_dir))
     except EventLogError as exc:

@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Literal
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from deepspark_agent import __version__
 from deepspark_agent.assess import assess
+from deepspark_agent.cli_images import images_app
+from deepspark_agent.console import JsonOpt, console, err_console, user_errors
 from deepspark_agent.contract import Mode, Precision
 from deepspark_agent.doctor import run_checks
-from deepspark_agent.events import EventLogError
-from deepspark_agent.metrics import MetricError
+from deepspark_agent.images import ImageError, engine
 from deepspark_agent.report import SEED_COLUMNS, markdown_row, print_result, seed_row
-from deepspark_agent.results import Result, SchemaError
+from deepspark_agent.results import Result
 from deepspark_agent.runner import Request, execute
-from deepspark_agent.runtime.base import LaunchError
-from deepspark_agent.suites import SuiteError, load_suite
-from deepspark_agent.workloads import WorkloadError, find_workload, list_workloads
+from deepspark_agent.runtime.base import Runtime
+from deepspark_agent.runtime.docker import DockerRuntime
+from deepspark_agent.runtime.process import ProcessRuntime
+from deepspark_agent.suites import load_suite
+from deepspark_agent.workloads import Workload, find_workload, list_workloads
 
 app = typer.Typer(
     help="DeepSpark Bench host agent: run training workloads, measure six dimensions.",
@@ -32,37 +32,8 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="The workloads this agent can run.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(images_app, name="images")
 
-console = Console()
-err_console = Console(stderr=True)
-
-# Errors a user can cause and fix: one line on stderr, exit 1, no traceback.
-USER_ERRORS = (
-    WorkloadError,
-    SuiteError,
-    SchemaError,
-    EventLogError,
-    LaunchError,
-    MetricError,
-    OSError,
-)
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def user_errors(command: Callable[P, R]) -> Callable[P, R]:
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except USER_ERRORS as exc:
-            err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Where run directories are created.")]
 
 
@@ -114,6 +85,49 @@ def models_list(as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
+RuntimeName = Literal["auto", "docker", "process"]
+RuntimeOpt = Annotated[
+    RuntimeName,
+    typer.Option(
+        help="docker: the workload's image; process: a local process; auto: docker when an "
+        "engine answers and the images are present, else process."
+    ),
+]
+DevicesOpt = Annotated[
+    str,
+    typer.Option(help="Docker: accelerators: none, nvidia[:IDS], cdi:NAMES or /dev/A,/dev/B."),
+]
+MemoryOpt = Annotated[
+    str | None, typer.Option(help="Docker: container memory limit, e.g. 8g (OOM is reported).")
+]
+
+
+def choose_runtime(
+    name: RuntimeName, workloads: list[Workload], devices: str, memory_limit: str | None
+) -> Runtime:
+    """The runtime asked for; `auto` says in one line which it took and why."""
+    if name == "process":
+        return ProcessRuntime()
+    if name == "docker":
+        return DockerRuntime(engine(), devices, mem_limit=memory_limit)
+    try:
+        client = engine()
+    except ImageError as exc:
+        err_console.print(f"runtime: process ({exc})", highlight=False)
+        return ProcessRuntime()
+    present = {tag for image in client.images.list(name="deepspark/*") for tag in image.tags}
+    missing = [w.image for w in workloads if w.image not in present]
+    if missing:
+        err_console.print(
+            f"runtime: process (image {missing[0]} is not present; `images build` or "
+            "`images pull` it to run in containers)",
+            highlight=False,
+        )
+        return ProcessRuntime()
+    err_console.print("runtime: docker", highlight=False)
+    return DockerRuntime(client, devices, mem_limit=memory_limit)
+
+
 def _save_report(run_set: Path, result: Result, as_json: bool) -> None:
     (run_set / "report.md").write_text(markdown_row(result) + "\n")
     (err_console if as_json else console).print(f"run directory: {run_set}", highlight=False)
@@ -136,6 +150,9 @@ def run(
     max_seconds: Annotated[float | None, typer.Option(min=1, help="Per-run budget.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Dataset directory (full configs).")] = None,
     out: OutOpt = Path("runs"),
+    runtime: RuntimeOpt = "auto",
+    devices: DevicesOpt = "none",
+    memory_limit: MemoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run one workload and print its six-dimension row."""
@@ -146,7 +163,8 @@ def run(
         data_dir=data_dir,
     )  # fmt: skip
     request.workload.preset(config)  # fail before any run on an unknown preset
-    run_set, result = execute(request, out, err_console if as_json else console)
+    chosen = choose_runtime(runtime, [request.workload], devices, memory_limit)
+    run_set, result = execute(request, out, err_console if as_json else console, chosen)
     if as_json:
         print(result.model_dump_json(indent=2))
     else:
@@ -178,6 +196,8 @@ def report(
 def up(
     suite: Annotated[str, typer.Option(help="Suite name (suites/NAME.toml) or path.")] = "smoke",
     out: OutOpt = Path("runs"),
+    runtime: RuntimeOpt = "auto",
+    devices: DevicesOpt = "none",
     as_json: JsonOpt = False,
 ) -> None:
     """Run a whole suite and print one six-dimension row per workload."""
@@ -185,13 +205,14 @@ def up(
     entries = [(e, find_workload(e.model)) for e in spec.workloads]  # fail fast on a typo
     for entry, workload in entries:
         workload.preset(entry.config)
+    chosen = choose_runtime(runtime, [w for _, w in entries], devices, None)
     results: list[Result] = []
     for entry, workload in entries:
         request = Request(
             workload=workload, config=entry.config, mode=entry.mode, runs=entry.runs,
             nproc=entry.nproc, precision=entry.precision, batch_size=entry.batch_size,
         )  # fmt: skip
-        run_set, result = execute(request, out, err_console if as_json else console)
+        run_set, result = execute(request, out, err_console if as_json else console, chosen)
         if not as_json:
             print_result(result, console)
         _save_report(run_set, result, as_json)

@@ -59,6 +59,14 @@ class RunPlan(_Strict):
     system: dict[str, str | int | float]
 
 
+class ImageRef(_Strict):
+    """The container image a run used: what was asked for and exactly what ran."""
+
+    tag: str
+    id: str  # sha256 of the image config: identical bytes, wherever the image came from
+    repo_digests: list[str] = []  # registry manifest digests, once pushed or pulled
+
+
 class RunRecord(_Strict):
     """How one run ended, as the runtime saw it."""
 
@@ -70,6 +78,8 @@ class RunRecord(_Strict):
     error: str | None = None
     timed_out: bool = False
     mono_offset_ns: int  # monotonic minus wall clock at launch, to place time_ms-only events
+    runtime: str = "process"
+    image: ImageRef | None = None
 
 
 class RunSummary(_Strict):
@@ -81,6 +91,7 @@ class RunSummary(_Strict):
     status: Literal["success", "aborted"]
     reason: str | None = None
     framework: str | None = None  # what the workload logged, e.g. "pytorch 2.13.0"
+    image: ImageRef | None = None
     speed: Speed | None = None
     end_to_end_speed: float | None = None
     accuracy: float | None = None

@@ -25,8 +25,7 @@ from deepspark_agent.results import (
     RunPlan,
     RunRecord,
 )
-from deepspark_agent.runtime.base import Launch
-from deepspark_agent.runtime.process import ProcessRuntime
+from deepspark_agent.runtime.base import Launch, Runtime
 from deepspark_agent.system import describe_host
 from deepspark_agent.workloads import Workload
 
@@ -109,9 +108,8 @@ class _WindowCounter:
 
 
 def execute(
-    req: Request, out_root: Path, console: Console, runtime: ProcessRuntime | None = None
+    req: Request, out_root: Path, console: Console, runtime: Runtime
 ) -> tuple[Path, Result]:
-    runtime = runtime or ProcessRuntime()
     plan = make_plan(req, runtime.name)
     run_set = run_set_dir(out_root, plan)
     run_set.mkdir(parents=True)
@@ -133,7 +131,7 @@ def execute(
 
 
 def _run_all(
-    req: Request, plan: RunPlan, run_set: Path, runtime: ProcessRuntime, console: Console
+    req: Request, plan: RunPlan, run_set: Path, runtime: Runtime, console: Console
 ) -> None:
     runs = [(f"run-{i}", seed, plan.nproc) for i, seed in enumerate(plan.seeds, start=1)]
     if plan.baseline_seed is not None:
@@ -170,7 +168,7 @@ def _run_all(
             record = RunRecord(
                 label=label, seed=seed, nproc=nproc, exit_code=outcome.exit_code,
                 wall_s=round(outcome.wall_s, 3), error=outcome.error, timed_out=outcome.timed_out,
-                mono_offset_ns=mono_offset_ns,
+                mono_offset_ns=mono_offset_ns, runtime=runtime.name, image=outcome.image,
             )  # fmt: skip
             write_json(run_dir / RUN_FILE, record)
             log.info("%s: exit %s after %.1f s %s", label, outcome.exit_code, outcome.wall_s,

@@ -36,13 +36,14 @@ class ProcessTreeSampler:
     scope = "process-tree"
 
     def __init__(self, pid: int) -> None:
-        self._root = psutil.Process(pid)
+        self._pid = pid
         self._procs: dict[int, psutil.Process] = {}
 
     def read(self) -> dict[str, dict[str, float]]:
         try:
-            tree = [self._root, *self._root.children(recursive=True)]
-        except psutil.Error:  # the run ended between two ticks
+            root = self._procs.get(self._pid) or psutil.Process(self._pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:  # not started yet, or ended between two ticks
             return {}
         rss = cpu = 0.0
         for proc in tree:

@@ -12,6 +12,7 @@ from deepspark_agent.files import read_toml
 
 # A source checkout keeps the workloads beside the agent; an install elsewhere points at them.
 WORKLOADS_ENV = "DEEPSPARK_WORKLOADS"
+IMAGE_NAMESPACE = "deepspark"
 _SOURCE_TREE = Path(__file__).resolve().parents[2] / "model_images"
 
 
@@ -42,12 +43,17 @@ class Workload(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     name: str
+    version: str = "0.1.0"  # the image tag: deepspark/<name>:<version>
     task: str
     framework: str = "pytorch"
     entrypoint: list[str] = Field(min_length=1)
     quality: Quality
     configs: dict[str, Preset]
     path: Path = Path()
+
+    @property
+    def image(self) -> str:
+        return f"{IMAGE_NAMESPACE}/{self.name}:{self.version}"
 
     def preset(self, config: str) -> Preset:
         try:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from deepspark_agent.contract import RunSpec
+from deepspark_agent.results import ImageRef
 from deepspark_agent.workloads import Workload
 
 
@@ -27,3 +30,32 @@ class Outcome:
     wall_s: float
     error: str | None = None  # why the runtime, not the workload, ended the run
     timed_out: bool = False
+    image: ImageRef | None = None  # what a container runtime ran
+
+
+def argv(workload: Workload, nproc: int, python: str) -> list[str]:
+    """The workload's command line, through torchrun when it spans several ranks.
+
+    `python` replaces a "python" entrypoint: the agent's interpreter for a local process,
+    the image's `python3` in a container.
+    """
+    program, *args = workload.entrypoint
+    if program not in ("python", "python3"):
+        if nproc > 1:
+            raise LaunchError(f"{workload.name}: several ranks need a python entrypoint")
+        return [program, *args]
+    if nproc == 1:
+        return [python, *args]
+    # --standalone: a local rendezvous on a free port, so parallel runs never collide.
+    return [
+        python, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+        *args,
+    ]  # fmt: skip
+
+
+class Runtime(Protocol):
+    name: str
+
+    def run(self, launch: Launch, on_tick: Callable[[], None] = ...) -> Outcome:
+        """Run to completion or to the spec's deadline; never leave anything running."""
+        ...

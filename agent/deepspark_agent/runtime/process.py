@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from deepspark_agent.results import STDOUT_FILE, TELEMETRY_FILE
-from deepspark_agent.runtime.base import Launch, LaunchError, Outcome
+from deepspark_agent.runtime.base import Launch, Outcome, argv
 from deepspark_agent.telemetry import ProcessTreeSampler, Recorder
 
 TERM_GRACE_S = 10.0  # after SIGTERM, time for the workload to log run_stop before SIGKILL
@@ -19,23 +19,6 @@ POLL_S = 0.2
 
 class ProcessRuntime:
     name = "process"
-
-    def command(self, launch: Launch) -> list[str]:
-        program, *args = launch.workload.entrypoint
-        if program not in ("python", "python3"):
-            if launch.spec.nproc > 1:
-                raise LaunchError(
-                    f"{launch.workload.name}: the process runtime launches several ranks only "
-                    "for python entrypoints"
-                )
-            return [program, *args]
-        if launch.spec.nproc == 1:
-            return [sys.executable, *args]
-        # --standalone: a local rendezvous on a free port, so parallel agents never collide.
-        return [
-            sys.executable, "-m", "torch.distributed.run", "--standalone",
-            "--nproc-per-node", str(launch.spec.nproc), *args,
-        ]  # fmt: skip
 
     def run(self, launch: Launch, on_tick: Callable[[], None] = lambda: None) -> Outcome:
         """Run to completion or to the spec's deadline, killing the whole process group then."""
@@ -48,7 +31,7 @@ class ProcessRuntime:
                 p for p in (str(launch.workload.path.parent), os.environ.get("PYTHONPATH")) if p
             ),
         }
-        command = self.command(launch)
+        command = argv(launch.workload, launch.spec.nproc, python=sys.executable)
         started = time.monotonic()
         with (launch.out_dir / STDOUT_FILE).open("wb") as log:
             try:

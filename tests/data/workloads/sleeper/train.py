@@ -1,18 +1,24 @@
-"""Follow the workload contract with the standard library only; SLEEPER_BEHAVIOUR picks a fault.
+"""Follow the workload contract with the standard library only; a behaviour picks a fault.
 
 ok: 6 windows of 100 samples, ~0.2 s each (two telemetry ticks); final score 0.5 + seed/100.
 hang: two windows, then a child process and this one sleep forever (the agent must kill both).
 crash: two windows, then exit 3 without run_stop.
+oom: two windows, then allocate (and touch) memory until the container's limit kills it.
 garbage: no events at all, just noise.
 """
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import time
 
+# From the environment (process runtime) or the data mount (a container sees no host variables).
 behaviour = os.environ.get("SLEEPER_BEHAVIOUR", "ok")
+behaviour_file = pathlib.Path(os.environ.get("DS_DATA_DIR") or "/nonexistent", "behaviour")
+if behaviour_file.exists():
+    behaviour = behaviour_file.read_text().strip()
 seed = int(os.environ["DS_SEED"])
 log_path = os.path.join(os.environ["DS_OUT_DIR"], "mllog.log")
 
@@ -48,6 +54,8 @@ for window in range(6):
         time.sleep(600)
     if window == 2 and behaviour == "crash":
         sys.exit(3)
+    if window == 2 and behaviour == "oom":
+        hog = [b"x" * (64 << 20) for _ in range(64)]  # 4 GiB, every page written
     emit("block_start", event_type="INTERVAL_START", window=window)
     time.sleep(0.2)
     print("some framework chatter", flush=True)

@@ -1,0 +1,49 @@
+"""What every command shares: the consoles, the --json option, one-line user errors."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from deepspark_agent.events import EventLogError
+from deepspark_agent.images import ImageError
+from deepspark_agent.metrics import MetricError
+from deepspark_agent.results import SchemaError
+from deepspark_agent.runtime.base import LaunchError
+from deepspark_agent.suites import SuiteError
+from deepspark_agent.workloads import WorkloadError
+
+console = Console()
+err_console = Console(stderr=True)
+
+# Errors a user can cause and fix: one line on stderr, exit 1, no traceback.
+USER_ERRORS = (
+    WorkloadError,
+    SuiteError,
+    SchemaError,
+    EventLogError,
+    LaunchError,
+    MetricError,
+    ImageError,
+    OSError,
+)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def user_errors(command: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except USER_ERRORS as exc:
+            err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper

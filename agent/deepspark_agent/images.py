@@ -1,0 +1,164 @@
+"""Workload images: build from model_images/, push to and pull from any registry, list.
+
+All through the Docker SDK. An image is `deepspark/<model>:<version>` locally; in a registry
+it is `<registry>/deepspark/<model>:<version>`, pulled by that tag or by its digest and then
+tagged with the local name so that the runtime finds it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound
+
+from deepspark_agent.results import ImageRef
+from deepspark_agent.runtime.docker import image_ref
+from deepspark_agent.workloads import IMAGE_NAMESPACE, Workload
+
+DEFAULT_BASE = "deepspark/base:cpu"
+Auth = dict[str, str] | None  # {"username": ..., "password": ...}; None: the Docker config's
+Progress = Callable[[dict[str, Any]], None]  # one decoded message of the engine's stream
+
+
+class ImageError(RuntimeError):
+    """An image operation the engine or the registry refused."""
+
+
+def engine(timeout: int = 600) -> docker.DockerClient:
+    """A client for the local engine, or a one-line error saying none answers."""
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except DockerException as exc:
+        raise ImageError(f"no Docker engine answers: {exc}") from None
+    return client
+
+
+def engine_answers() -> bool:
+    try:
+        engine(timeout=3).close()
+    except ImageError:
+        return False
+    return True
+
+
+def source_revision(workload: Workload) -> str:
+    """The git commit the workload's files come from, for the image's OCI label."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(workload.path), "rev-parse", "HEAD"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def _follow(stream: Iterable[dict[str, Any]], progress: Progress) -> Iterator[dict[str, Any]]:
+    """Pass the engine's messages to progress; raise on the first error message."""
+    for message in stream:
+        if "error" in message:
+            raise ImageError(str(message["error"]).strip())
+        progress(message)
+        yield message
+
+
+def build(
+    client: docker.DockerClient,
+    workload: Workload,
+    base: str = DEFAULT_BASE,
+    progress: Progress = lambda m: None,
+) -> ImageRef:
+    """Build deepspark/<model>:<version> from model_images/<model>/Dockerfile."""
+    dockerfile = workload.path / "Dockerfile"
+    if not dockerfile.is_file():
+        raise ImageError(f"{dockerfile}: no such file")
+    try:
+        # The context is the workloads folder, so the image can copy the shared helper library.
+        stream = client.api.build(
+            path=str(workload.path.parent),
+            dockerfile=f"{workload.path.name}/Dockerfile",
+            tag=workload.image,
+            buildargs={"BASE_IMAGE": base, "SOURCE_REVISION": source_revision(workload)},
+            rm=True, forcerm=True, decode=True,
+        )  # fmt: skip
+        for _ in _follow(stream, progress):
+            pass
+    except APIError as exc:
+        raise ImageError(f"building {workload.image}: {exc.explanation or exc}") from None
+    return image_ref(client, workload.image)
+
+
+def registry_repo(registry: str, workload: Workload) -> str:
+    return f"{registry.rstrip('/')}/{IMAGE_NAMESPACE}/{workload.name}"
+
+
+def push(
+    client: docker.DockerClient,
+    workload: Workload,
+    registry: str,
+    auth: Auth = None,
+    progress: Progress = lambda m: None,
+) -> str:
+    """Push the local image to registry; returns `<repo>@<digest>`, the reference to pin."""
+    repo = registry_repo(registry, workload)
+    try:
+        image = client.images.get(workload.image)
+    except ImageNotFound:
+        raise ImageError(f"image {workload.image} is not present locally: build it first") from None
+    image.tag(repo, workload.version)
+    digest = None
+    try:
+        stream = client.api.push(repo, workload.version, stream=True, decode=True, auth_config=auth)
+        for message in _follow(stream, progress):
+            digest = message.get("aux", {}).get("Digest", digest)
+    except APIError as exc:
+        raise ImageError(f"pushing {repo}:{workload.version}: {exc.explanation or exc}") from None
+    if digest is None:
+        raise ImageError(f"pushing {repo}:{workload.version}: the registry sent no digest")
+    return f"{repo}@{digest}"
+
+
+def pull(
+    client: docker.DockerClient,
+    workload: Workload,
+    registry: str,
+    digest: str | None = None,
+    auth: Auth = None,
+    progress: Progress = lambda m: None,
+) -> ImageRef:
+    """Pull by tag (the workload's version) or by digest, then tag it with the local name."""
+    repo = registry_repo(registry, workload)
+    ref = f"{repo}@{digest}" if digest else f"{repo}:{workload.version}"
+    try:
+        stream = client.api.pull(ref, stream=True, decode=True, auth_config=auth)
+        for _ in _follow(stream, progress):
+            pass
+        image = client.images.get(ref)
+    except (APIError, ImageNotFound) as exc:
+        explanation = getattr(exc, "explanation", None) or exc
+        raise ImageError(f"pulling {ref}: {explanation}") from None
+    image.tag(f"{IMAGE_NAMESPACE}/{workload.name}", workload.version)
+    return image_ref(client, workload.image)
+
+
+def local_images(client: docker.DockerClient) -> list[dict[str, Any]]:
+    """The deepspark/* images present locally, with their OCI labels."""
+    rows = []
+    for image in client.images.list(name=f"{IMAGE_NAMESPACE}/*"):
+        labels = image.labels or {}
+        rows.append(
+            {
+                "tags": image.tags,
+                "id": image.id,
+                "repo_digests": image.attrs.get("RepoDigests") or [],
+                "size_mb": round(image.attrs.get("Size", 0) / 1e6, 1),
+                "model": labels.get("org.deepspark.model", ""),
+                "contract": labels.get("org.deepspark.contract", ""),
+                "revision": labels.get("org.opencontainers.image.revision", ""),
+            }
+        )
+    return rows

@@ -1,0 +1,155 @@
+"""The Docker runtime and images with a real engine: runs, failures, registries, digests."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from docker.errors import ImageNotFound
+
+from conftest import DATA
+from deepspark_agent import images
+from deepspark_agent.results import Result
+from deepspark_agent.runtime.docker import RUN_LABEL, device_options
+from deepspark_agent.workloads import find_workload
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def sleeper_image(docker_client, base_image) -> str:
+    workload = find_workload("sleeper", DATA / "workloads")
+    return images.build(docker_client, workload, base_image).id
+
+
+def run(cli, out: Path, *args: str) -> tuple[int, Result | None, str]:
+    code, stdout, stderr = cli("run", "--out", str(out), "--json", *args)
+    return code, Result.model_validate_json(stdout) if stdout.strip() else None, stderr
+
+
+def leftovers(client) -> list:
+    return client.containers.list(all=True, filters={"label": RUN_LABEL})
+
+
+def filled(result: Result) -> set[str]:
+    """Which dimensions a result has: the 'shape' both runtimes must agree on."""
+    return {name for name, value in result.dimensions if value is not None}
+
+
+def behaviour(tmp_path: Path, name: str) -> Path:
+    """A data directory telling the sleeper which fault to play (containers see no host env)."""
+    data = tmp_path / f"data-{name}"
+    data.mkdir()
+    (data / "behaviour").write_text(name)
+    return data
+
+
+def test_docker_and_process_runtimes_give_the_same_row(
+    cli, sleeper, sleeper_image, docker_client, tmp_path
+):
+    args = ("sleeper", "--mode", "converge", "--runs", "2")
+    code, in_docker, _ = run(cli, tmp_path / "d", *args, "--runtime", "docker")
+    assert code == 0, in_docker.notes
+    code, in_process, _ = run(cli, tmp_path / "p", *args, "--runtime", "process")
+    assert code == 0
+    assert filled(in_docker) == filled(in_process) >= {"speed", "accuracy", "stability", "memory"}
+    # The same hand-computable figures: seeds 0 and 1 score 0.50 and 0.51, median 0.505.
+    assert in_docker.dimensions.accuracy.value == pytest.approx(0.505)
+    assert {r.image.id for r in in_docker.runs} == {sleeper_image}
+    assert in_docker.plan.runtime == "docker" and in_process.runs[0].image is None
+    assert leftovers(docker_client) == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "args", "reason"),
+    [
+        ("crash", (), "exit code 3 (log ends without run_stop"),
+        ("hang", ("--max-seconds", "5"), "killed after 5 s budget"),
+        ("oom", ("--memory-limit", "128m"), "killed for memory (out of memory, limit 128m)"),
+    ],
+)
+def test_failed_containers_are_recorded_and_removed(
+    cli, sleeper, sleeper_image, docker_client, tmp_path, fault, args, reason
+):
+    data = behaviour(tmp_path, fault)
+    code, result, _ = run(
+        cli, tmp_path / "out", "sleeper", "--runtime", "docker", "--data-dir", str(data), *args
+    )
+    assert code == 1
+    (failed,) = result.runs
+    assert failed.status == "aborted"
+    assert failed.reason.startswith(reason)
+    assert leftovers(docker_client) == []
+
+
+def test_a_missing_image_is_a_clear_error_and_never_pulled(
+    cli, docker_client, tmp_path, monkeypatch
+):
+    workloads = tmp_path / "workloads"
+    shutil.copytree(DATA / "workloads" / "sleeper", workloads / "sleeper")
+    toml = workloads / "sleeper" / "workload.toml"
+    never_built = 'name = "sleeper"\nversion = "0.0.0-never-built"'
+    toml.write_text(toml.read_text().replace('name = "sleeper"', never_built))
+    monkeypatch.setenv("DEEPSPARK_WORKLOADS", str(workloads))
+    code, _, err = cli("run", "sleeper", "--runtime", "docker", "--out", str(tmp_path / "out"))
+    assert code == 1
+    assert "image deepspark/sleeper:0.0.0-never-built is not present locally" in err
+    assert "never pulls implicitly" in err
+
+
+def test_device_options_map_each_vendor_form():
+    assert device_options("none") == {}
+    (all_gpus,) = device_options("nvidia")["device_requests"]
+    assert all_gpus["Driver"] == "nvidia" and all_gpus["Count"] == -1
+    (two,) = device_options("nvidia:0,1")["device_requests"]
+    assert two["DeviceIDs"] == ["0", "1"] and two["Capabilities"] == [["gpu"]]
+    (cdi,) = device_options("cdi:nvidia.com/gpu=all")["device_requests"]
+    assert cdi["Driver"] == "cdi" and cdi["DeviceIDs"] == ["nvidia.com/gpu=all"]
+    assert device_options("/dev/kfd,/dev/dri") == {
+        "devices": ["/dev/kfd:/dev/kfd:rwm", "/dev/dri:/dev/dri:rwm"]
+    }
+
+
+def test_push_to_an_authenticated_registry_needs_credentials(
+    cli, sleeper, sleeper_image, docker_client, registries, monkeypatch
+):
+    registry = registries["DS_TEST_AUTH_REGISTRY"]
+    code, _, err = cli("images", "push", "sleeper", "--registry", registry)
+    assert code == 1 and "error:" in err and "Traceback" not in err
+    password = registries["DS_TEST_REGISTRY_PASSWORD"] + "\n"
+    user = registries["DS_TEST_REGISTRY_USER"]
+    code, out, err = cli(
+        "images", "push", "sleeper", "--registry", registry, "--username", user,
+        "--password-stdin", input=password,
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.strip().startswith(f"{registry}/deepspark/sleeper@sha256:")
+
+
+@pytest.mark.slow
+def test_resnet50_image_round_trips_through_a_registry_by_digest(
+    cli, docker_client, base_image, registries, tmp_path
+):
+    """Build, push, remove, pull back by digest, run: the digest is in the result."""
+    registry = registries["DS_TEST_REGISTRY"]
+    workload = find_workload("resnet50")
+    images.build(docker_client, workload, base_image)
+    pinned = images.push(docker_client, workload, registry)
+    digest = pinned.split("@")[1]
+    for tag in (workload.image, f"{images.registry_repo(registry, workload)}:{workload.version}"):
+        docker_client.images.remove(tag)
+    with pytest.raises(ImageNotFound):
+        docker_client.images.get(workload.image)
+
+    code, _, err = cli("images", "pull", "resnet50", "--registry", registry, "--digest", digest)
+    assert code == 0, err
+    args = ("resnet50", "--config", "mini", "--mode", "speed")
+    code, in_docker, _ = run(cli, tmp_path / "d", *args, "--runtime", "docker")
+    assert code == 0, in_docker.notes
+    (ran,) = in_docker.runs
+    assert ran.status == "success" and ran.framework.startswith("pytorch 2.13.0")
+    assert pinned in ran.image.repo_digests
+    code, in_process, _ = run(cli, tmp_path / "p", *args, "--runtime", "process")
+    assert filled(in_docker) == filled(in_process)
+    assert leftovers(docker_client) == []
