@@ -11,7 +11,7 @@ from rich.table import Table
 
 from deepspark_agent import __version__
 from deepspark_agent.assess import assess
-from deepspark_agent.cli_images import images_app
+from deepspark_agent.cli_images import bundle_app, images_app
 from deepspark_agent.console import JsonOpt, console, err_console, user_errors
 from deepspark_agent.contract import Mode, Precision
 from deepspark_agent.doctor import run_checks
@@ -33,6 +33,7 @@ app = typer.Typer(
 models_app = typer.Typer(help="The workloads this agent can run.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(images_app, name="images")
+app.add_typer(bundle_app, name="bundle")
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Where run directories are created.")]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -11,7 +12,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColum
 from rich.table import Table
 
 from deepspark_agent import images
+from deepspark_agent.bundle import create_bundle, import_bundle
 from deepspark_agent.console import JsonOpt, console, err_console, user_errors
+from deepspark_agent.suites import load_suite, suite_path
 from deepspark_agent.workloads import find_workload
 
 images_app = typer.Typer(help="Build, push, pull and list workload images.", no_args_is_help=True)
@@ -56,10 +59,11 @@ class LayerBars:
         )
 
 
+_BYTES_COLUMNS = (TextColumn("{task.description:<28}"), BarColumn(), DownloadColumn())
+
+
 def _bars() -> Progress:
-    return Progress(
-        TextColumn("{task.description:<28}"), BarColumn(), DownloadColumn(), console=err_console
-    )
+    return Progress(*_BYTES_COLUMNS, console=err_console)
 
 
 @images_app.command("build")
@@ -137,3 +141,40 @@ def list_(as_json: JsonOpt = False) -> None:
             f"{row['size_mb']:g}", row["revision"][:12],
         )  # fmt: skip
     console.print(table)
+
+
+bundle_app = typer.Typer(help="Offline bundles: a suite and its images in one archive.")
+
+
+@bundle_app.command("create")
+@user_errors
+def bundle_create(
+    out: Annotated[Path, typer.Option("--out", "-o", help="The bundle file to write.")],
+    suite: Annotated[
+        str, typer.Option(help="Suite name or path; its workloads' images.")
+    ] = "smoke",
+) -> None:
+    """Write the suite and its workloads' images (docker save) into one verified archive."""
+    path = suite_path(suite)
+    tags = sorted({find_workload(entry.model).image for entry in load_suite(suite).workloads})
+    with Progress(*_BYTES_COLUMNS, console=err_console) as progress:
+        task = progress.add_task(f"bundle {len(tags)} image(s)", total=None)
+        manifest = create_bundle(
+            out, path, tags, images.engine(),
+            lambda done, total: progress.update(task, completed=done, total=total),
+        )  # fmt: skip
+    for image in manifest.images:
+        console.print(f"bundled {image.tag} {image.id}", highlight=False)
+    console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)", highlight=False)
+
+
+@bundle_app.command("import")
+@user_errors
+def bundle_import(
+    bundle: Annotated[Path, typer.Argument(help="A bundle written by `bundle create`.")],
+) -> None:
+    """Verify every checksum of a bundle, then load its images (nothing loads otherwise)."""
+    with err_console.status(f"verifying {bundle}"):
+        manifest = import_bundle(bundle, images.engine())
+    for image in manifest.images:
+        console.print(f"loaded {image.tag} {image.id}", highlight=False)

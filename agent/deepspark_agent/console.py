@@ -9,6 +9,7 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
+from deepspark_agent.bundle import BundleError
 from deepspark_agent.events import EventLogError
 from deepspark_agent.images import ImageError
 from deepspark_agent.metrics import MetricError
@@ -29,6 +30,7 @@ USER_ERRORS = (
     LaunchError,
     MetricError,
     ImageError,
+    BundleError,
     OSError,
 )
 P = ParamSpec("P")

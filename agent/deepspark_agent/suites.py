@@ -38,11 +38,15 @@ class Suite(BaseModel):
     workloads: list[SuiteEntry] = Field(min_length=1)
 
 
-def load_suite(name_or_path: str) -> Suite:
-    """A suite by name (from the suites directory) or by path to a TOML file."""
+def suite_path(name_or_path: str) -> Path:
+    """A suite's file: by name from the suites directory, or a path to a TOML file."""
     path = Path(name_or_path)
     if not path.suffix:
         path = Path(os.environ.get(SUITES_ENV) or _SOURCE_TREE) / f"{name_or_path}.toml"
     if not path.is_file():
         raise SuiteError(f"suite {name_or_path!r}: {path} not found")
-    return read_toml(path, Suite, SuiteError)
+    return path
+
+
+def load_suite(name_or_path: str) -> Suite:
+    return read_toml(suite_path(name_or_path), Suite, SuiteError)

@@ -1,0 +1,52 @@
+"""Shared by the benchmarks: run two arms in ABBA order and compare their measured speed.
+
+Each arm runs ResNet50 mini in speed mode with the same contract environment and seed per
+round; speed comes from each run's own events through the agent's engine. ABBA order (A B,
+B A, ...) keeps slow drift of the host from favouring either arm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from deepspark_agent.contract import RunSpec
+from deepspark_agent.events import read_events
+from deepspark_agent.metrics import speed
+
+Arm = Callable[[RunSpec, Path], None]  # runs spec with DS_OUT_DIR = the given directory
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=256)
+    return parser.parse_args()
+
+
+def compare(
+    baseline: tuple[str, Arm], candidate: tuple[str, Arm], args: argparse.Namespace
+) -> float:
+    """Median speed of candidate over baseline's; prints each round and the ratio."""
+    arms = dict((baseline, candidate))
+    speeds: dict[str, list[float]] = {name: [] for name in arms}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.rounds):
+            spec = RunSpec(model="resnet50", config="mini", mode="speed", seed=i,
+                           batch_size=args.batch_size, max_seconds=600)  # fmt: skip
+            order = list(arms) if i % 2 == 0 else list(reversed(arms))
+            for name in order:
+                out = Path(tmp, f"{name}-{i}")
+                out.mkdir()
+                arms[name](spec, out)
+                windows = read_events(out / "mllog.log").windows()[spec.warmup_windows :]
+                speeds[name].append(speed(windows).value)
+            print(f"round {i + 1}: " + ", ".join(f"{n} {speeds[n][-1]:.1f}/s" for n in order))
+    medians = {name: statistics.median(s) for name, s in speeds.items()}
+    ratio = medians[candidate[0]] / medians[baseline[0]]
+    print(", ".join(f"median {n} {m:.1f}/s" for n, m in medians.items()))
+    print(f"{candidate[0]}/{baseline[0]} throughput ratio: {ratio:.3f}")
+    return ratio
