@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from deepspark_agent.runtime.docker import RUN_LABEL, device_options
 from deepspark_agent.workloads import find_workload
 
 pytestmark = pytest.mark.docker
+ROOT = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +156,37 @@ def test_resnet50_image_round_trips_through_a_registry_by_digest(
     code, in_process, _ = run(cli, tmp_path / "p", *args, "--runtime", "process")
     assert filled(in_docker) == filled(in_process)
     assert leftovers(docker_client) == []
+
+
+def test_offline_bundle_round_trip_with_the_registries_stopped(
+    cli, sleeper, sleeper_image, docker_client, tmp_path
+):
+    """bundle create, stop the registries, remove the image, bundle import, run: no network."""
+    suite = tmp_path / "offline.toml"
+    suite.write_text('name = "offline"\n[[workloads]]\nmodel = "sleeper"\n')
+    bundle = tmp_path / "offline.bundle.tar"
+    code, out, err = cli("bundle", "create", "--suite", str(suite), "--out", str(bundle))
+    assert code == 0, err
+    assert f"bundled deepspark/sleeper:0.1.0 {sleeper_image}" in out
+    docker_env = [str(ROOT / "scripts" / "docker-env")]
+    subprocess.run([*docker_env, "--stop-registries"], check=True, capture_output=True)
+    try:
+        docker_client.images.remove("deepspark/sleeper:0.1.0")
+        code, out, err = cli("bundle", "import", str(bundle))
+        assert code == 0, err
+        assert f"loaded deepspark/sleeper:0.1.0 {sleeper_image}" in out
+        code, result, _ = run(cli, tmp_path / "out", "sleeper", "--runtime", "docker")
+        assert code == 0 and result.runs[0].image.id == sleeper_image
+    finally:
+        subprocess.run(docker_env, check=True, capture_output=True)
+
+    code, out, _ = cli("images", "list", "--json")
+    (listed,) = [i for i in json.loads(out) if "deepspark/sleeper:0.1.0" in i["tags"]]
+    assert listed["id"] == sleeper_image and listed["model"] == "sleeper"
+
+
+def test_a_tampered_bundle_is_refused_in_one_line(cli, tmp_path):
+    bundle = tmp_path / "bad.tar"
+    bundle.write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
+    code, _, err = cli("bundle", "import", str(bundle))
+    assert code == 1 and err.count("\n") == 1 and "error:" in err

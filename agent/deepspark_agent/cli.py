@@ -64,7 +64,7 @@ def doctor(as_json: JsonOpt = False) -> None:
         colors = {"ok": "green", "warn": "yellow", "missing": "red"}
         for c in checks:
             mark = f"[{colors[c.status]}]{c.status:>7}[/]"
-            console.print(f"{mark}  {c.name}: {c.detail}", highlight=False, soft_wrap=True)
+            console.print(f"{mark}  {c.name}: {c.detail}", highlight=False)
     if any(c.required and c.status != "ok" for c in checks):
         raise typer.Exit(1)
 

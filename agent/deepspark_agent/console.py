@@ -18,8 +18,9 @@ from deepspark_agent.runtime.base import LaunchError
 from deepspark_agent.suites import SuiteError
 from deepspark_agent.workloads import WorkloadError
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: a path, tag or digest printed on its own stays on one line for copying.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 # Errors a user can cause and fix: one line on stderr, exit 1, no traceback.
 USER_ERRORS = (
@@ -45,7 +46,7 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except USER_ERRORS as exc:
-            err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/] {exc}", highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper
