@@ -190,3 +190,24 @@ def test_a_tampered_bundle_is_refused_in_one_line(cli, tmp_path):
     bundle.write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
     code, _, err = cli("bundle", "import", str(bundle))
     assert code == 1 and err.count("\n") == 1 and "error:" in err
+
+
+def test_a_failing_workload_does_not_stop_the_suite(
+    cli, sleeper, sleeper_image, docker_client, tmp_path
+):
+    behaviour(tmp_path, "crash")
+    suite = tmp_path / "mixed.toml"
+    suite.write_text(
+        'name = "mixed"\n'
+        '[[workloads]]\nmodel = "sleeper"\ndata_dir = "data-crash"\n'
+        '[[workloads]]\nmodel = "sleeper"\nmode = "converge"\nruns = 2\n'
+    )
+    code, out, _ = cli(
+        "up", "--suite", str(suite), "--runtime", "docker", "--out", str(tmp_path / "o"), "--json"
+    )
+    assert code == 1
+    crashed, fine = (Result.model_validate(r) for r in json.loads(out))
+    assert crashed.runs[0].reason.startswith("exit code 3")
+    assert [r.status for r in fine.runs] == ["success", "success"]
+    assert fine.dimensions.stability is not None
+    assert leftovers(docker_client) == []

@@ -212,6 +212,7 @@ def up(
         request = Request(
             workload=workload, config=entry.config, mode=entry.mode, runs=entry.runs,
             nproc=entry.nproc, precision=entry.precision, batch_size=entry.batch_size,
+            data_dir=entry.data_dir,
         )  # fmt: skip
         run_set, result = execute(request, out, err_console if as_json else console, chosen)
         if not as_json:

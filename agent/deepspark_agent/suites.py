@@ -28,6 +28,7 @@ class SuiteEntry(BaseModel):
     nproc: int = Field(default=1, gt=0)
     precision: Precision = "fp32"
     batch_size: int | None = Field(default=None, gt=0)
+    data_dir: Path | None = None  # relative to the suite file
 
 
 class Suite(BaseModel):
@@ -49,4 +50,9 @@ def suite_path(name_or_path: str) -> Path:
 
 
 def load_suite(name_or_path: str) -> Suite:
-    return read_toml(suite_path(name_or_path), Suite, SuiteError)
+    path = suite_path(name_or_path)
+    suite = read_toml(path, Suite, SuiteError)
+    for entry in suite.workloads:
+        if entry.data_dir is not None:
+            entry.data_dir = path.parent / entry.data_dir  # an absolute data_dir stays as is
+    return suite
