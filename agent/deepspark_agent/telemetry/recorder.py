@@ -1,4 +1,6 @@
-"""Telemetry sampled beside a run, on the host's monotonic clock (the clock events use too).
+"""The recorder: samplers called at a fixed rate, one JSON line per device per tick.
+
+Telemetry is sampled beside a run on the host's monotonic clock (the clock events use too).
 
 A sampler reads one tick of metrics per device; the recorder calls every sampler at a fixed
 rate in a background thread and appends one JSON line per device per tick:
@@ -15,8 +17,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Protocol
 
-import psutil
-
 from deepspark_agent.metrics import Sample
 
 DEFAULT_HZ = 10.0
@@ -29,32 +29,9 @@ class Sampler(Protocol):
         """One tick: {device id: {metric: value}}; a metric that cannot be read is left out."""
         ...
 
-
-class ProcessTreeSampler:
-    """Memory (RSS) and CPU use of a process and all its descendants: a CPU-only run's telemetry."""
-
-    scope = "process-tree"
-
-    def __init__(self, pid: int) -> None:
-        self._pid = pid
-        self._procs: dict[int, psutil.Process] = {}
-
-    def read(self) -> dict[str, dict[str, float]]:
-        try:
-            root = self._procs.get(self._pid) or psutil.Process(self._pid)
-            tree = [root, *root.children(recursive=True)]
-        except psutil.Error:  # not started yet, or ended between two ticks
-            return {}
-        rss = cpu = 0.0
-        for proc in tree:
-            # Keep Process objects across ticks: cpu_percent measures since the previous call.
-            proc = self._procs.setdefault(proc.pid, proc)
-            try:
-                rss += proc.memory_info().rss
-                cpu += proc.cpu_percent(None)
-            except psutil.Error:
-                continue
-        return {"process-tree": {"mem_used_bytes": rss, "cpu_percent": cpu}}
+    def close(self) -> None:
+        """Release what the sampler holds (a library handle, a streaming process)."""
+        ...
 
 
 class Recorder:
@@ -74,6 +51,8 @@ class Recorder:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        for sampler in self._samplers:
+            sampler.close()
 
     def _loop(self) -> None:
         next_ns = time.monotonic_ns()
