@@ -60,6 +60,10 @@ def test_docker_and_process_runtimes_give_the_same_row(
     # The same hand-computable figures: seeds 0 and 1 score 0.50 and 0.51, median 0.505.
     assert in_docker.dimensions.accuracy.value == pytest.approx(0.505)
     assert {r.image.id for r in in_docker.runs} == {sleeper_image}
+    # Memory comes from the container's cgroup in Docker, from the process tree outside it.
+    assert in_docker.dimensions.memory_scope == "container"
+    assert in_process.dimensions.memory_scope == "process-tree"
+    assert in_docker.dimensions.telemetry_hz >= 9
     assert in_docker.plan.runtime == "docker" and in_process.runs[0].image is None
     assert leftovers(docker_client) == []
 

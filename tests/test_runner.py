@@ -42,10 +42,11 @@ def test_five_converge_runs_give_the_hand_computed_stability(cli, sleeper, tmp_p
     assert 0 < result.dimensions.speed.value <= 500
     assert result.dimensions.linearity is None  # one rank: N/A as in the seed table
     # Memory of the process tree over the measured windows, from the 10 Hz sampler.
-    assert result.dimensions.telemetry_scope == "process-tree"
+    assert result.dimensions.memory_scope == "process-tree"
     assert 0.001 < result.dimensions.memory.mean_gb[0] < 1
+    assert result.dimensions.telemetry_hz >= 9  # 10 Hz asked; a loaded CI box may lag a little
     assert result.dimensions.power is None
-    assert any("power: no power_w telemetry" in n for n in result.notes)
+    assert any("power: no sensor recorded power_w" in n for n in result.notes)
     # The figures are those of the raw artifacts: recompute one run's speed by hand.
     run_1 = run_set / "run-1"
     windows = read_events(event_log_path(run_1)).windows()[1:]

@@ -26,7 +26,7 @@ from deepspark_agent.results import (
     SchemaError,
     read_model,
 )
-from deepspark_agent.telemetry import load_series
+from deepspark_agent.telemetry import load_series, sample_rate_hz
 
 BASELINE_LABEL = "baseline-1x"
 
@@ -109,23 +109,26 @@ def _end_to_end_speed(log: EventLog, windows: list[metrics.Window]) -> float | N
 
 
 def _telemetry(path: Path, measured: list[metrics.Window], notes: list[str]) -> dict:
-    """Power and memory over the measured windows, from whatever the samplers recorded."""
+    """Power and memory over the measured windows, from the most specific scope recorded."""
     out: dict = {}
     samples = sum(w.samples for w in measured)
     for name, metric in (("power", "power_w"), ("memory", "mem_used_bytes")):
-        series = load_series(path, metric)
-        if not series:
-            notes.append(f"{name}: no {metric} telemetry for this run")
+        found = load_series(path, metric)
+        if found is None:
+            notes.append(f"{name}: no sensor recorded {metric} for this run")
             continue
+        scope, series = found
         devices = [series[d] for d in sorted(series)]
         try:
             if name == "power":
                 out[name] = metrics.power(devices, measured, samples)
             else:
                 out[name] = metrics.memory(devices, measured)
-            out["telemetry_scope"] = ",".join(sorted(series))
         except metrics.MetricError as exc:
             notes.append(str(exc))
+            continue
+        out[f"{name}_scope"] = scope
+        out["telemetry_hz"] = sample_rate_hz(devices[0])
     return out
 
 
@@ -164,7 +167,9 @@ def _dimensions(
             "end_to_end_speed": rep.end_to_end_speed,
             "power": rep.power,
             "memory": rep.memory,
-            "telemetry_scope": rep.telemetry_scope,
+            "power_scope": rep.power_scope,
+            "memory_scope": rep.memory_scope,
+            "telemetry_hz": rep.telemetry_hz,
         }
         notes += [f"{rep.label}: {n}" for n in rep.notes if not n.startswith("speed")]
     else:

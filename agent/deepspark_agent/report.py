@@ -42,13 +42,12 @@ def seed_row(result: Result) -> dict[str, str]:
         mark = "reached" if dims.accuracy.converged else "missed"
         row["accuracy"] = f"{dims.accuracy.value:.4g} ({mark})"
     if dims.power:
-        row["power (W)"] = f"{dims.power.mean_w[0]:.0f}*{dims.power.devices}"
+        row["power (W)"] = f"{dims.power.mean_w[0]:.0f}*{dims.power.devices} ({dims.power_scope})"
     if dims.linearity:
         row["linearity"] = f"{dims.linearity.card:.2f}"
     if dims.memory:
         row["memory (GB)"] = f"{dims.memory.mean_gb[0]:.2f}*{dims.memory.devices}"
-        if dims.telemetry_scope:
-            row["memory (GB)"] += f" ({dims.telemetry_scope})"
+        row["memory (GB)"] += f" ({dims.memory_scope}, {_num(dims.telemetry_hz, '.0f')} Hz)"
     if dims.stability:
         s = dims.stability
         row["stability"] = f"{s.score:g} ({s.runs} runs, cv {_num(s.cv, '.2%')})"

@@ -97,7 +97,9 @@ class RunSummary(_Strict):
     accuracy: float | None = None
     power: Power | None = None
     memory: Memory | None = None
-    telemetry_scope: str | None = None
+    power_scope: str | None = None  # accelerator, container or process-tree
+    memory_scope: str | None = None
+    telemetry_hz: float | None = None  # achieved sampling rate
     events: int = 0
     malformed_lines: int = 0
     notes: list[str] = []
@@ -116,7 +118,9 @@ class Dimensions(_Strict):
     linearity: Linearity | None = None
     power: Power | None = None
     memory: Memory | None = None
-    telemetry_scope: str | None = None
+    power_scope: str | None = None
+    memory_scope: str | None = None
+    telemetry_hz: float | None = None
     stability: Stability | None = None
 
 

@@ -22,7 +22,8 @@ from docker.types import DeviceRequest
 
 from deepspark_agent.results import STDOUT_FILE, TELEMETRY_FILE, ImageRef
 from deepspark_agent.runtime.base import Launch, LaunchError, Outcome, argv
-from deepspark_agent.telemetry import ProcessTreeSampler, Recorder
+from deepspark_agent.telemetry import ProcessTreeSampler, Recorder, Sampler
+from deepspark_agent.telemetry.cgroup import CgroupSampler
 
 OUT_MOUNT, DATA_MOUNT = Path("/ds/out"), Path("/ds/data")
 RUN_LABEL = "org.deepspark.run"  # on every container the agent starts, to find leftovers
@@ -132,8 +133,7 @@ class DockerRuntime:
         timed_out = False
         # The container's processes are host processes: sample their tree like a local run's.
         pid = container.attrs["State"]["Pid"]  # 0 once the container has already exited
-        samplers = [ProcessTreeSampler(pid)] if pid else []
-        with Recorder(samplers, launch.out_dir / TELEMETRY_FILE):
+        with Recorder(_host_samplers(pid), launch.out_dir / TELEMETRY_FILE):
             while container.status in ("created", "running"):
                 if time.monotonic() > deadline:
                     container.stop(timeout=STOP_GRACE_S)
@@ -157,6 +157,17 @@ class DockerRuntime:
             timed_out=timed_out,
             image=image,
         )
+
+
+def _host_samplers(pid: int) -> list[Sampler]:
+    """The container's cgroup, as `docker stats` sees it; its process tree where no cgroup
+    can be found (the container's processes are host processes either way)."""
+    if not pid:
+        return []
+    try:
+        return [CgroupSampler(pid)]
+    except (OSError, StopIteration, ValueError):
+        return [ProcessTreeSampler(pid)]
 
 
 def _copy_logs(container: Container, path: Path) -> None:

@@ -4,7 +4,7 @@ Telemetry is sampled beside a run on the host's monotonic clock (the clock event
 
 A sampler reads one tick of metrics per device; the recorder calls every sampler at a fixed
 rate in a background thread and appends one JSON line per device per tick:
-`{"t_ns": ..., "device": "process-tree", "mem_used_bytes": ..., "cpu_percent": ...}`.
+`{"t_ns": ..., "scope": "container", "device": "container", "mem_used_bytes": ...}`.
 The metrics engine later keeps only the readings inside the measured windows.
 """
 
@@ -20,6 +20,7 @@ from typing import Protocol
 from deepspark_agent.metrics import Sample
 
 DEFAULT_HZ = 10.0
+SCOPES = ("accelerator", "container", "process-tree")  # most specific first
 
 
 class Sampler(Protocol):
@@ -61,25 +62,39 @@ class Recorder:
                 for sampler in self._samplers:
                     t_ns = time.monotonic_ns()
                     for device, metrics in sampler.read().items():
-                        out.write(json.dumps({"t_ns": t_ns, "device": device, **metrics}) + "\n")
+                        row = {"t_ns": t_ns, "scope": sampler.scope, "device": device, **metrics}
+                        out.write(json.dumps(row) + "\n")
                 out.flush()
                 # Fixed-rate schedule: a slow tick does not shift every later one.
                 next_ns += self._period_ns
                 self._stop.wait(max(0.0, (next_ns - time.monotonic_ns()) / 1e9))
 
 
-def load_series(path: Path, metric: str) -> dict[str, list[Sample]]:
-    """One metric's readings per device, in time order; unreadable lines are skipped."""
-    series: dict[str, list[Sample]] = defaultdict(list)
+def load_series(path: Path, metric: str) -> tuple[str, dict[str, list[Sample]]] | None:
+    """One metric's readings per device, in time order, from the most specific scope that
+    recorded it (accelerator before container before process tree); None if none did.
+    Unreadable lines are skipped."""
+    by_scope: dict[str, dict[str, list[Sample]]] = defaultdict(lambda: defaultdict(list))
     if not path.exists():
-        return {}
+        return None
     with path.open(encoding="utf-8", errors="replace") as lines:
         for line in lines:
             try:
                 row = json.loads(line)
                 value = row.get(metric)
                 if value is not None:
-                    series[str(row["device"])].append(Sample(int(row["t_ns"]), float(value)))
+                    sample = Sample(int(row["t_ns"]), float(value))
+                    by_scope[str(row["scope"])][str(row["device"])].append(sample)
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue
-    return {device: sorted(s, key=lambda x: x.t_ns) for device, s in series.items()}
+    if not by_scope:
+        return None
+    scope = min(by_scope, key=lambda s: SCOPES.index(s) if s in SCOPES else len(SCOPES))
+    return scope, {d: sorted(s, key=lambda x: x.t_ns) for d, s in by_scope[scope].items()}
+
+
+def sample_rate_hz(series: list[Sample]) -> float | None:
+    """The achieved sampling rate of one device's series."""
+    if len(series) < 2 or series[-1].t_ns <= series[0].t_ns:
+        return None
+    return (len(series) - 1) / ((series[-1].t_ns - series[0].t_ns) / 1e9)
