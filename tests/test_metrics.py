@@ -10,6 +10,7 @@ from deepspark_agent.metrics import (
     Sample,
     Window,
     accuracy,
+    counter_energy_j,
     end_to_end_speed,
     linearity,
     memory,
@@ -293,3 +294,14 @@ def test_stability_errors() -> None:
         stability([None, None, None])
     with pytest.raises(MetricError, match="tolerance"):
         stability([0.75, 0.75], tolerance=-0.01)
+
+
+def test_counter_energy_interpolates_the_counter_at_window_edges():
+    # Counter 100 J at t=0 s, 300 J at t=2 s (100 W). Window 0.5..1.5 s: 250 - 150 = 100 J.
+    # Second device: 0 J at 0 s, 50 J at 2 s: 37.5 - 12.5 = 25 J. Total 125 J.
+    windows = [Window(start_ns=500_000_000, stop_ns=1_500_000_000, samples=10)]
+    a = [Sample(0, 100.0), Sample(2_000_000_000, 300.0)]
+    b = [Sample(0, 0.0), Sample(2_000_000_000, 50.0)]
+    assert counter_energy_j([a, b], windows) == pytest.approx(125.0)
+    with pytest.raises(MetricError, match="fewer than 2 readings"):
+        counter_energy_j([a[:1]], windows)

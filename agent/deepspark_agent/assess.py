@@ -129,6 +129,12 @@ def _telemetry(path: Path, measured: list[metrics.Window], notes: list[str]) -> 
             continue
         out[f"{name}_scope"] = scope
         out["telemetry_hz"] = sample_rate_hz(devices[0])
+    counters = load_series(path, "energy_j")
+    if counters is not None:
+        try:
+            out["energy_counter_j"] = metrics.counter_energy_j(list(counters[1].values()), measured)
+        except metrics.MetricError as exc:
+            notes.append(str(exc))
     return out
 
 
@@ -170,6 +176,7 @@ def _dimensions(
             "power_scope": rep.power_scope,
             "memory_scope": rep.memory_scope,
             "telemetry_hz": rep.telemetry_hz,
+            "energy_counter_j": rep.energy_counter_j,
         }
         notes += [f"{rep.label}: {n}" for n in rep.notes if not n.startswith("speed")]
     else:

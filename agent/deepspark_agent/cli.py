@@ -14,6 +14,7 @@ from deepspark_agent.assess import assess
 from deepspark_agent.cli_images import bundle_app, images_app
 from deepspark_agent.console import JsonOpt, console, err_console, user_errors
 from deepspark_agent.contract import Mode, Precision
+from deepspark_agent.devices import describe_system
 from deepspark_agent.doctor import run_checks
 from deepspark_agent.images import ImageError, engine
 from deepspark_agent.report import SEED_COLUMNS, markdown_row, print_result, seed_row
@@ -23,6 +24,7 @@ from deepspark_agent.runtime.base import Runtime
 from deepspark_agent.runtime.docker import DockerRuntime
 from deepspark_agent.runtime.process import ProcessRuntime
 from deepspark_agent.suites import load_suite
+from deepspark_agent.telemetry.choose import accelerator_samplers
 from deepspark_agent.workloads import Workload, find_workload, list_workloads
 
 app = typer.Typer(
@@ -69,6 +71,30 @@ def doctor(as_json: JsonOpt = False) -> None:
         raise typer.Exit(1)
 
 
+@app.command("devices")
+@user_errors
+def devices_(as_json: JsonOpt = False) -> None:
+    """The accelerators and the host: the system description stored with every result."""
+    system = describe_system()
+    if as_json:
+        print(system.model_dump_json(indent=2))
+        return
+    table = Table("device", "vendor", "model", "memory (GB)", "driver", "sdk", "bus id", "via")
+    for a in system.accelerators:
+        memory = f"{a.memory_bytes / 1e9:.1f}" if a.memory_bytes else ""
+        table.add_row(
+            str(a.index), a.vendor, a.name or "", memory, a.driver_version or "",
+            a.sdk_version or "", a.bus_id or "", a.source,
+        )  # fmt: skip
+    if system.accelerators:
+        console.print(table)
+    else:
+        console.print("accelerators: none found (CPU only)")
+    for key, value in system.host.model_dump(exclude_none=True).items():
+        console.print(f"{key}: {value}", highlight=False)
+    console.print(f"docker: {system.docker_version or 'no engine answers'}", highlight=False)
+
+
 @models_app.command("list")
 @user_errors
 def models_list(as_json: JsonOpt = False) -> None:
@@ -98,24 +124,33 @@ DevicesOpt = Annotated[
     str,
     typer.Option(help="Docker: accelerators: none, nvidia[:IDS], cdi:NAMES or /dev/A,/dev/B."),
 ]
+TelemetryOpt = Annotated[
+    str, typer.Option(help="Accelerator telemetry: auto, nvml, smi:<tool> (nvidia-smi, ...), none.")
+]
 MemoryOpt = Annotated[
     str | None, typer.Option(help="Docker: container memory limit, e.g. 8g (OOM is reported).")
 ]
 
 
 def choose_runtime(
-    name: RuntimeName, workloads: list[Workload], devices: str, memory_limit: str | None
+    name: RuntimeName,
+    workloads: list[Workload],
+    devices: str,
+    memory_limit: str | None,
+    telemetry: str,
 ) -> Runtime:
     """The runtime asked for; `auto` says in one line which it took and why."""
+    sensors, accelerators = accelerator_samplers(telemetry)
+    err_console.print(f"accelerator telemetry: {sensors}", highlight=False)
     if name == "process":
-        return ProcessRuntime()
+        return ProcessRuntime(accelerators)
     if name == "docker":
-        return DockerRuntime(engine(), devices, mem_limit=memory_limit)
+        return DockerRuntime(engine(), devices, mem_limit=memory_limit, accelerators=accelerators)
     try:
         client = engine()
     except ImageError as exc:
         err_console.print(f"runtime: process ({exc})", highlight=False)
-        return ProcessRuntime()
+        return ProcessRuntime(accelerators)
     present = {tag for image in client.images.list(name="deepspark/*") for tag in image.tags}
     missing = [w.image for w in workloads if w.image not in present]
     if missing:
@@ -124,9 +159,9 @@ def choose_runtime(
             "`images pull` it to run in containers)",
             highlight=False,
         )
-        return ProcessRuntime()
+        return ProcessRuntime(accelerators)
     err_console.print("runtime: docker", highlight=False)
-    return DockerRuntime(client, devices, mem_limit=memory_limit)
+    return DockerRuntime(client, devices, mem_limit=memory_limit, accelerators=accelerators)
 
 
 def _save_report(run_set: Path, result: Result, as_json: bool) -> None:
@@ -154,6 +189,7 @@ def run(
     runtime: RuntimeOpt = "auto",
     devices: DevicesOpt = "none",
     memory_limit: MemoryOpt = None,
+    telemetry: TelemetryOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Run one workload and print its six-dimension row."""
@@ -164,7 +200,7 @@ def run(
         data_dir=data_dir,
     )  # fmt: skip
     request.workload.preset(config)  # fail before any run on an unknown preset
-    chosen = choose_runtime(runtime, [request.workload], devices, memory_limit)
+    chosen = choose_runtime(runtime, [request.workload], devices, memory_limit, telemetry)
     run_set, result = execute(request, out, err_console if as_json else console, chosen)
     if as_json:
         print(result.model_dump_json(indent=2))
@@ -199,6 +235,7 @@ def up(
     out: OutOpt = Path("runs"),
     runtime: RuntimeOpt = "auto",
     devices: DevicesOpt = "none",
+    telemetry: TelemetryOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Run a whole suite and print one six-dimension row per workload."""
@@ -206,7 +243,7 @@ def up(
     entries = [(e, find_workload(e.model)) for e in spec.workloads]  # fail fast on a typo
     for entry, workload in entries:
         workload.preset(entry.config)
-    chosen = choose_runtime(runtime, [w for _, w in entries], devices, None)
+    chosen = choose_runtime(runtime, [w for _, w in entries], devices, None, telemetry)
     results: list[Result] = []
     for entry, workload in entries:
         request = Request(

@@ -16,6 +16,7 @@ from deepspark_agent.metrics import MetricError
 from deepspark_agent.results import SchemaError
 from deepspark_agent.runtime.base import LaunchError
 from deepspark_agent.suites import SuiteError
+from deepspark_agent.telemetry.choose import TelemetryChoiceError
 from deepspark_agent.workloads import WorkloadError
 
 # soft_wrap: a path, tag or digest printed on its own stays on one line for copying.
@@ -32,6 +33,7 @@ USER_ERRORS = (
     MetricError,
     ImageError,
     BundleError,
+    TelemetryChoiceError,
     OSError,
 )
 P = ParamSpec("P")

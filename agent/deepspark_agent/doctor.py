@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import glob
 import sys
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
+from deepspark_agent.devices import node_counts
 from deepspark_agent.workloads import WorkloadError, list_workloads, workloads_dir
 
 Status = Literal["ok", "missing", "warn"]
-
-# Device nodes by vendor: presence only; the telemetry layer reads the devices themselves.
-DEVICE_NODES = {
-    "nvidia": "/dev/nvidia[0-9]*",
-    "amd (kfd)": "/dev/kfd",
-    "huawei ascend": "/dev/davinci[0-9]*",
-    "iluvatar": "/dev/iluvatar[0-9]*",
-    "cambricon": "/dev/cambricon_dev[0-9]*",
-}
 
 
 @dataclass(frozen=True)
@@ -56,8 +47,7 @@ def _docker() -> Check:
 
 
 def _devices() -> Check:
-    found = {vendor: len(glob.glob(pattern)) for vendor, pattern in DEVICE_NODES.items()}
-    found = {vendor: n for vendor, n in found.items() if n}
+    found = node_counts()
     if not found:
         return Check("accelerators", "warn", "no accelerator device nodes: CPU only")
     return Check("accelerators", "ok", ", ".join(f"{n} {vendor}" for vendor, n in found.items()))

@@ -240,6 +240,27 @@ def power(
     )
 
 
+def counter_energy_j(series: Sequence[Sequence[Sample]], windows: Sequence[Window]) -> float:
+    """Energy over the windows from cumulative energy counters (J), all devices together.
+
+    Where the hardware keeps such a counter (NVML's total energy, Volta and later) this is
+    the reference the trapezoid integral of sampled power is checked against. The counter's
+    value at each window edge is interpolated like power's.
+    """
+    _check_windows(windows, "energy counter")
+    total = 0.0
+    for i, readings in enumerate(series):
+        if len(readings) < 2:
+            raise MetricError(f"energy counter: device {i} has fewer than 2 readings")
+        ordered = sorted(readings, key=lambda s: s.t_ns)
+        times = [s.t_ns for s in ordered]
+        total += sum(
+            _value_at(ordered, times, w.stop_ns) - _value_at(ordered, times, w.start_ns)
+            for w in windows
+        )
+    return total
+
+
 @dataclass(frozen=True)
 class Memory:
     mean_gb: tuple[float, ...]  # per device, GB = 1e9 bytes

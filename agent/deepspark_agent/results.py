@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from deepspark_agent.contract import Mode, Precision
+from deepspark_agent.devices import SystemDescription
 from deepspark_agent.files import M, read_json
 from deepspark_agent.metrics import Accuracy, Memory, Power, Speed, Stability
 
@@ -56,7 +57,7 @@ class RunPlan(_Strict):
     tolerance: float
     runtime: str
     quality: QualityTarget
-    system: dict[str, str | int | float]
+    system: SystemDescription
 
 
 class ImageRef(_Strict):
@@ -100,6 +101,7 @@ class RunSummary(_Strict):
     power_scope: str | None = None  # accelerator, container or process-tree
     memory_scope: str | None = None
     telemetry_hz: float | None = None  # achieved sampling rate
+    energy_counter_j: float | None = None  # from the hardware's energy counter, where it has one
     events: int = 0
     malformed_lines: int = 0
     notes: list[str] = []
@@ -121,6 +123,7 @@ class Dimensions(_Strict):
     power_scope: str | None = None
     memory_scope: str | None = None
     telemetry_hz: float | None = None
+    energy_counter_j: float | None = None
     stability: Stability | None = None
 
 

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from deepspark_agent import __version__
 from deepspark_agent.assess import BASELINE_LABEL, assess
 from deepspark_agent.contract import Mode, Precision, RunSpec
+from deepspark_agent.devices import describe_system
 from deepspark_agent.files import write_json
 from deepspark_agent.results import (
     EVENTS_FILE,
@@ -26,7 +27,6 @@ from deepspark_agent.results import (
     RunRecord,
 )
 from deepspark_agent.runtime.base import Launch, Runtime
-from deepspark_agent.system import describe_host
 from deepspark_agent.workloads import Workload
 
 log = logging.getLogger("deepspark_agent")
@@ -74,7 +74,7 @@ def make_plan(req: Request, runtime: str) -> RunPlan:
             direction=req.workload.quality.direction,
             target=preset.target,
         ),
-        system=describe_host(),
+        system=describe_system(),
     )
 
 

@@ -9,7 +9,15 @@ from typing import Protocol
 
 from deepspark_agent.contract import RunSpec
 from deepspark_agent.results import ImageRef
+from deepspark_agent.telemetry import Sampler
 from deepspark_agent.workloads import Workload
+
+# Accelerator telemetry for a run, given the workload's root process id on the host.
+SamplerFactory = Callable[[int], list[Sampler]]
+
+
+def no_samplers(pid: int) -> list[Sampler]:
+    return []
 
 
 class LaunchError(RuntimeError):

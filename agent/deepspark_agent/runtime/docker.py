@@ -21,7 +21,14 @@ from docker.models.containers import Container
 from docker.types import DeviceRequest
 
 from deepspark_agent.results import STDOUT_FILE, TELEMETRY_FILE, ImageRef
-from deepspark_agent.runtime.base import Launch, LaunchError, Outcome, argv
+from deepspark_agent.runtime.base import (
+    Launch,
+    LaunchError,
+    Outcome,
+    SamplerFactory,
+    argv,
+    no_samplers,
+)
 from deepspark_agent.telemetry import ProcessTreeSampler, Recorder, Sampler
 from deepspark_agent.telemetry.cgroup import CgroupSampler
 
@@ -77,8 +84,10 @@ class DockerRuntime:
         devices: str = "none",
         shm_size: str = "2g",
         mem_limit: str | None = None,
+        accelerators: SamplerFactory = no_samplers,
     ) -> None:
         self.client = client
+        self.accelerators = accelerators
         self.devices = device_options(devices)
         self.shm_size, self.mem_limit = shm_size, mem_limit
 
@@ -133,7 +142,8 @@ class DockerRuntime:
         timed_out = False
         # The container's processes are host processes: sample their tree like a local run's.
         pid = container.attrs["State"]["Pid"]  # 0 once the container has already exited
-        with Recorder(_host_samplers(pid), launch.out_dir / TELEMETRY_FILE):
+        samplers = [*_host_samplers(pid), *(self.accelerators(pid) if pid else [])]
+        with Recorder(samplers, launch.out_dir / TELEMETRY_FILE):
             while container.status in ("created", "running"):
                 if time.monotonic() > deadline:
                     container.stop(timeout=STOP_GRACE_S)

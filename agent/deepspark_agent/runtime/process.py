@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from deepspark_agent.results import STDOUT_FILE, TELEMETRY_FILE
-from deepspark_agent.runtime.base import Launch, Outcome, argv
+from deepspark_agent.runtime.base import Launch, Outcome, SamplerFactory, argv, no_samplers
 from deepspark_agent.telemetry import ProcessTreeSampler, Recorder
 
 TERM_GRACE_S = 10.0  # after SIGTERM, time for the workload to log run_stop before SIGKILL
@@ -19,6 +19,9 @@ POLL_S = 0.2
 
 class ProcessRuntime:
     name = "process"
+
+    def __init__(self, accelerators: SamplerFactory = no_samplers) -> None:
+        self.accelerators = accelerators
 
     def run(self, launch: Launch, on_tick: Callable[[], None] = lambda: None) -> Outcome:
         """Run to completion or to the spec's deadline, killing the whole process group then."""
@@ -43,7 +46,8 @@ class ProcessRuntime:
                 error = f"cannot start {command[0]}: {exc}"
                 return Outcome(exit_code=None, wall_s=0.0, error=error)
             try:
-                with Recorder([ProcessTreeSampler(proc.pid)], launch.out_dir / TELEMETRY_FILE):
+                samplers = [ProcessTreeSampler(proc.pid), *self.accelerators(proc.pid)]
+                with Recorder(samplers, launch.out_dir / TELEMETRY_FILE):
                     timed_out = self._wait(proc, started + launch.spec.max_seconds, on_tick)
             finally:
                 _kill_group(proc)  # also on Ctrl-C: leave no rank behind

@@ -19,10 +19,13 @@ from typing import Any
 import pynvml
 
 # Answers that will not change during a run: stop asking for that metric on that device.
-_PERMANENT = (
+# Recent bindings turn a missing unversioned function into NVMLLibraryMismatchError, which is
+# not an NVMLError.
+_PERMANENT: tuple[type[Exception], ...] = (
     pynvml.NVMLError_NotSupported,
     pynvml.NVMLError_NoPermission,
     pynvml.NVMLError_FunctionNotFound,
+    getattr(pynvml, "NVMLLibraryMismatchError", pynvml.NVMLError_FunctionNotFound),
 )
 # The same, as the per-field return codes of nvmlDeviceGetFieldValues (an unknown field id
 # on an older driver is an invalid argument).
@@ -52,7 +55,7 @@ class _Gpu:
     handle: Any
     skip: set[str] = field(default_factory=set)  # metric groups the device does not offer
     skip_fields: set[int] = field(default_factory=set)  # field ids it does not offer
-    memory_v1: bool = False  # the v2 memory query is not available: use v1
+    legacy: set[str] = field(default_factory=set)  # groups read by their older call
 
 
 class NvmlSampler:
@@ -158,12 +161,12 @@ def _energy(gpu: _Gpu) -> Readings:
 def _memory(gpu: _Gpu) -> Readings:
     # v2 counts driver-reserved memory apart, so `used` is what allocations take; drivers or
     # bindings without v2 get v1, whose `used` includes the reserved part.
-    if not gpu.memory_v1:
+    if "memory" not in gpu.legacy:
         try:
             info = pynvml.nvmlDeviceGetMemoryInfo(gpu.handle, version=pynvml.nvmlMemory_v2)
             return {"mem_used_bytes": info.used, "mem_total_bytes": info.total}
         except (*_PERMANENT, TypeError, AttributeError):
-            gpu.memory_v1 = True
+            gpu.legacy.add("memory")
     info = pynvml.nvmlDeviceGetMemoryInfo(gpu.handle)
     return {"mem_used_bytes": info.used, "mem_total_bytes": info.total}
 
@@ -173,7 +176,16 @@ def _util(gpu: _Gpu) -> Readings:
 
 
 def _temp(gpu: _Gpu) -> Readings:
-    return {"temp_c": pynvml.nvmlDeviceGetTemperature(gpu.handle, pynvml.NVML_TEMPERATURE_GPU)}
+    # nvmlDeviceGetTemperature is deprecated (to be removed with CUDA 14); its successor is
+    # in recent bindings and drivers only.
+    sensor = pynvml.NVML_TEMPERATURE_GPU
+    read_v = getattr(pynvml, "nvmlDeviceGetTemperatureV", None)
+    if read_v is not None and "temp" not in gpu.legacy:
+        try:
+            return {"temp_c": read_v(gpu.handle, sensor)}
+        except _PERMANENT:
+            gpu.legacy.add("temp")
+    return {"temp_c": pynvml.nvmlDeviceGetTemperature(gpu.handle, sensor)}
 
 
 def _sm_clock(gpu: _Gpu) -> Readings:

@@ -5,6 +5,15 @@ from __future__ import annotations
 import psutil
 
 
+def tree_pids(pid: int) -> set[int]:
+    """A process and its descendants now (empty once it has ended)."""
+    try:
+        root = psutil.Process(pid)
+        return {pid, *(p.pid for p in root.children(recursive=True))}
+    except psutil.Error:
+        return set()
+
+
 class ProcessTreeSampler:
     """Memory (RSS) and CPU use of a process and all its descendants: a CPU-only run's telemetry."""
 
