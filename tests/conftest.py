@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -9,7 +10,9 @@ from docker.errors import DockerException, ImageNotFound
 from typer.testing import CliRunner
 
 from deepspark_agent.cli import app
+from deepspark_agent.events import read_events
 from deepspark_agent.images import DEFAULT_BASE
+from deepspark_agent.telemetry import DEFAULT_HZ
 from deepspark_agent.workloads import WORKLOADS_ENV
 
 DATA = Path(__file__).parent / "data"
@@ -71,3 +74,20 @@ def registries() -> dict[str, str]:
     if not env_file.is_file():
         _docker_unavailable(f"{env_file} missing: run scripts/docker-env")
     return dict(line.split("=", 1) for line in env_file.read_text().split() if "=" in line)
+
+
+def assert_telemetry_covers_the_run(run_dir: Path, scope: str) -> None:
+    """The run's telemetry of `scope` starts before its first window and lasts to its end.
+
+    "To its end" is within one 10 Hz period: nothing can be sampled of a process that has
+    exited, and a workload exits milliseconds after its last window.
+    """
+    windows = read_events(run_dir / "mllog.log").windows()
+    times = [
+        row["t_ns"]
+        for row in map(json.loads, (run_dir / "telemetry.jsonl").read_text().splitlines())
+        if row["scope"] == scope
+    ]
+    period_ns = 1e9 / DEFAULT_HZ
+    assert min(times) <= windows[0].start_ns
+    assert max(times) >= windows[-1].stop_ns - period_ns

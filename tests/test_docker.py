@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from docker.errors import ImageNotFound
 
-from conftest import DATA
+from conftest import DATA, assert_telemetry_covers_the_run
 from deepspark_agent import images
 from deepspark_agent.results import Result
 from deepspark_agent.runtime.docker import RUN_LABEL, device_options
@@ -64,6 +64,8 @@ def test_docker_and_process_runtimes_give_the_same_row(
     assert in_docker.dimensions.memory_scope == "container"
     assert in_process.dimensions.memory_scope == "process-tree"
     assert in_docker.dimensions.telemetry_hz >= 9
+    (run_set,) = (tmp_path / "d").iterdir()
+    assert_telemetry_covers_the_run(run_set / "run-1", "container")
     assert in_docker.plan.runtime == "docker" and in_process.runs[0].image is None
     assert leftovers(docker_client) == []
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from conftest import assert_telemetry_covers_the_run
 from deepspark_agent.assess import assess, event_log_path
 from deepspark_agent.events import read_events
 from deepspark_agent.metrics import speed
@@ -45,6 +46,7 @@ def test_five_converge_runs_give_the_hand_computed_stability(cli, sleeper, tmp_p
     assert result.dimensions.memory_scope == "process-tree"
     assert 0.001 < result.dimensions.memory.mean_gb[0] < 1
     assert result.dimensions.telemetry_hz >= 9  # 10 Hz asked; a loaded CI box may lag a little
+    assert_telemetry_covers_the_run(run_set / "run-1", "process-tree")
     assert result.dimensions.power is None
     assert any("power: no sensor recorded power_w" in n for n in result.notes)
     # The figures are those of the raw artifacts: recompute one run's speed by hand.

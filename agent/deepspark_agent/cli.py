@@ -24,6 +24,7 @@ from deepspark_agent.runtime.base import Runtime
 from deepspark_agent.runtime.docker import DockerRuntime
 from deepspark_agent.runtime.process import ProcessRuntime
 from deepspark_agent.suites import load_suite
+from deepspark_agent.telemetry import DEFAULT_HZ
 from deepspark_agent.telemetry.choose import accelerator_samplers
 from deepspark_agent.workloads import Workload, find_workload, list_workloads
 
@@ -127,6 +128,7 @@ DevicesOpt = Annotated[
 TelemetryOpt = Annotated[
     str, typer.Option(help="Accelerator telemetry: auto, nvml, smi:<tool> (nvidia-smi, ...), none.")
 ]
+HzOpt = Annotated[float, typer.Option(min=0.1, max=1000, help="Telemetry samples per second.")]
 MemoryOpt = Annotated[
     str | None, typer.Option(help="Docker: container memory limit, e.g. 8g (OOM is reported).")
 ]
@@ -138,19 +140,21 @@ def choose_runtime(
     devices: str,
     memory_limit: str | None,
     telemetry: str,
+    hz: float,
 ) -> Runtime:
     """The runtime asked for; `auto` says in one line which it took and why."""
     sensors, accelerators = accelerator_samplers(telemetry)
-    err_console.print(f"accelerator telemetry: {sensors}", highlight=False)
+    err_console.print(f"accelerator telemetry: {sensors}, {hz:g} Hz", highlight=False)
+    docker_options = {"mem_limit": memory_limit, "accelerators": accelerators, "hz": hz}
     if name == "process":
-        return ProcessRuntime(accelerators)
+        return ProcessRuntime(accelerators, hz)
     if name == "docker":
-        return DockerRuntime(engine(), devices, mem_limit=memory_limit, accelerators=accelerators)
+        return DockerRuntime(engine(), devices, **docker_options)
     try:
         client = engine()
     except ImageError as exc:
         err_console.print(f"runtime: process ({exc})", highlight=False)
-        return ProcessRuntime(accelerators)
+        return ProcessRuntime(accelerators, hz)
     present = {tag for image in client.images.list(name="deepspark/*") for tag in image.tags}
     missing = [w.image for w in workloads if w.image not in present]
     if missing:
@@ -159,9 +163,9 @@ def choose_runtime(
             "`images pull` it to run in containers)",
             highlight=False,
         )
-        return ProcessRuntime(accelerators)
+        return ProcessRuntime(accelerators, hz)
     err_console.print("runtime: docker", highlight=False)
-    return DockerRuntime(client, devices, mem_limit=memory_limit, accelerators=accelerators)
+    return DockerRuntime(client, devices, **docker_options)
 
 
 def _save_report(run_set: Path, result: Result, as_json: bool) -> None:
@@ -190,6 +194,7 @@ def run(
     devices: DevicesOpt = "none",
     memory_limit: MemoryOpt = None,
     telemetry: TelemetryOpt = "auto",
+    telemetry_hz: HzOpt = DEFAULT_HZ,
     as_json: JsonOpt = False,
 ) -> None:
     """Run one workload and print its six-dimension row."""
@@ -200,7 +205,9 @@ def run(
         data_dir=data_dir,
     )  # fmt: skip
     request.workload.preset(config)  # fail before any run on an unknown preset
-    chosen = choose_runtime(runtime, [request.workload], devices, memory_limit, telemetry)
+    chosen = choose_runtime(
+        runtime, [request.workload], devices, memory_limit, telemetry, telemetry_hz
+    )
     run_set, result = execute(request, out, err_console if as_json else console, chosen)
     if as_json:
         print(result.model_dump_json(indent=2))
@@ -236,6 +243,7 @@ def up(
     runtime: RuntimeOpt = "auto",
     devices: DevicesOpt = "none",
     telemetry: TelemetryOpt = "auto",
+    telemetry_hz: HzOpt = DEFAULT_HZ,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a whole suite and print one six-dimension row per workload."""
@@ -243,7 +251,9 @@ def up(
     entries = [(e, find_workload(e.model)) for e in spec.workloads]  # fail fast on a typo
     for entry, workload in entries:
         workload.preset(entry.config)
-    chosen = choose_runtime(runtime, [w for _, w in entries], devices, None, telemetry)
+    chosen = choose_runtime(
+        runtime, [w for _, w in entries], devices, None, telemetry, telemetry_hz
+    )
     results: list[Result] = []
     for entry, workload in entries:
         request = Request(

@@ -42,7 +42,12 @@ def seed_row(result: Result) -> dict[str, str]:
         mark = "reached" if dims.accuracy.converged else "missed"
         row["accuracy"] = f"{dims.accuracy.value:.4g} ({mark})"
     if dims.power:
-        row["power (W)"] = f"{dims.power.mean_w[0]:.0f}*{dims.power.devices} ({dims.power_scope})"
+        # The hardware's energy counter where it has one, else the integral of sampled power.
+        energy = dims.energy_counter_j or dims.power.energy_j
+        row["power (W)"] = (
+            f"{dims.power.mean_w[0]:.0f}*{dims.power.devices} ({dims.power_scope}; "
+            f"{energy:.4g} J over the windows)"
+        )
     if dims.linearity:
         row["linearity"] = f"{dims.linearity.card:.2f}"
     if dims.memory:

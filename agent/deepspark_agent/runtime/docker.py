@@ -29,7 +29,7 @@ from deepspark_agent.runtime.base import (
     argv,
     no_samplers,
 )
-from deepspark_agent.telemetry import ProcessTreeSampler, Recorder, Sampler
+from deepspark_agent.telemetry import DEFAULT_HZ, ProcessTreeSampler, Recorder, Sampler
 from deepspark_agent.telemetry.cgroup import CgroupSampler
 
 OUT_MOUNT, DATA_MOUNT = Path("/ds/out"), Path("/ds/data")
@@ -85,9 +85,10 @@ class DockerRuntime:
         shm_size: str = "2g",
         mem_limit: str | None = None,
         accelerators: SamplerFactory = no_samplers,
+        hz: float = DEFAULT_HZ,
     ) -> None:
         self.client = client
-        self.accelerators = accelerators
+        self.accelerators, self.hz = accelerators, hz
         self.devices = device_options(devices)
         self.shm_size, self.mem_limit = shm_size, mem_limit
 
@@ -143,7 +144,7 @@ class DockerRuntime:
         # The container's processes are host processes: sample their tree like a local run's.
         pid = container.attrs["State"]["Pid"]  # 0 once the container has already exited
         samplers = [*_host_samplers(pid), *(self.accelerators(pid) if pid else [])]
-        with Recorder(samplers, launch.out_dir / TELEMETRY_FILE):
+        with Recorder(samplers, launch.out_dir / TELEMETRY_FILE, self.hz):
             while container.status in ("created", "running"):
                 if time.monotonic() > deadline:
                     container.stop(timeout=STOP_GRACE_S)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from deepspark_agent.results import STDOUT_FILE, TELEMETRY_FILE
 from deepspark_agent.runtime.base import Launch, Outcome, SamplerFactory, argv, no_samplers
-from deepspark_agent.telemetry import ProcessTreeSampler, Recorder
+from deepspark_agent.telemetry import DEFAULT_HZ, ProcessTreeSampler, Recorder
 
 TERM_GRACE_S = 10.0  # after SIGTERM, time for the workload to log run_stop before SIGKILL
 POLL_S = 0.2
@@ -20,8 +20,8 @@ POLL_S = 0.2
 class ProcessRuntime:
     name = "process"
 
-    def __init__(self, accelerators: SamplerFactory = no_samplers) -> None:
-        self.accelerators = accelerators
+    def __init__(self, accelerators: SamplerFactory = no_samplers, hz: float = DEFAULT_HZ) -> None:
+        self.accelerators, self.hz = accelerators, hz
 
     def run(self, launch: Launch, on_tick: Callable[[], None] = lambda: None) -> Outcome:
         """Run to completion or to the spec's deadline, killing the whole process group then."""
@@ -47,7 +47,7 @@ class ProcessRuntime:
                 return Outcome(exit_code=None, wall_s=0.0, error=error)
             try:
                 samplers = [ProcessTreeSampler(proc.pid), *self.accelerators(proc.pid)]
-                with Recorder(samplers, launch.out_dir / TELEMETRY_FILE):
+                with Recorder(samplers, launch.out_dir / TELEMETRY_FILE, self.hz):
                     timed_out = self._wait(proc, started + launch.spec.max_seconds, on_tick)
             finally:
                 _kill_group(proc)  # also on Ctrl-C: leave no rank behind
