@@ -46,7 +46,10 @@ def compare(
                 speeds[name].append(speed(windows).value)
             print(f"round {i + 1}: " + ", ".join(f"{n} {speeds[n][-1]:.1f}/s" for n in order))
     medians = {name: statistics.median(s) for name, s in speeds.items()}
-    ratio = medians[candidate[0]] / medians[baseline[0]]
+    # Each round's pair ran back to back, so its ratio cancels the host's slow drift.
+    paired = statistics.median(
+        c / b for c, b in zip(speeds[candidate[0]], speeds[baseline[0]], strict=True)
+    )
     print(", ".join(f"median {n} {m:.1f}/s" for n, m in medians.items()))
-    print(f"{candidate[0]}/{baseline[0]} throughput ratio: {ratio:.3f}")
-    return ratio
+    print(f"{candidate[0]}/{baseline[0]} throughput ratio: {paired:.3f} (median of paired rounds)")
+    return paired

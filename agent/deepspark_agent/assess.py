@@ -18,6 +18,7 @@ from deepspark_agent.results import (
     STDOUT_FILE,
     TELEMETRY_FILE,
     Dimensions,
+    Figures,
     Linearity,
     Result,
     RunPlan,
@@ -168,16 +169,7 @@ def _dimensions(
     if timed:
         median = statistics.median_low(r.speed.value for r in timed)
         rep = next(r for r in timed if r.speed.value == median)
-        dims |= {
-            "speed": rep.speed,
-            "end_to_end_speed": rep.end_to_end_speed,
-            "power": rep.power,
-            "memory": rep.memory,
-            "power_scope": rep.power_scope,
-            "memory_scope": rep.memory_scope,
-            "telemetry_hz": rep.telemetry_hz,
-            "energy_counter_j": rep.energy_counter_j,
-        }
+        dims |= {name: getattr(rep, name) for name in Figures.model_fields}
         notes += [f"{rep.label}: {n}" for n in rep.notes if not n.startswith("speed")]
     else:
         notes.append("speed: no successful run has enough measured windows")

@@ -83,7 +83,20 @@ class RunRecord(_Strict):
     image: ImageRef | None = None
 
 
-class RunSummary(_Strict):
+class Figures(_Strict):
+    """What one run measures; a result's dimensions repeat its representative run's."""
+
+    speed: Speed | None = None
+    end_to_end_speed: float | None = None
+    power: Power | None = None
+    memory: Memory | None = None
+    power_scope: str | None = None  # accelerator, container or process-tree
+    memory_scope: str | None = None
+    telemetry_hz: float | None = None  # achieved sampling rate
+    energy_counter_j: float | None = None  # from the hardware's energy counter, where it has one
+
+
+class RunSummary(Figures):
     """One run, assessed from its raw artifacts."""
 
     label: str
@@ -93,15 +106,7 @@ class RunSummary(_Strict):
     reason: str | None = None
     framework: str | None = None  # what the workload logged, e.g. "pytorch 2.13.0"
     image: ImageRef | None = None
-    speed: Speed | None = None
-    end_to_end_speed: float | None = None
-    accuracy: float | None = None
-    power: Power | None = None
-    memory: Memory | None = None
-    power_scope: str | None = None  # accelerator, container or process-tree
-    memory_scope: str | None = None
-    telemetry_hz: float | None = None  # achieved sampling rate
-    energy_counter_j: float | None = None  # from the hardware's energy counter, where it has one
+    accuracy: float | None = None  # the final quality value
     events: int = 0
     malformed_lines: int = 0
     notes: list[str] = []
@@ -113,17 +118,12 @@ class Linearity(_Strict):
     speed_1: float
 
 
-class Dimensions(_Strict):
-    speed: Speed | None = None  # the median-speed run's figure
-    end_to_end_speed: float | None = None
-    accuracy: Accuracy | None = None  # the median final value of the successful runs
+class Dimensions(Figures):
+    """Speed, power and memory of the median-speed run; accuracy (median final value of the
+    successful runs), linearity and stability of the whole set."""
+
+    accuracy: Accuracy | None = None
     linearity: Linearity | None = None
-    power: Power | None = None
-    memory: Memory | None = None
-    power_scope: str | None = None
-    memory_scope: str | None = None
-    telemetry_hz: float | None = None
-    energy_counter_j: float | None = None
     stability: Stability | None = None
 
 
