@@ -18,6 +18,14 @@ from deepspark_agent.workloads import WORKLOADS_ENV
 DATA = Path(__file__).parent / "data"
 
 
+@pytest.fixture(autouse=True)
+def own_config_dir(tmp_path_factory, monkeypatch) -> Path:
+    """Each test its own config directory: no test signs with, or finds, a real key."""
+    config = tmp_path_factory.mktemp("config")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    return config
+
+
 @pytest.fixture
 def sleeper(monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point the agent at the test workloads (the framework-free `sleeper`)."""

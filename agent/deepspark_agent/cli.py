@@ -12,6 +12,7 @@ from rich.table import Table
 from deepspark_agent import __version__
 from deepspark_agent.assess import assess
 from deepspark_agent.cli_images import bundle_app, images_app
+from deepspark_agent.cli_signing import keys_app, sign_if_keyed, verify
 from deepspark_agent.console import JsonOpt, console, err_console, user_errors
 from deepspark_agent.contract import Mode, Precision
 from deepspark_agent.devices import describe_system
@@ -37,6 +38,7 @@ models_app = typer.Typer(help="The workloads this agent can run.", no_args_is_he
 app.add_typer(models_app, name="models")
 app.add_typer(images_app, name="images")
 app.add_typer(bundle_app, name="bundle")
+app.add_typer(keys_app, name="keys")
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Where run directories are created.")]
 
@@ -168,9 +170,12 @@ def choose_runtime(
     return DockerRuntime(client, devices, **docker_options)
 
 
-def _save_report(run_set: Path, result: Result, as_json: bool) -> None:
+def _finish(run_set: Path, result: Result, as_json: bool) -> None:
+    """The run set's Markdown row and signature; where it lies."""
+    out = err_console if as_json else console
     (run_set / "report.md").write_text(markdown_row(result) + "\n")
-    (err_console if as_json else console).print(f"run directory: {run_set}", highlight=False)
+    sign_if_keyed(run_set, result, out)
+    out.print(f"run directory: {run_set}", highlight=False)
 
 
 @app.command()
@@ -213,7 +218,7 @@ def run(
         print(result.model_dump_json(indent=2))
     else:
         print_result(result, console)
-    _save_report(run_set, result, as_json)
+    _finish(run_set, result, as_json)
     if all(r.status != "success" for r in result.runs):
         raise typer.Exit(1)
 
@@ -264,7 +269,7 @@ def up(
         run_set, result = execute(request, out, err_console if as_json else console, chosen)
         if not as_json:
             print_result(result, console)
-        _save_report(run_set, result, as_json)
+        _finish(run_set, result, as_json)
         results.append(result)
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
@@ -275,3 +280,6 @@ def up(
         console.print(table)
     if any(all(r.status != "success" for r in res.runs) for res in results):
         raise typer.Exit(1)
+
+
+app.command("verify")(verify)  # defined with the signing commands

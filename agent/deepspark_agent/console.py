@@ -15,6 +15,7 @@ from deepspark_agent.images import ImageError
 from deepspark_agent.metrics import MetricError
 from deepspark_agent.results import SchemaError
 from deepspark_agent.runtime.base import LaunchError
+from deepspark_agent.signing import SigningError, VerificationError
 from deepspark_agent.suites import SuiteError
 from deepspark_agent.telemetry.choose import TelemetryChoiceError
 from deepspark_agent.workloads import WorkloadError
@@ -34,6 +35,8 @@ USER_ERRORS = (
     ImageError,
     BundleError,
     TelemetryChoiceError,
+    SigningError,
+    VerificationError,
     OSError,
 )
 P = ParamSpec("P")
