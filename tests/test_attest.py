@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from deepspark_agent.attest import STATEMENT_FILE, sign_run_set
@@ -73,3 +74,11 @@ def test_an_untrusted_key_is_refused(cli, sleeper, tmp_path):
 def test_without_a_key_the_run_says_it_is_unsigned(cli, sleeper, tmp_path):
     code, _, err = cli("run", "sleeper", "--runtime", "process", "--out", str(tmp_path), "--json")
     assert code == 0 and "unsigned: no signing key" in err
+
+
+def test_an_unsigned_extra_run_fails_verification(cli, sleeper, tmp_path):
+    """An extra run-N beside the signed ones would change the recomputed stability."""
+    run_set, _ = signed_run(cli, tmp_path)
+    shutil.copytree(run_set / "run-2", run_set / "run-3")
+    code, _, err = cli("verify", str(run_set / STATEMENT_FILE))
+    assert code == 1 and "unsigned files beside the signed artifacts: run-3/" in err

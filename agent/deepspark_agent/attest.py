@@ -9,8 +9,10 @@ result from the artifacts and compares it with the claim.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -59,6 +61,28 @@ def sign_run_set(run_set: Path, result: Result, key: Ed25519PrivateKey) -> Path:
     return path
 
 
+def check_artifacts(statement: Mapping[str, Any], run_set: Path) -> None:
+    """Every subject matches its digest, and no file beside them goes unsigned (an extra
+    run-N would change the recomputation)."""
+    verify_subjects(statement, run_set)
+    signed = {subject["name"] for subject in statement["subject"]} | DERIVED
+    present = {p.relative_to(run_set).as_posix() for p in run_set.rglob("*") if p.is_file()}
+    if extra := sorted(present - signed):
+        raise VerificationError(f"unsigned files beside the signed artifacts: {extra[0]}")
+
+
+def check_figures(statement: Mapping[str, Any], run_set: Path) -> Result:
+    """The result recomputed from the artifacts, if the claimed figures equal it."""
+    try:
+        claimed = Result.model_validate(statement["predicate"]["result"])
+    except (KeyError, TypeError, ValidationError):
+        raise VerificationError("the statement's predicate holds no valid result") from None
+    recomputed = assess(run_set)
+    if recomputed.dimensions != claimed.dimensions:
+        raise VerificationError("claimed figures differ from those recomputed from the artifacts")
+    return recomputed
+
+
 def verify_run_set(envelope: Path, public_keys: list[Ed25519PublicKey]) -> Verified:
     """Verify an envelope against the run set beside it; VerificationError on any doubt."""
     run_set = envelope.parent
@@ -68,16 +92,8 @@ def verify_run_set(envelope: Path, public_keys: list[Ed25519PublicKey]) -> Verif
         raise VerificationError(f"{envelope}: {exc.strerror}") from None
     keys = keyring(public_keys)
     statement = verify_envelope(raw, keys)
-    verify_subjects(statement, run_set)
-    try:
-        claimed = Result.model_validate(statement["predicate"]["result"])
-    except (KeyError, ValidationError):
-        raise VerificationError(f"{envelope}: the predicate holds no valid result") from None
-    recomputed = assess(run_set)
-    if recomputed.dimensions != claimed.dimensions:
-        raise VerificationError(
-            f"{envelope}: the claimed figures differ from those recomputed from the artifacts"
-        )
+    check_artifacts(statement, run_set)
+    recomputed = check_figures(statement, run_set)
     # verify_envelope accepted it, so a trusted key signed it: name that key.
     signer = next(s["keyid"] for s in json.loads(raw)["signatures"] if s["keyid"] in keys)
     return Verified(key_id=signer, artifacts=len(statement["subject"]), result=recomputed)

@@ -1,0 +1,198 @@
+"""The collector's HTTP API: admin, submissions, and read-only results.
+
+`create_app(settings)` builds the FastAPI application. At start it brings the database to
+the newest Alembic revision and loads (or creates) the collector's receipt key. Every error
+is JSON `{"detail": "..."}` with a status a client can act on.
+"""
+
+import hmac
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from cryptography.hazmat.primitives import serialization
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from deepspark_agent.result_bundle import Limits, ResultBundleError, unpack
+from deepspark_agent.signing import key_id
+from deepspark_collector import db, store
+from deepspark_collector.ratelimit import RateLimiter
+from deepspark_collector.receipts import collector_key, sign_receipt
+from deepspark_collector.settings import Settings
+from deepspark_collector.verify import Rejected, read_envelope, verify_submission
+
+API = "/api/v1"
+BUNDLE_FILE = "bundle.tar"
+
+
+class VendorIn(BaseModel):
+    name: str
+
+
+class KeyIn(BaseModel):
+    vendor: str
+    public_key_pem: str
+
+
+def create_app(settings: Settings) -> FastAPI:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.spool_dir.mkdir(exist_ok=True)
+    engine = db.make_engine(settings.database_url)
+    factory = db.sessions(engine)
+    limiter = RateLimiter(settings.rate_limit.burst, settings.rate_limit.per_minute)
+    receipt_key = collector_key(settings.key_dir)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    db.migrate(engine)  # at creation, so that an app that exists has its schema
+    app = FastAPI(title="DeepSpark collector", version="1", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.collector_key_id = key_id(receipt_key.public_key())
+
+    bearer = HTTPBearer(auto_error=False)
+
+    def admin(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        if settings.admin_token is None:
+            raise HTTPException(503, "the admin API is disabled: no admin token is configured")
+        given = credentials.credentials if credentials else ""
+        if not hmac.compare_digest(given.encode(), settings.admin_token.encode()):
+            raise HTTPException(
+                401, "admin token missing or wrong", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    @app.exception_handler(Rejected)
+    async def rejected(_request: Request, exc: Rejected) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    # --- admin ----------------------------------------------------------------------------
+
+    @app.post(f"{API}/vendors", status_code=201, dependencies=[Depends(admin)])
+    def add_vendor(body: VendorIn) -> dict[str, Any]:
+        try:
+            return {"id": store.add_vendor(factory, body.name), "name": body.name}
+        except store.Conflict as exc:
+            raise HTTPException(409, str(exc)) from None
+
+    @app.post(f"{API}/keys", status_code=201, dependencies=[Depends(admin)])
+    def add_key(body: KeyIn) -> dict[str, Any]:
+        try:
+            kid = store.add_key(factory, body.vendor, body.public_key_pem)
+        except store.NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        except store.Conflict as exc:
+            raise HTTPException(409, str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(422, f"public_key_pem: {exc}") from None
+        return {"key_id": kid, "vendor": body.vendor}
+
+    @app.post(f"{API}/keys/{{kid}}/revoke", dependencies=[Depends(admin)])
+    def revoke_key(kid: str) -> dict[str, Any]:
+        try:
+            revoked_at = store.revoke_key(factory, kid)
+        except store.NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        return {"key_id": kid, "revoked_at": revoked_at.isoformat()}
+
+    # --- submissions ----------------------------------------------------------------------
+
+    @app.post(f"{API}/submissions")
+    async def submit(request: Request) -> JSONResponse:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > settings.max_body:
+            raise Rejected(413, f"a result bundle may be at most {settings.max_body} bytes")
+        work = Path(tempfile.mkdtemp(prefix="submission-", dir=settings.spool_dir))
+        try:
+            bundle = work / BUNDLE_FILE
+            await _receive(request, bundle, settings.max_body)
+            status, body = await run_in_threadpool(_process, bundle, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return JSONResponse(body, status_code=status)
+
+    def _process(bundle: Path, work: Path) -> tuple[int, dict[str, Any]]:
+        if bundle.stat().st_size == 0:
+            raise Rejected(400, "empty body: send a result bundle (application/x-tar)")
+        try:
+            run_set = unpack(bundle, work / "unpacked", Limits(total=settings.max_body))
+        except ResultBundleError as exc:
+            raise Rejected(400, f"not a valid result bundle: {exc}") from None
+        envelope = read_envelope(run_set)
+        if not any(limiter.allow(k) for k in envelope.keyids[:1]):
+            raise Rejected(429, "too many submissions for this key; try again later")
+        existing = store.find_submission(factory, envelope.sha256)
+        if existing is not None:
+            return 200, _receipt_body(existing, created=False)
+        keys = store.key_states(factory, envelope.keyids)
+        accepted = verify_submission(run_set, envelope, keys)
+        row, created = store.add_submission(factory, accepted)
+        return (201 if created else 200), _receipt_body(row, created)
+
+    def _receipt_body(row: db.Submission, created: bool) -> dict[str, Any]:
+        receipt = {
+            "submission_id": row.id,
+            "envelope_sha256": row.envelope_sha256,
+            "received_at": row.received_at.isoformat(),
+        }
+        return {
+            **receipt,
+            "created": created,
+            "receipt": sign_receipt(receipt, receipt_key),
+        }
+
+    # --- read -----------------------------------------------------------------------------
+
+    @app.get(f"{API}/results")
+    def list_results(
+        model: str | None = None,
+        vendor: str | None = None,
+        device: str | None = None,
+        config: str | None = None,
+        suite: str | None = None,
+        mode: str | None = None,
+    ) -> list[dict[str, Any]]:
+        return store.list_results(factory, model, vendor, device, config or suite, mode)
+
+    @app.get(f"{API}/results/{{submission_id}}")
+    def get_result(submission_id: int) -> dict[str, Any]:
+        try:
+            return store.get_result(factory, submission_id)
+        except store.NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+
+    @app.get(f"{API}/compare")
+    def compare(model: str) -> dict[str, Any]:
+        return {"model": model, "platforms": store.compare(factory, model)}
+
+    @app.get(f"{API}/collector-key")
+    def public_key() -> dict[str, str]:
+        """The collector's receipt key, for clients to verify receipts with."""
+        pem = receipt_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return {"key_id": app.state.collector_key_id, "public_key_pem": pem.decode()}
+
+    return app
+
+
+async def _receive(request: Request, path: Path, limit: int) -> None:
+    """Stream the body to `path`, refusing it (413) as soon as it passes `limit` bytes."""
+    received = 0
+    with path.open("wb") as out:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise Rejected(413, f"a result bundle may be at most {limit} bytes")
+            out.write(chunk)

@@ -1,0 +1,42 @@
+"""A token bucket per signing key, in memory: enough for one collector process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    """`burst` requests at once per key, refilled at `per_minute`; `allow` takes one."""
+
+    def __init__(
+        self, burst: int, per_minute: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._burst = float(burst)
+        self._rate = per_minute / 60.0
+        self._clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        now = self._clock()
+        with self._lock:
+            bucket = self._buckets.setdefault(key, _Bucket(self._burst, now))
+            bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
+            bucket.updated = now
+            if bucket.tokens < 1:
+                return False
+            bucket.tokens -= 1
+            return True
+
+    def retry_after(self) -> int:
+        """Seconds until one token is back, rounded up."""
+        return max(1, int(-(-1 // self._rate))) if self._rate > 0 else 60

@@ -1,0 +1,79 @@
+"""The collector's settings: where it keeps its data, who may administer it, its limits.
+
+Every field has a default or comes from the environment (`Settings.from_env`); the CLI
+overrides what its options name. The admin token is never logged nor stored in the database.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DATA_DIR_ENV = "DEEPSPARK_COLLECTOR_DATA_DIR"
+DB_URL_ENV = "DEEPSPARK_COLLECTOR_DB_URL"
+ADMIN_TOKEN_ENV = "DEEPSPARK_COLLECTOR_ADMIN_TOKEN"
+ADMIN_TOKEN_FILE_ENV = "DEEPSPARK_COLLECTOR_ADMIN_TOKEN_FILE"
+DEFAULT_DATA_DIR = Path("collector-data")
+DEFAULT_MAX_BODY = 256 * 2**20
+DB_FILE = "collector.sqlite3"
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used (an unreadable token file, an empty token)."""
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A token bucket per signing key: `burst` submissions at once, `per_minute` sustained."""
+
+    burst: int = 10
+    per_minute: float = 60.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = DEFAULT_DATA_DIR
+    db_url: str | None = None  # any SQLAlchemy URL; default: SQLite in data_dir
+    admin_token: str | None = None  # None: the admin API answers 503
+    max_body: int = DEFAULT_MAX_BODY
+    rate_limit: RateLimit = field(default_factory=RateLimit)
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{(self.data_dir / DB_FILE).resolve()}"
+
+    @property
+    def key_dir(self) -> Path:
+        """The collector's own receipt-signing key."""
+        return self.data_dir / "keys"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where submissions are received and unpacked, each in its own temporary directory."""
+        return self.data_dir / "spool"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Settings from the environment; `overrides` that are not None win."""
+        values: dict[str, object] = {}
+        if data_dir := os.environ.get(DATA_DIR_ENV):
+            values["data_dir"] = Path(data_dir)
+        if db_url := os.environ.get(DB_URL_ENV):
+            values["db_url"] = db_url
+        values["admin_token"] = admin_token_from_env()
+        values |= {name: value for name, value in overrides.items() if value is not None}
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def admin_token_from_env() -> str | None:
+    """$DEEPSPARK_COLLECTOR_ADMIN_TOKEN, else the first line of $..._ADMIN_TOKEN_FILE."""
+    token = os.environ.get(ADMIN_TOKEN_ENV)
+    if token is None and (path := os.environ.get(ADMIN_TOKEN_FILE_ENV)):
+        try:
+            token = Path(path).read_text().strip()
+        except OSError as exc:
+            raise SettingsError(f"{path}: cannot read the admin token: {exc.strerror}") from None
+    if token is not None and not token.strip():
+        raise SettingsError("the admin token is empty")
+    return token

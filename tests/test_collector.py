@@ -1,0 +1,268 @@
+"""The collector end to end: real signed run sets, a real SQLite file, FastAPI's TestClient."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, inspect, text
+
+from deepspark_agent.attest import STATEMENT_FILE, sign_run_set
+from deepspark_agent.result_bundle import pack_run_set
+from deepspark_agent.results import Result
+from deepspark_agent.signing import PUBLIC_KEY_NAME, default_key_dir, load_private_key
+from deepspark_collector.app import create_app
+from deepspark_collector.receipts import verify_receipt
+from deepspark_collector.settings import RateLimit, Settings
+from test_attest import signed_run
+
+TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+TAR = {"Content-Type": "application/x-tar"}
+
+
+def settings(tmp_path: Path, **kw) -> Settings:
+    return Settings(data_dir=tmp_path / "collector", admin_token=TOKEN, **kw)
+
+
+def rows(s: Settings) -> int:
+    with create_engine(s.database_url).connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM submissions")).scalar_one()
+
+
+def register(client: TestClient, vendor: str = "acme") -> str:
+    assert client.post("/api/v1/vendors", json={"name": vendor}, headers=ADMIN).status_code == 201
+    pem = (default_key_dir() / PUBLIC_KEY_NAME).read_text()
+    answer = client.post(
+        "/api/v1/keys", json={"vendor": vendor, "public_key_pem": pem}, headers=ADMIN
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()["key_id"]
+
+
+@pytest.fixture
+def run_set(cli, sleeper, tmp_path) -> Path:
+    return signed_run(cli, tmp_path)[0]
+
+
+@pytest.fixture
+def bundle(run_set, tmp_path) -> bytes:
+    return pack_run_set(run_set, tmp_path / "result.tar").read_bytes()
+
+
+@pytest.fixture
+def collector(tmp_path):
+    s = settings(tmp_path)
+    with TestClient(create_app(s)) as client:
+        yield s, client
+
+
+def submit(client: TestClient, body: bytes) -> httpx.Response:
+    return client.post("/api/v1/submissions", content=body, headers=TAR)
+
+
+def retar(body: bytes, change) -> bytes:
+    """The bundle with `change(name, data) -> data` applied to each member."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(body)) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for member in src.getmembers():
+            data = change(member.name, src.extractfile(member).read())
+            member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_a_fresh_database_gets_its_schema_through_alembic(tmp_path):
+    s = settings(tmp_path)
+    create_app(s)
+    tables = set(inspect(create_engine(s.database_url)).get_table_names())
+    assert {"vendors", "keys", "submissions", "alembic_version"} <= tables
+    with create_engine(s.database_url).connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+
+
+def test_submit_verifies_stores_recomputed_figures_and_signs_a_receipt(collector, bundle, run_set):
+    s, client = collector
+    kid = register(client)
+    answer = submit(client, bundle)
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    key = client.get("/api/v1/collector-key").json()
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    receipt = verify_receipt(body["receipt"], load_pem_public_key(key["public_key_pem"].encode()))
+    assert receipt["submission_id"] == body["submission_id"]
+    assert receipt["envelope_sha256"] == body["envelope_sha256"]
+    stored = client.get(f"/api/v1/results/{body['submission_id']}").json()
+    assert stored["key_id"] == kid and stored["vendor"] == "acme" and stored["model"] == "sleeper"
+    claimed = Result.model_validate_json((run_set / "result.json").read_text())
+    assert stored["speed"] == claimed.dimensions.speed.value
+    assert Result.model_validate(stored["result"]).dimensions == claimed.dimensions
+
+    again = submit(client, bundle)  # idempotent
+    assert again.status_code == 200 and again.json()["submission_id"] == body["submission_id"]
+    assert rows(s) == 1
+
+
+def test_unknown_key_is_refused(collector, bundle):
+    s, client = collector
+    answer = submit(client, bundle)
+    assert answer.status_code == 401 and "unknown signing key" in answer.json()["detail"]
+    assert rows(s) == 0
+
+
+def test_revoked_key_is_refused(collector, bundle):
+    s, client = collector
+    kid = register(client)
+    assert client.post(f"/api/v1/keys/{kid}/revoke", headers=ADMIN).status_code == 200
+    answer = submit(client, bundle)
+    assert answer.status_code == 403 and "revoked" in answer.json()["detail"]
+    assert rows(s) == 0
+
+
+def test_bad_signature_is_refused(collector, bundle):
+    s, client = collector
+    register(client)
+
+    def flip(name: str, data: bytes) -> bytes:
+        if name != STATEMENT_FILE:
+            return data
+        envelope = json.loads(data)
+        sig = envelope["signatures"][0]["sig"]
+        envelope["signatures"][0]["sig"] = ("B" if sig[0] == "A" else "A") + sig[1:]
+        return json.dumps(envelope).encode()
+
+    answer = submit(client, retar(bundle, flip))
+    assert answer.status_code == 401 and "bad signature" in answer.json()["detail"]
+    assert rows(s) == 0
+
+
+def test_an_artifact_that_does_not_match_its_digest_is_refused(collector, bundle):
+    s, client = collector
+    register(client)
+
+    def tamper(name: str, data: bytes) -> bytes:
+        return data + b"\n" if name == "run-2/mllog.log" else data
+
+    answer = submit(client, retar(bundle, tamper))
+    assert answer.status_code == 422 and "artifact mismatch" in answer.json()["detail"]
+    assert "run-2/mllog.log" in answer.json()["detail"]
+    assert rows(s) == 0
+
+
+def test_claimed_figures_that_differ_are_refused(collector, run_set, tmp_path):
+    s, client = collector
+    register(client)
+    claim = Result.model_validate_json((run_set / "result.json").read_text()).model_dump(
+        mode="json"
+    )
+    claim["dimensions"]["speed"]["value"] *= 2
+    sign_run_set(run_set, Result.model_validate(claim), load_private_key())
+    answer = submit(client, pack_run_set(run_set, tmp_path / "inflated.tar").read_bytes())
+    assert answer.status_code == 422 and "claimed figures differ" in answer.json()["detail"]
+    assert rows(s) == 0
+
+
+@pytest.mark.parametrize("body", [b"", b"this is not a tar archive" * 40])
+def test_malformed_bodies_are_refused(collector, body):
+    s, client = collector
+    answer = submit(client, body)
+    assert answer.status_code == 400 and answer.json()["detail"]
+    assert rows(s) == 0
+
+
+def test_an_oversized_body_is_refused(tmp_path, bundle):
+    s = settings(tmp_path, max_body=1024)
+    with TestClient(create_app(s)) as client:
+        register(client)
+        answer = submit(client, bundle)
+        assert answer.status_code == 413 and "at most 1024 bytes" in answer.json()["detail"]
+        # Streamed without a Content-Length: refused while it streams.
+        chunks = (bundle[i : i + 512] for i in range(0, len(bundle), 512))
+        answer = client.post("/api/v1/submissions", content=chunks, headers=TAR)
+        assert answer.status_code == 413
+    assert rows(s) == 0
+
+
+def test_the_rate_limit_answers_429(tmp_path, bundle):
+    s = settings(tmp_path, rate_limit=RateLimit(burst=2, per_minute=0.001))
+    with TestClient(create_app(s)) as client:
+        register(client)
+        assert [submit(client, bundle).status_code for _ in range(3)] == [201, 200, 429]
+
+
+def test_admin_needs_the_token(collector):
+    _, client = collector
+    assert client.post("/api/v1/vendors", json={"name": "x"}).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert client.post("/api/v1/vendors", json={"name": "x"}, headers=wrong).status_code == 401
+
+
+def test_read_api_filters_and_compare(collector, bundle):
+    _, client = collector
+    register(client)
+    sid = submit(client, bundle).json()["submission_id"]
+    (row,) = client.get("/api/v1/results", params={"model": "sleeper"}).json()
+    assert row["id"] == sid
+    for name, value in (("vendor", "acme"), ("device", row["platform"]), ("config", row["config"])):
+        assert [r["id"] for r in client.get("/api/v1/results", params={name: value}).json()] == [
+            sid
+        ]
+    assert client.get("/api/v1/results", params={"model": "resnet50"}).json() == []
+    assert client.get("/api/v1/results", params={"vendor": "other"}).json() == []
+    compared = client.get("/api/v1/compare", params={"model": "sleeper"}).json()
+    assert [p["platform"] for p in compared["platforms"]] == [row["platform"]]
+    assert client.get("/api/v1/results/999").status_code == 404
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_runs_uvicorn_and_accepts_a_submission_over_http(bundle, tmp_path):
+    port = _free_port()
+    exe = Path(sys.executable).parent / "deepspark-collector"
+    env = {**os.environ, "DEEPSPARK_COLLECTOR_ADMIN_TOKEN": TOKEN}
+    data = tmp_path / "served"
+    server = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port), "--data-dir", str(data)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/results", timeout=1)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, "did not start"
+                time.sleep(0.2)
+        assert (
+            httpx.post(f"{base}/vendors", json={"name": "acme"}, headers=ADMIN).status_code == 201
+        )
+        pem = (default_key_dir() / PUBLIC_KEY_NAME).read_text()
+        keys = httpx.post(
+            f"{base}/keys", json={"vendor": "acme", "public_key_pem": pem}, headers=ADMIN
+        )
+        assert keys.status_code == 201
+        answer = httpx.post(f"{base}/submissions", content=bundle, headers=TAR, timeout=60)
+        assert answer.status_code == 201, answer.text
+        assert (data / "collector.sqlite3").is_file()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
