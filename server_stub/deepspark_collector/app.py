@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from deepspark_agent.result_bundle import Limits, ResultBundleError, unpack
 from deepspark_agent.signing import key_id
-from deepspark_collector import db, store
+from deepspark_collector import db, store, web
 from deepspark_collector.ratelimit import RateLimiter
 from deepspark_collector.receipts import collector_key, sign_receipt
 from deepspark_collector.settings import Settings
@@ -166,7 +166,7 @@ def create_app(settings: Settings) -> FastAPI:
         return store.list_results(factory, model, vendor, device, config or suite, mode)
 
     @app.get(f"{API}/results/{{submission_id}}")
-    def get_result(submission_id: int) -> dict[str, Any]:
+    def get_result(submission_id: web.SubmissionId) -> dict[str, Any]:
         try:
             return store.get_result(factory, submission_id)
         except store.NotFound as exc:
@@ -184,6 +184,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         return {"key_id": app.state.collector_key_id, "public_key_pem": pem.decode()}
 
+    app.include_router(web.router)
     return app
 
 

@@ -1,0 +1,205 @@
+"""The collector's web pages: server-rendered HTML, no JavaScript, nothing fetched from elsewhere.
+
+`/` lists the models, `/models/{model}` is a leaderboard in the seed table's columns (best speed
+first), `/compare?model=&a=&b=` sets two platforms side by side with ratios, `/results/{id}` is
+one result with its plots. Pages read what the API reads (`store`); every cell is the
+collector's recomputed figure formatted as the agent's own row (`report.seed_row`). Plots are
+inline SVG made here; Jinja's autoescape escapes every value a template prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
+
+from deepspark_agent.report import seed_row
+from deepspark_agent.results import Result
+from deepspark_collector import db, store
+
+# A submission's id as a path parameter: what SQLite's INTEGER holds (a larger one would be
+# an OverflowError, a 500, instead of a client's 422). The API's route uses it too.
+SubmissionId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+router = APIRouter()
+templates = Environment(
+    loader=PackageLoader("deepspark_collector", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+)
+
+
+# The leaderboard's columns: the seed table's, then where the figures come from.
+COLUMNS = (
+    "task", "model", "target", "config", "speed", "accuracy",
+    "power (W)", "linearity", "memory (GB)", "stability", "platform", "vendor",
+)  # fmt: skip
+# Figures compared as a ratio a / b, with the direction that is better.
+RATIOS = (
+    ("speed", "samples/s", "higher"),
+    ("accuracy", "", "higher"),
+    ("power_w", "W", "lower"),
+    ("linearity", "", "higher"),
+    ("memory_gb", "GB", "lower"),
+    ("stability", "", "higher"),
+)
+
+
+def _factory(request: Request):
+    return db.sessions(request.app.state.engine)
+
+
+def _render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(templates.get_template(name).render(**context), status_code=status_code)
+
+
+def _row(summary: dict[str, Any], result: Result) -> dict[str, Any]:
+    """One leaderboard row: the seed table's cells, the platform, vendor and raw figures."""
+    cells = seed_row(result)
+    cells["platform"] = summary["platform"]
+    cells["vendor"] = summary["vendor"]
+    return {"id": summary["id"], "cells": cells, "summary": summary}
+
+
+def _rows(request: Request, model: str) -> list[dict[str, Any]]:
+    factory = _factory(request)
+    rows = []
+    for summary in store.list_results(factory, model=model):
+        stored = store.get_result(factory, summary["id"])
+        rows.append(_row(summary, Result.model_validate(stored["result"])))
+    # Best speed first; rows without a speed last; oldest first among equals (a stable sort).
+    return sorted(rows, key=lambda r: _speed_order(r["summary"]["speed"]))
+
+
+def _speed_order(speed: float | None) -> tuple[bool, float]:
+    return speed is None, -(speed or 0.0)
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request) -> HTMLResponse:
+    models: dict[str, dict[str, Any]] = {}
+    for row in store.list_results(_factory(request)):
+        entry = models.setdefault(
+            row["model"], {"model": row["model"], "results": 0, "platforms": set(), "best": None}
+        )
+        entry["results"] += 1
+        entry["platforms"].add(row["platform"])
+        if row["speed"] is not None and (entry["best"] is None or row["speed"] > entry["best"]):
+            entry["best"] = row["speed"]
+    return _render("index.html", models=[models[name] for name in sorted(models)])
+
+
+@router.get("/models/{model}", response_class=HTMLResponse)
+def leaderboard(request: Request, model: str) -> HTMLResponse:
+    rows = _rows(request, model)
+    platforms = sorted({r["summary"]["platform"] for r in rows})
+    return _render(
+        "model.html",
+        status_code=200 if rows else 404,
+        model=model,
+        columns=COLUMNS,
+        rows=rows,
+        platforms=platforms,
+    )
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare(
+    request: Request, model: str = "", a: str | None = None, b: str | None = None
+) -> HTMLResponse:
+    best = {r["platform"]: r for r in store.compare(_factory(request), model)} if model else {}
+    side = {name: best.get(name) for name in (a, b) if name}
+    missing = [name for name, row in side.items() if row is None]
+    ratios = []
+    if a in best and b in best:
+        for key, unit, better in RATIOS:
+            va, vb = best[a][key], best[b][key]
+            ratio = va / vb if va is not None and vb else None
+            ratios.append(
+                {"name": key, "unit": unit, "better": better, "a": va, "b": vb, "ratio": ratio}
+            )
+    return _render(
+        "compare.html",
+        status_code=404 if missing else 200,
+        model=model,
+        a=a,
+        b=b,
+        platforms=sorted(best),
+        missing=missing,
+        rows={name: best[name] for name in (a, b) if name in best},
+        ratios=ratios,
+    )
+
+
+@router.get("/results/{submission_id}", response_class=HTMLResponse)
+def result_page(request: Request, submission_id: SubmissionId) -> HTMLResponse:
+    try:
+        stored = store.get_result(_factory(request), submission_id)
+    except store.NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    result = Result.model_validate(stored["result"])
+    speed = result.dimensions.speed
+    runs = [*result.runs, *([result.baseline] if result.baseline else [])]
+    windows = [(f"w{i + 1}", v) for i, v in enumerate(speed.per_window if speed else ())]
+    power = [(r.label, r.power.total_w) for r in runs if r.power]
+    memory = [(r.label, sum(r.memory.peak_gb)) for r in runs if r.memory]
+    return _render(
+        "result.html",
+        stored=stored,
+        result=result,
+        columns=COLUMNS,
+        row=_row(stored, result),
+        runs=runs,
+        speed_plot=bar_chart(windows, "samples/s", "throughput per measured window", "windows"),
+        power_plot=bar_chart(power, "W", "mean power per run (all devices)", "power"),
+        memory_plot=bar_chart(memory, "GB", "peak memory per run (all devices)", "memory"),
+    )
+
+
+def bar_chart(
+    bars: Sequence[tuple[str, float]],
+    unit: str,
+    title: str,
+    css_class: str,
+    width: int = 560,
+    height: int = 220,
+) -> Markup:
+    """An inline SVG bar chart, one `<rect class="bar">` per (label, value); empty if none."""
+    if not bars:
+        return Markup("")
+    values = [value for _, value in bars]
+    left, right, top, bottom = 64, 12, 24, 36
+    plot_w, plot_h = width - left - right, height - top - bottom
+    peak = max(values) or 1.0
+    slot = plot_w / len(values)
+    bar_w = max(slot * 0.7, 1.0)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="plot {escape(css_class)}" '
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{left}" y="14" class="caption">{escape(title)}</text>',
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{width - right}" y2="{top + plot_h}" '
+        'class="axis"/>',
+        f'<text x="{left - 6}" y="{top + 4}" text-anchor="end" class="tick">'
+        f"{escape(f'{peak:.4g}')}</text>",
+        f'<text x="{left - 6}" y="{top + plot_h}" text-anchor="end" class="tick">0</text>',
+        f'<text x="4" y="{top + plot_h / 2:.1f}" class="tick">{escape(unit)}</text>',
+    ]
+    for i, (label, value) in enumerate(bars):
+        h = plot_h * max(value, 0.0) / peak
+        x = left + i * slot + (slot - bar_w) / 2
+        parts.append(
+            f'<rect class="bar" x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w:.1f}" '
+            f'height="{h:.1f}"><title>{escape(label)}: {escape(f"{value:.6g}")} '
+            f"{escape(unit)}</title></rect>"
+        )
+        parts.append(
+            f'<text x="{x + bar_w / 2:.1f}" y="{top + plot_h + 14}" text-anchor="middle" '
+            f'class="tick">{escape(label)}</text>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
