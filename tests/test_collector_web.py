@@ -170,7 +170,10 @@ def no_server_error(operation):
     cases = modes.flatmap(operation.as_strategy)
 
     @given(case=cases)
-    @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+    # derandomize: the same cases every run, so CI cannot pass or fail by luck.
+    @settings(
+        max_examples=20, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
     def check(case):
         case.call_and_validate(headers=headers, checks=[not_a_server_error])
 

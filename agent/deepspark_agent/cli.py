@@ -13,6 +13,7 @@ from deepspark_agent import __version__
 from deepspark_agent.assess import assess
 from deepspark_agent.cli_images import bundle_app, images_app
 from deepspark_agent.cli_signing import keys_app, sign_if_keyed, verify
+from deepspark_agent.cli_submit import CollectorOpt, submit_after_run, submit_command
 from deepspark_agent.console import JsonOpt, console, err_console, user_errors
 from deepspark_agent.contract import Mode, Precision
 from deepspark_agent.devices import describe_system
@@ -170,11 +171,13 @@ def choose_runtime(
     return DockerRuntime(client, devices, **docker_options)
 
 
-def _finish(run_set: Path, result: Result, as_json: bool) -> None:
-    """The run set's Markdown row and signature; where it lies."""
+def _finish(run_set: Path, result: Result, as_json: bool, collector: str | None) -> None:
+    """The run set's Markdown row, signature and submission; where it lies."""
     out = err_console if as_json else console
     (run_set / "report.md").write_text(markdown_row(result) + "\n")
     sign_if_keyed(run_set, result, out)
+    if collector:
+        submit_after_run(run_set, collector, out)
     out.print(f"run directory: {run_set}", highlight=False)
 
 
@@ -200,6 +203,7 @@ def run(
     memory_limit: MemoryOpt = None,
     telemetry: TelemetryOpt = "auto",
     telemetry_hz: HzOpt = DEFAULT_HZ,
+    collector: CollectorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run one workload and print its six-dimension row."""
@@ -218,7 +222,7 @@ def run(
         print(result.model_dump_json(indent=2))
     else:
         print_result(result, console)
-    _finish(run_set, result, as_json)
+    _finish(run_set, result, as_json, collector)
     if all(r.status != "success" for r in result.runs):
         raise typer.Exit(1)
 
@@ -249,6 +253,7 @@ def up(
     devices: DevicesOpt = "none",
     telemetry: TelemetryOpt = "auto",
     telemetry_hz: HzOpt = DEFAULT_HZ,
+    collector: CollectorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a whole suite and print one six-dimension row per workload."""
@@ -269,7 +274,7 @@ def up(
         run_set, result = execute(request, out, err_console if as_json else console, chosen)
         if not as_json:
             print_result(result, console)
-        _finish(run_set, result, as_json)
+        _finish(run_set, result, as_json, collector)
         results.append(result)
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
@@ -283,3 +288,4 @@ def up(
 
 
 app.command("verify")(verify)  # defined with the signing commands
+app.command("submit")(submit_command)

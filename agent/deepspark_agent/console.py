@@ -16,6 +16,7 @@ from deepspark_agent.metrics import MetricError
 from deepspark_agent.results import SchemaError
 from deepspark_agent.runtime.base import LaunchError
 from deepspark_agent.signing import SigningError, VerificationError
+from deepspark_agent.submit import SubmitError
 from deepspark_agent.suites import SuiteError
 from deepspark_agent.telemetry.choose import TelemetryChoiceError
 from deepspark_agent.workloads import WorkloadError
@@ -37,6 +38,7 @@ USER_ERRORS = (
     TelemetryChoiceError,
     SigningError,
     VerificationError,
+    SubmitError,
     OSError,
 )
 P = ParamSpec("P")

@@ -20,11 +20,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from deepspark_agent.receipts import collector_key, sign_receipt
 from deepspark_agent.result_bundle import Limits, ResultBundleError, unpack
 from deepspark_agent.signing import key_id
 from deepspark_collector import db, store, web
 from deepspark_collector.ratelimit import RateLimiter
-from deepspark_collector.receipts import collector_key, sign_receipt
 from deepspark_collector.settings import Settings
 from deepspark_collector.verify import Rejected, read_envelope, verify_submission
 

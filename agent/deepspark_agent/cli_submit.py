@@ -1,0 +1,80 @@
+"""`deepspark-agent submit`, and the submission that `run`/`up --collector` make after signing."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from deepspark_agent.console import JsonOpt, console, user_errors
+from deepspark_agent.result_bundle import ResultBundleError, pack_run_set
+from deepspark_agent.submit import DEFAULT_TIMEOUT, Outcome, flush, outbox_dir, outcome, submit
+
+CollectorOpt = Annotated[
+    str | None,
+    typer.Option("--collector", help="Collector URL: submit the signed result after the run."),
+]
+COLORS = {"created": "green", "duplicate": "green", "queued": "yellow"}
+
+
+def submit_run_set(run_set: Path, url: str, timeout: float = DEFAULT_TIMEOUT) -> Outcome:
+    """Pack the signed run set and submit it; what became of it, named by the run set."""
+    with tempfile.TemporaryDirectory(prefix="deepspark-submit-") as tmp:
+        try:
+            bundle = pack_run_set(run_set, Path(tmp) / "bundle.tar")
+        except ResultBundleError as exc:
+            return Outcome(str(run_set), "error", str(exc))
+        result = outcome(bundle, lambda: submit(bundle, url, timeout))
+    return dataclasses.replace(result, bundle=str(run_set))
+
+
+def print_outcome(result: Outcome, out: Console) -> None:
+    color = COLORS.get(result.status, "red")
+    ident = f"id {result.receipt.submission_id}, " if result.receipt else ""
+    out.print(
+        f"[{color}]{result.status}[/] {result.bundle}: {ident}{result.detail}", highlight=False
+    )
+
+
+def submit_after_run(run_set: Path, url: str, out: Console) -> None:
+    """After signing: submit, and say in one line what happened; never fails the run (an
+    unreachable collector leaves the bundle queued for `submit --flush`)."""
+    result = submit_run_set(run_set, url)
+    print_outcome(result, out)
+    if result.status == "queued":
+        out.print(f"`deepspark-agent submit --flush --collector {url}` sends it later")
+
+
+@user_errors
+def submit_command(
+    collector: Annotated[str, typer.Option("--collector", help="Collector URL.")],
+    run_dirs: Annotated[
+        list[Path] | None, typer.Argument(help="Signed run directories to submit.")
+    ] = None,
+    flush_outbox: Annotated[
+        bool, typer.Option("--flush", help="Also retry every bundle queued in the outbox.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds per request.")] = DEFAULT_TIMEOUT,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit signed run sets to a collector; exit 1 if any is rejected or still queued."""
+    if not run_dirs and not flush_outbox:
+        raise typer.BadParameter("name run directories to submit, or --flush")
+    results = [submit_run_set(run_set, collector, timeout) for run_set in run_dirs or []]
+    if flush_outbox:
+        results += flush(collector, timeout)
+    if as_json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        for result in results:
+            print_outcome(result, console)
+    left = sorted(outbox_dir().glob("*.tar"))
+    if left and not as_json:
+        console.print(f"{len(left)} bundle(s) queued in {outbox_dir()}", highlight=False)
+    if left or any(r.status not in ("created", "duplicate") for r in results):
+        raise typer.Exit(1)

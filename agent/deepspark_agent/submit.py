@@ -1,0 +1,249 @@
+"""Submit result bundles to a collector, keep what could not be delivered, check receipts.
+
+`submit` first puts the bundle in the OUTBOX (`$XDG_CONFIG_HOME/deepspark/outbox`, written
+atomically), then POSTs it. The bundle leaves the outbox only once a receipt verifies: a
+receipt signed by the collector's key, naming the envelope we sent. A collector that cannot
+be reached, times out, answers 5xx or asks us to slow down (429) leaves the bundle queued
+for `flush`; any other 4xx is a rejection: the bundle moves to `outbox/rejected/` for
+inspection and is never retried.
+
+The collector's key is trusted on first use: the first key seen for a collector URL is
+pinned in `collector-keys.json` beside the signing key, and a collector that later presents
+another key is refused before anything is sent (remove its pin if the change is expected).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from deepspark_agent.attest import STATEMENT_FILE
+from deepspark_agent.receipts import verify_receipt
+from deepspark_agent.signing import VerificationError, default_key_dir, key_id
+
+API = "/api/v1"
+PINS_FILE = "collector-keys.json"
+DEFAULT_TIMEOUT = 60.0
+# Answers that say "not now" rather than "not this": the bundle stays queued.
+RETRY_STATUSES = {408, 429}
+
+
+class SubmitError(Exception):
+    """A submission that did not end in a verified receipt."""
+
+
+class Queued(SubmitError):
+    """Not delivered (unreachable, timeout, 5xx, 429): kept in the outbox for `flush`."""
+
+
+class Rejected(SubmitError):
+    """The collector refused the bundle (4xx): kept in `outbox/rejected/`, not retried."""
+
+
+class KeyMismatch(SubmitError):
+    """The collector presents a key other than the one pinned for its URL."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    submission_id: int
+    envelope_sha256: str
+    received_at: str
+    created: bool  # False: the collector already held this envelope
+    collector_key_id: str
+
+
+Status = Literal["created", "duplicate", "queued", "rejected", "refused", "error"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one bundle: what `deepspark-agent submit` prints."""
+
+    bundle: str
+    status: Status
+    detail: str
+    receipt: Receipt | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def outbox_dir() -> Path:
+    return default_key_dir() / "outbox"
+
+
+def rejected_dir() -> Path:
+    return outbox_dir() / "rejected"
+
+
+def pins_path() -> Path:
+    return default_key_dir() / PINS_FILE
+
+
+def submit(bundle: Path, url: str, timeout: float = DEFAULT_TIMEOUT) -> Receipt:
+    """Deliver `bundle` to the collector at `url`; its verified receipt, or SubmitError."""
+    queued = enqueue(bundle)
+    with httpx.Client(base_url=_base(url), timeout=timeout) as client:
+        return _deliver(client, _base(url), queued)
+
+
+def flush(url: str, timeout: float = DEFAULT_TIMEOUT) -> list[Outcome]:
+    """Retry every bundle queued in the outbox, oldest first."""
+    queued = sorted(outbox_dir().glob("*.tar"), key=lambda p: p.stat().st_mtime)
+    with httpx.Client(base_url=_base(url), timeout=timeout) as client:
+        return [outcome(p, lambda p=p: _deliver(client, _base(url), p)) for p in queued]
+
+
+def outcome(bundle: Path, attempt: Callable[[], Receipt]) -> Outcome:
+    """Run `attempt() -> Receipt` and say what became of `bundle`."""
+    try:
+        receipt = attempt()
+    except Queued as exc:
+        return Outcome(str(bundle), "queued", str(exc))
+    except Rejected as exc:
+        return Outcome(str(bundle), "rejected", str(exc))
+    except (KeyMismatch, VerificationError) as exc:
+        return Outcome(str(bundle), "refused", str(exc))
+    status: Status = "created" if receipt.created else "duplicate"
+    return Outcome(str(bundle), status, "receipt verified", receipt)
+
+
+def enqueue(bundle: Path) -> Path:
+    """The bundle's copy in the outbox (named by its sha256), written atomically."""
+    box = outbox_dir()
+    if bundle.parent.resolve() == box.resolve():
+        return bundle
+    data = bundle.read_bytes()
+    target = box / f"{hashlib.sha256(data).hexdigest()}.tar"
+    if not target.exists():
+        _write_atomic(target, data)
+    return target
+
+
+def _deliver(client: httpx.Client, url: str, queued: Path) -> Receipt:
+    public = _collector_key(client, url)
+    try:
+        answer = client.post(
+            f"{API}/submissions",
+            content=queued.read_bytes(),
+            headers={"Content-Type": "application/x-tar"},
+        )
+    except httpx.TransportError as exc:
+        raise Queued(f"{url}: {_reason(exc)}; queued in {queued.parent}") from None
+    if answer.status_code >= 500 or answer.status_code in RETRY_STATUSES:
+        raise Queued(f"{url}: HTTP {answer.status_code} {_detail(answer)}; queued")
+    if answer.status_code >= 400:
+        kept = rejected_dir() / queued.name
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        queued.replace(kept)
+        raise Rejected(f"HTTP {answer.status_code}: {_detail(answer)} (kept in {kept})")
+    receipt = _check_receipt(answer.json(), public, _envelope_sha256(queued))
+    queued.unlink(missing_ok=True)  # only now: the collector has signed for it
+    return receipt
+
+
+def _check_receipt(body: Any, public: Ed25519PublicKey, sent: str) -> Receipt:
+    try:
+        signed = verify_receipt(body["receipt"], public)
+        receipt = Receipt(
+            submission_id=int(signed["submission_id"]),
+            envelope_sha256=str(signed["envelope_sha256"]),
+            received_at=str(signed["received_at"]),
+            created=bool(body["created"]),
+            collector_key_id=key_id(public),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VerificationError(f"receipt does not verify: {exc}") from None
+    if receipt.envelope_sha256 != sent:
+        raise VerificationError("the receipt names another envelope than the one sent")
+    return receipt
+
+
+def _collector_key(client: httpx.Client, url: str) -> Ed25519PublicKey:
+    """The collector's key, pinned on first use; KeyMismatch if it changed since."""
+    try:
+        answer = client.get(f"{API}/collector-key")
+    except httpx.TransportError as exc:
+        raise Queued(f"{url}: {_reason(exc)}; queued in {outbox_dir()}") from None
+    if answer.status_code >= 500:
+        raise Queued(f"{url}: HTTP {answer.status_code}; queued in {outbox_dir()}")
+    try:
+        answer.raise_for_status()
+        pem = answer.json()["public_key_pem"]
+        public = load_pem_public_key(pem.encode())
+    except (httpx.HTTPStatusError, KeyError, TypeError, ValueError) as exc:
+        raise KeyMismatch(f"{url}: no usable collector key ({exc})") from None
+    if not isinstance(public, Ed25519PublicKey):
+        raise KeyMismatch(f"{url}: the collector key is not Ed25519")
+    pins = _read_pins()
+    pinned = pins.get(url)
+    if pinned is None:
+        pins[url] = {"key_id": key_id(public), "public_key_pem": pem}
+        _write_atomic(pins_path(), (json.dumps(pins, indent=2) + "\n").encode())
+    elif pinned["key_id"] != key_id(public):
+        raise KeyMismatch(
+            f"{url} presents collector key {key_id(public)[:16]}, not the key "
+            f"{pinned['key_id'][:16]} pinned on first use; if the change is expected, remove "
+            f"its entry from {pins_path()}"
+        )
+    return public
+
+
+def _read_pins() -> dict[str, dict[str, str]]:
+    try:
+        return json.loads(pins_path().read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def _envelope_sha256(bundle: Path) -> str:
+    with tarfile.open(bundle, mode="r:") as tar:
+        member = tar.extractfile(STATEMENT_FILE)
+        if member is None:
+            raise VerificationError(f"{bundle}: no {STATEMENT_FILE}")
+        return hashlib.sha256(member.read()).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _base(url: str) -> str:
+    return url.rstrip("/")
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx.ConnectError):
+        return "cannot connect"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _detail(answer: httpx.Response) -> str:
+    try:
+        return str(answer.json()["detail"])
+    except (ValueError, KeyError, TypeError):
+        return answer.text[:200]

@@ -1,0 +1,147 @@
+"""`deepspark-agent submit` and `run --collector` against a real collector over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deepspark_agent.signing import PUBLIC_KEY_NAME, default_key_dir
+from deepspark_agent.submit import outbox_dir, pins_path, rejected_dir
+from test_attest import signed_run
+from test_collector import ADMIN, TOKEN, _free_port
+
+
+class Collector:
+    """`deepspark-collector serve` in a subprocess, stoppable and restartable on one port."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Collector:
+        exe = Path(sys.executable).parent / "deepspark-collector"
+        env = {**os.environ, "DEEPSPARK_COLLECTOR_ADMIN_TOKEN": TOKEN}
+        self.process = subprocess.Popen(
+            [exe, "serve", "--port", str(self.port), "--data-dir", str(self.data)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{self.url}/api/v1/results", timeout=1)
+                return self
+            except httpx.TransportError:
+                assert self.process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def register(self, vendor: str = "acme") -> None:
+        api = f"{self.url}/api/v1"
+        assert httpx.post(f"{api}/vendors", json={"name": vendor}, headers=ADMIN).is_success
+        pem = (default_key_dir() / PUBLIC_KEY_NAME).read_text()
+        body = {"vendor": vendor, "public_key_pem": pem}
+        assert httpx.post(f"{api}/keys", json=body, headers=ADMIN).is_success
+
+    def results(self) -> list[dict]:
+        return httpx.get(f"{self.url}/api/v1/results").json()
+
+
+@pytest.fixture
+def collector(tmp_path) -> Iterator[Collector]:
+    served = Collector(tmp_path / "collector")
+    try:
+        yield served.start()
+    finally:
+        served.stop()
+
+
+@pytest.fixture
+def run_set(cli, sleeper, tmp_path) -> Path:
+    return signed_run(cli, tmp_path)[0]
+
+
+def submit(cli, *args: str) -> tuple[int, list[dict], str]:
+    code, out, err = cli("submit", *args, "--json")
+    return code, json.loads(out) if out.strip() else [], err
+
+
+def test_created_then_duplicate_with_a_verified_receipt(cli, collector, run_set):
+    collector.register()
+    code, (first,), err = submit(cli, str(run_set), "--collector", collector.url)
+    assert code == 0, err
+    assert first["status"] == "created" and first["detail"] == "receipt verified"
+    code, (again,), _ = submit(cli, str(run_set), "--collector", collector.url)
+    assert code == 0 and again["status"] == "duplicate"
+    assert again["receipt"]["submission_id"] == first["receipt"]["submission_id"]
+    assert [r["id"] for r in collector.results()] == [first["receipt"]["submission_id"]]
+    assert list(outbox_dir().glob("*.tar")) == []  # delivered: nothing left queued
+    pins = json.loads(pins_path().read_text())
+    assert pins[collector.url]["key_id"] == first["receipt"]["collector_key_id"]
+
+
+def test_an_unreachable_collector_queues_and_flush_delivers(cli, collector, run_set, tmp_path):
+    collector.register()
+    assert submit(cli, str(run_set), "--collector", collector.url)[0] == 0
+    collector.stop()
+    code, out, err = cli(
+        "run", "sleeper", "--runtime", "process", "--mode", "converge", "--runs", "2",
+        "--out", str(tmp_path / "later"), "--collector", collector.url,
+    )  # fmt: skip
+    assert code == 0, err  # the run succeeded; only its delivery waits
+    assert "queued" in out and "submit --flush" in out
+    assert len(list(outbox_dir().glob("*.tar"))) == 1
+    assert submit(cli, "--flush", "--collector", collector.url)[0] == 1  # still down
+
+    collector.start()  # same data directory, same port
+    code, flushed, err = submit(cli, "--flush", "--collector", collector.url)
+    assert code == 0, err
+    assert [r["status"] for r in flushed] == ["created"]
+    assert list(outbox_dir().glob("*.tar")) == []
+    assert len(collector.results()) == 2
+
+
+def test_a_rejection_exits_1_and_keeps_the_bundle(cli, collector, run_set):
+    code, (rejected,), _ = submit(cli, str(run_set), "--collector", collector.url)
+    assert code == 1 and rejected["status"] == "rejected"
+    assert "unknown signing key" in rejected["detail"]
+    assert len(list(rejected_dir().glob("*.tar"))) == 1
+    assert list(outbox_dir().glob("*.tar")) == []  # not retried by --flush
+    assert collector.results() == []
+
+
+def test_a_collector_presenting_another_key_is_refused(cli, collector, run_set, tmp_path):
+    collector.register()
+    assert submit(cli, str(run_set), "--collector", collector.url)[0] == 0
+    collector.stop()
+    # Another collector (its own receipt key) answers at the same URL.
+    collector.data = tmp_path / "impostor"
+    collector.start()
+    collector.register()
+    code, out, _ = cli("submit", str(run_set), "--collector", collector.url)
+    assert code == 1 and "refused" in out and "pinned on first use" in out
+    assert collector.results() == []  # refused before anything was sent
+    assert len(list(outbox_dir().glob("*.tar"))) == 1  # kept: no verified receipt
+
+
+def test_an_unsigned_run_set_is_an_error(cli, sleeper, collector, tmp_path):
+    cli("run", "sleeper", "--runtime", "process", "--out", str(tmp_path / "runs"))
+    (run_set,) = (tmp_path / "runs").iterdir()
+    code, (result,), _ = submit(cli, str(run_set), "--collector", collector.url)
+    assert code == 1 and result["status"] == "error" and "not signed" in result["detail"]
