@@ -266,3 +266,42 @@ def test_serve_runs_uvicorn_and_accepts_a_submission_over_http(bundle, tmp_path)
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# --- PostgreSQL by URL ---------------------------------------------------------------------
+
+POSTGRES_ENV_FILE = Path(__file__).parents[1] / ".postgres-env"
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """An empty `deepspark` database (scripts/postgres-env); CI must have it."""
+    if not POSTGRES_ENV_FILE.is_file():
+        reason = f"{POSTGRES_ENV_FILE} missing: run scripts/postgres-env"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    url = dict(line.split("=", 1) for line in POSTGRES_ENV_FILE.read_text().split())[
+        "DS_TEST_POSTGRES_URL"
+    ]
+    engine = create_engine(url)
+    with engine.begin() as conn:  # a clean schema: what a fresh database would be
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return url
+
+
+def test_postgres_gets_the_schema_and_keeps_one_row_per_envelope(postgres_url, bundle, tmp_path):
+    s = Settings(data_dir=tmp_path / "collector", db_url=postgres_url, admin_token=TOKEN)
+    with TestClient(create_app(s)) as client:
+        tables = set(inspect(create_engine(postgres_url)).get_table_names())
+        assert {"vendors", "keys", "submissions", "alembic_version"} <= tables
+        register(client)
+        first = submit(client, bundle)
+        assert first.status_code == 201, first.text
+        again = submit(client, bundle)
+        assert again.status_code == 200
+        assert again.json()["submission_id"] == first.json()["submission_id"]
+        (listed,) = client.get("/api/v1/results", params={"model": "sleeper"}).json()
+        assert listed["id"] == first.json()["submission_id"]
