@@ -145,3 +145,18 @@ def test_an_unsigned_run_set_is_an_error(cli, sleeper, collector, tmp_path):
     (run_set,) = (tmp_path / "runs").iterdir()
     code, (result,), _ = submit(cli, str(run_set), "--collector", collector.url)
     assert code == 1 and result["status"] == "error" and "not signed" in result["detail"]
+
+
+def test_a_packed_bundle_travels_and_is_submitted_as_a_file(cli, collector, run_set, tmp_path):
+    """The air-gapped path: pack inside, carry the file out, submit it elsewhere."""
+    collector.register()
+    carried = tmp_path / "carried" / "result.tar"
+    carried.parent.mkdir()
+    code, out, err = cli("pack", str(run_set), "--out", str(carried))
+    assert code == 0, err
+    assert f"wrote {carried}" in out
+    code, (sent,), err = submit(cli, str(carried), "--collector", collector.url)
+    assert code == 0 and sent["status"] == "created", err
+    assert carried.exists()  # the user's file stays; only the outbox copy is removed
+    code, _, err = cli("pack", str(tmp_path / "carried"), "--out", str(tmp_path / "x.tar"))
+    assert code == 1 and "error:" in err and err.count("\n") == 1

@@ -13,7 +13,7 @@ from deepspark_agent import __version__
 from deepspark_agent.assess import assess
 from deepspark_agent.cli_images import bundle_app, images_app
 from deepspark_agent.cli_signing import keys_app, sign_if_keyed, verify
-from deepspark_agent.cli_submit import CollectorOpt, submit_after_run, submit_command
+from deepspark_agent.cli_submit import CollectorOpt, pack_command, submit_after_run, submit_command
 from deepspark_agent.console import JsonOpt, console, err_console, user_errors
 from deepspark_agent.contract import Mode, Precision
 from deepspark_agent.devices import describe_system
@@ -289,3 +289,4 @@ def up(
 
 app.command("verify")(verify)  # defined with the signing commands
 app.command("submit")(submit_command)
+app.command("pack")(pack_command)

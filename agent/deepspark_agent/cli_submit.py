@@ -23,7 +23,13 @@ COLORS = {"created": "green", "duplicate": "green", "queued": "yellow"}
 
 
 def submit_run_set(run_set: Path, url: str, timeout: float = DEFAULT_TIMEOUT) -> Outcome:
-    """Pack the signed run set and submit it; what became of it, named by the run set."""
+    """Pack the signed run set and submit it; what became of it, named by the run set.
+
+    A file instead of a directory is a result bundle already packed (`deepspark-agent pack`,
+    carried out of an air-gapped site): it is submitted as it is.
+    """
+    if run_set.is_file():
+        return outcome(run_set, lambda: submit(run_set, url, timeout))
     with tempfile.TemporaryDirectory(prefix="deepspark-submit-") as tmp:
         try:
             bundle = pack_run_set(run_set, Path(tmp) / "bundle.tar")
@@ -54,7 +60,8 @@ def submit_after_run(run_set: Path, url: str, out: Console) -> None:
 def submit_command(
     collector: Annotated[str, typer.Option("--collector", help="Collector URL.")],
     run_dirs: Annotated[
-        list[Path] | None, typer.Argument(help="Signed run directories to submit.")
+        list[Path] | None,
+        typer.Argument(help="Signed run directories, or result bundles made by `pack`."),
     ] = None,
     flush_outbox: Annotated[
         bool, typer.Option("--flush", help="Also retry every bundle queued in the outbox.")
@@ -78,3 +85,14 @@ def submit_command(
         console.print(f"{len(left)} bundle(s) queued in {outbox_dir()}", highlight=False)
     if left or any(r.status not in ("created", "duplicate") for r in results):
         raise typer.Exit(1)
+
+
+@user_errors
+def pack_command(
+    run_dir: Annotated[Path, typer.Argument(help="A signed run directory.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The result bundle to write.")],
+) -> None:
+    """Pack a signed run set into one result bundle: what travels out of an air-gapped site
+    and is submitted elsewhere with `submit FILE`."""
+    bundle = pack_run_set(run_dir, out)
+    console.print(f"wrote {bundle} ({bundle.stat().st_size / 1e6:.1f} MB)", highlight=False)

@@ -13,6 +13,7 @@ from deepspark_agent.bundle import BundleError
 from deepspark_agent.events import EventLogError
 from deepspark_agent.images import ImageError
 from deepspark_agent.metrics import MetricError
+from deepspark_agent.result_bundle import ResultBundleError
 from deepspark_agent.results import SchemaError
 from deepspark_agent.runtime.base import LaunchError
 from deepspark_agent.signing import SigningError, VerificationError
@@ -35,6 +36,7 @@ USER_ERRORS = (
     MetricError,
     ImageError,
     BundleError,
+    ResultBundleError,
     TelemetryChoiceError,
     SigningError,
     VerificationError,
