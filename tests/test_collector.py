@@ -305,3 +305,16 @@ def test_postgres_gets_the_schema_and_keeps_one_row_per_envelope(postgres_url, b
         assert again.json()["submission_id"] == first.json()["submission_id"]
         (listed,) = client.get("/api/v1/results", params={"model": "sleeper"}).json()
         assert listed["id"] == first.json()["submission_id"]
+
+
+def test_a_result_keeps_its_verified_artifacts_for_download(collector, bundle, run_set):
+    _, client = collector
+    register(client)
+    sid = submit(client, bundle).json()["submission_id"]
+    names = {a["name"] for a in client.get(f"/api/v1/results/{sid}/artifacts").json()}
+    assert {STATEMENT_FILE, "plan.json", "run-1/mllog.log", "run-1/telemetry.jsonl"} <= names
+    got = client.get(f"/api/v1/results/{sid}/artifacts/run-1/mllog.log")
+    assert got.status_code == 200
+    assert got.content == (run_set / "run-1" / "mllog.log").read_bytes()
+    assert client.get(f"/api/v1/results/{sid}/artifacts/../../etc/passwd").status_code == 404
+    assert client.get(f"/api/v1/results/{sid}/artifacts/nope").status_code == 404

@@ -116,6 +116,10 @@ def test_leaderboard_and_result_pages_in_headless_chromium(served, submitted, tm
             plot = page.locator("svg.plot.windows")
             assert plot.is_visible()
             assert plot.locator("rect.bar").count() == len(windows)
+            # Memory over time, from the telemetry the collector kept with the artifacts.
+            memory = page.locator("svg.plot.memory-t polyline.line")
+            assert memory.is_visible()
+            assert len(memory.get_attribute("points").split()) >= 5  # >= 0.5 s at 10 Hz
             shot = page.screenshot(path=str(tmp_path / "result.png"), full_page=True)
         finally:
             browser.close()

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from cryptography.hazmat.primitives import serialization
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -138,6 +138,10 @@ def create_app(settings: Settings) -> FastAPI:
         keys = store.key_states(factory, envelope.keyids)
         accepted = verify_submission(run_set, envelope, keys)
         row, created = store.add_submission(factory, accepted)
+        kept = settings.artifacts_dir / envelope.sha256
+        if created and not kept.exists():  # the verified files, for download and plots
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(run_set, kept)
         return (201 if created else 200), _receipt_body(row, created)
 
     def _receipt_body(row: db.Submission, created: bool) -> dict[str, Any]:
@@ -171,6 +175,28 @@ def create_app(settings: Settings) -> FastAPI:
             return store.get_result(factory, submission_id)
         except store.NotFound as exc:
             raise HTTPException(404, str(exc)) from None
+
+    @app.get(f"{API}/results/{{submission_id}}/artifacts")
+    def list_artifacts(submission_id: web.SubmissionId) -> list[dict[str, Any]]:
+        """The verified raw artifacts of a result (events, telemetry, records, statement)."""
+        return [
+            {"name": name, "size": path.stat().st_size}
+            for name, path in _artifacts(submission_id).items()
+        ]
+
+    @app.get(f"{API}/results/{{submission_id}}/artifacts/{{name:path}}")
+    def get_artifact(submission_id: web.SubmissionId, name: str) -> FileResponse:
+        files = _artifacts(submission_id)  # only names listed here: no path from the client
+        if name not in files:
+            raise HTTPException(404, f"result {submission_id} has no artifact {name!r}")
+        return FileResponse(files[name], media_type="application/octet-stream")
+
+    def _artifacts(submission_id: int) -> dict[str, Path]:
+        try:
+            sha = store.get_result(factory, submission_id)["envelope_sha256"]
+        except store.NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        return web.artifact_files(settings.artifacts_dir / sha)
 
     @app.get(f"{API}/compare")
     def compare(model: str) -> dict[str, Any]:

@@ -49,6 +49,11 @@ class Settings:
         return self.data_dir / "keys"
 
     @property
+    def artifacts_dir(self) -> Path:
+        """Each accepted run set's raw artifacts, under its envelope's sha256."""
+        return self.data_dir / "artifacts"
+
+    @property
     def spool_dir(self) -> Path:
         """Where submissions are received and unpacked, each in its own temporary directory."""
         return self.data_dir / "spool"
