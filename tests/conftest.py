@@ -2,9 +2,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import docker
+import httpx
 import pytest
 from docker.errors import DockerException, ImageNotFound
 from typer.testing import CliRunner
@@ -12,6 +17,7 @@ from typer.testing import CliRunner
 from deepspark_agent.cli import app
 from deepspark_agent.events import read_events
 from deepspark_agent.images import DEFAULT_BASE
+from deepspark_agent.signing import PUBLIC_KEY_NAME, default_key_dir
 from deepspark_agent.telemetry import DEFAULT_HZ
 from deepspark_agent.workloads import WORKLOADS_ENV
 
@@ -99,3 +105,61 @@ def assert_telemetry_covers_the_run(run_dir: Path, scope: str) -> None:
     period_ns = 1e9 / DEFAULT_HZ
     assert min(times) <= windows[0].start_ns
     assert max(times) >= windows[-1].stop_ns - period_ns
+
+
+# --- a real collector --------------------------------------------------------------------
+
+TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServedCollector:
+    """`deepspark-collector serve` (uvicorn) in a subprocess, stoppable and restartable on
+    one port and data directory."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServedCollector:
+        exe = Path(sys.executable).parent / "deepspark-collector"
+        env = {**os.environ, "DEEPSPARK_COLLECTOR_ADMIN_TOKEN": TOKEN}
+        self.process = subprocess.Popen(
+            [exe, "serve", "--port", str(self.port), "--data-dir", str(self.data)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{self.url}/api/v1/results", timeout=1)
+                return self
+            except httpx.TransportError:
+                assert self.process.poll() is None and time.monotonic() < deadline, "no start"
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def register(self, vendor: str = "acme") -> None:
+        """The vendor and this test's signing key, through the admin API."""
+        api = f"{self.url}/api/v1"
+        assert httpx.post(f"{api}/vendors", json={"name": vendor}, headers=ADMIN).is_success
+        pem = (default_key_dir() / PUBLIC_KEY_NAME).read_text()
+        body = {"vendor": vendor, "public_key_pem": pem}
+        assert httpx.post(f"{api}/keys", json=body, headers=ADMIN).is_success
+
+    def results(self) -> list[dict]:
+        return httpx.get(f"{self.url}/api/v1/results").json()

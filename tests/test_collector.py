@@ -5,11 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
-import subprocess
-import sys
 import tarfile
-import time
 from pathlib import Path
 
 import httpx
@@ -17,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, inspect, text
 
+from conftest import ADMIN, TOKEN, ServedCollector
 from deepspark_agent.attest import STATEMENT_FILE, sign_run_set
 from deepspark_agent.receipts import verify_receipt
 from deepspark_agent.result_bundle import pack_run_set
@@ -26,8 +23,6 @@ from deepspark_collector.app import create_app
 from deepspark_collector.settings import RateLimit, Settings
 from test_attest import signed_run
 
-TOKEN = "test-admin-token"
-ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 TAR = {"Content-Type": "application/x-tar"}
 
 
@@ -225,47 +220,17 @@ def test_read_api_filters_and_compare(collector, bundle):
     assert client.get("/api/v1/results/999").status_code == 404
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_serve_runs_uvicorn_and_accepts_a_submission_over_http(bundle, tmp_path):
-    port = _free_port()
-    exe = Path(sys.executable).parent / "deepspark-collector"
-    env = {**os.environ, "DEEPSPARK_COLLECTOR_ADMIN_TOKEN": TOKEN}
-    data = tmp_path / "served"
-    server = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port), "--data-dir", str(data)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}/api/v1"
+    served = ServedCollector(tmp_path / "served").start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/results", timeout=1)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None and time.monotonic() < deadline, "did not start"
-                time.sleep(0.2)
-        assert (
-            httpx.post(f"{base}/vendors", json={"name": "acme"}, headers=ADMIN).status_code == 201
+        served.register()
+        answer = httpx.post(
+            f"{served.url}/api/v1/submissions", content=bundle, headers=TAR, timeout=60
         )
-        pem = (default_key_dir() / PUBLIC_KEY_NAME).read_text()
-        keys = httpx.post(
-            f"{base}/keys", json={"vendor": "acme", "public_key_pem": pem}, headers=ADMIN
-        )
-        assert keys.status_code == 201
-        answer = httpx.post(f"{base}/submissions", content=bundle, headers=TAR, timeout=60)
         assert answer.status_code == 201, answer.text
-        assert (data / "collector.sqlite3").is_file()
+        assert (served.data / "collector.sqlite3").is_file()
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        served.stop()
 
 
 # --- PostgreSQL by URL ---------------------------------------------------------------------

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,10 +21,11 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
+from conftest import ADMIN, ServedCollector
 from deepspark_agent.result_bundle import pack_run_set
 from deepspark_collector.app import create_app
 from test_attest import signed_run
-from test_collector import ADMIN, TAR, TOKEN, _free_port, register
+from test_collector import TAR, register
 from test_collector import settings as collector_settings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -50,29 +47,11 @@ def chromium() -> str:
 @pytest.fixture
 def served(tmp_path) -> Iterator[str]:
     """A real collector (`deepspark-collector serve`, uvicorn) on a free port: its base URL."""
-    port = _free_port()
-    exe = Path(sys.executable).parent / "deepspark-collector"
-    env = {**os.environ, "DEEPSPARK_COLLECTOR_ADMIN_TOKEN": TOKEN}
-    server = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port), "--data-dir", str(tmp_path / "served")],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    collector = ServedCollector(tmp_path / "served").start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/api/v1/results", timeout=1)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None and time.monotonic() < deadline, "did not start"
-                time.sleep(0.2)
-        yield base
+        yield collector.url
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        collector.stop()
 
 
 @pytest.fixture

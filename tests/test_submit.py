@@ -3,69 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from deepspark_agent.signing import PUBLIC_KEY_NAME, default_key_dir
+from conftest import ServedCollector
 from deepspark_agent.submit import outbox_dir, pins_path, rejected_dir
 from test_attest import signed_run
-from test_collector import ADMIN, TOKEN, _free_port
-
-
-class Collector:
-    """`deepspark-collector serve` in a subprocess, stoppable and restartable on one port."""
-
-    def __init__(self, data: Path) -> None:
-        self.data = data
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Collector:
-        exe = Path(sys.executable).parent / "deepspark-collector"
-        env = {**os.environ, "DEEPSPARK_COLLECTOR_ADMIN_TOKEN": TOKEN}
-        self.process = subprocess.Popen(
-            [exe, "serve", "--port", str(self.port), "--data-dir", str(self.data)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{self.url}/api/v1/results", timeout=1)
-                return self
-            except httpx.TransportError:
-                assert self.process.poll() is None and time.monotonic() < deadline
-                time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def register(self, vendor: str = "acme") -> None:
-        api = f"{self.url}/api/v1"
-        assert httpx.post(f"{api}/vendors", json={"name": vendor}, headers=ADMIN).is_success
-        pem = (default_key_dir() / PUBLIC_KEY_NAME).read_text()
-        body = {"vendor": vendor, "public_key_pem": pem}
-        assert httpx.post(f"{api}/keys", json=body, headers=ADMIN).is_success
-
-    def results(self) -> list[dict]:
-        return httpx.get(f"{self.url}/api/v1/results").json()
 
 
 @pytest.fixture
-def collector(tmp_path) -> Iterator[Collector]:
-    served = Collector(tmp_path / "collector")
+def collector(tmp_path) -> Iterator[ServedCollector]:
+    served = ServedCollector(tmp_path / "collector")
     try:
         yield served.start()
     finally:
