@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from pydantic import ValidationError
 
 from deepspark_agent.assess import assess
+from deepspark_agent.files import write_atomic
 from deepspark_agent.results import RESULT_FILE, Result
 from deepspark_agent.signing import (
     VerificationError,
@@ -57,7 +58,7 @@ def sign_run_set(run_set: Path, result: Result, key: Ed25519PrivateKey) -> Path:
         {"result": result.model_dump(mode="json")},
     )
     path = run_set / STATEMENT_FILE
-    path.write_text(json.dumps(sign_envelope(statement, key), indent=2) + "\n")
+    write_atomic(path, (json.dumps(sign_envelope(statement, key), indent=2) + "\n").encode())
     return path
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,8 +43,20 @@ def read_json(path: Path, model: type[M], error: type[Exception]) -> M:
         raise error(first_error(path, exc)) from None
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write atomically: a killed writer leaves the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_json(path: Path, model: BaseModel) -> None:
-    """Write atomically: a killed agent leaves the old file or the new one, never half of one."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(model.model_dump_json(indent=2) + "\n")
-    tmp.replace(path)
+    write_atomic(path, (model.model_dump_json(indent=2) + "\n").encode())

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tarfile
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from deepspark_agent.attest import STATEMENT_FILE
+from deepspark_agent.files import write_atomic
 from deepspark_agent.receipts import verify_receipt
 from deepspark_agent.signing import VerificationError, default_key_dir, key_id
 
@@ -128,7 +127,7 @@ def enqueue(bundle: Path) -> Path:
     data = bundle.read_bytes()
     target = box / f"{hashlib.sha256(data).hexdigest()}.tar"
     if not target.exists():
-        _write_atomic(target, data)
+        write_atomic(target, data)
     return target
 
 
@@ -191,7 +190,7 @@ def _collector_key(client: httpx.Client, url: str) -> Ed25519PublicKey:
     pinned = pins.get(url)
     if pinned is None:
         pins[url] = {"key_id": key_id(public), "public_key_pem": pem}
-        _write_atomic(pins_path(), (json.dumps(pins, indent=2) + "\n").encode())
+        write_atomic(pins_path(), (json.dumps(pins, indent=2) + "\n").encode())
     elif pinned["key_id"] != key_id(public):
         raise KeyMismatch(
             f"{url} presents collector key {key_id(public)[:16]}, not the key "
@@ -214,20 +213,6 @@ def _envelope_sha256(bundle: Path) -> str:
         if member is None:
             raise VerificationError(f"{bundle}: no {STATEMENT_FILE}")
         return hashlib.sha256(member.read()).hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _base(url: str) -> str:
