@@ -1,5 +1,6 @@
 """The workload helper library: environment parsing, event lines, workload.toml presets."""
 
+import hashlib
 import json
 import os
 import re
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from deepspark_workload import ContractError, Env, MLLogger
+from deepspark_workload.datasets import tensors_sha256, verify_manifest
 from deepspark_workload.workload import load_spec
 
 MODEL_IMAGES = Path(__file__).resolve().parents[1] / "model_images"
@@ -181,3 +183,53 @@ def test_workload_left_window_aborts(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert run_stop["key"] == "run_stop"
     assert run_stop["metadata"]["status"] == "aborted"
     assert "window 0 was left" in run_stop["metadata"]["reason"]
+
+
+def write_dataset(root: Path) -> None:
+    (root / "train").mkdir(parents=True)
+    (root / "train" / "a.bin").write_bytes(b"alpha")
+    (root / "labels.txt").write_text("beta\n")
+    subprocess.run(
+        "find . -type f ! -name SHA256SUMS -printf '%P\\0' | sort -z | xargs -0 sha256sum"
+        " > SHA256SUMS",
+        shell=True, cwd=root, check=True,
+    )  # fmt: skip
+
+
+def test_manifest_made_by_sha256sum_verifies(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    digest, files = verify_manifest(tmp_path)
+    assert files == 2
+    assert digest == hashlib.sha256((tmp_path / "SHA256SUMS").read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda root: (root / "train" / "a.bin").write_bytes(b"alpha!"), "does not match"),
+        (lambda root: (root / "labels.txt").unlink(), "listed in SHA256SUMS but missing"),
+        (lambda root: (root / "SHA256SUMS").unlink(), "SHA256SUMS is missing"),
+        (lambda root: (root / "SHA256SUMS").write_text(""), "lists no files"),
+        (lambda root: (root / "SHA256SUMS").write_text("abc  x\n"), "SHA256SUMS:1: expected"),
+        (lambda root: (root / "SHA256SUMS").write_text("0" * 64 + "  ../x\n"), "expected"),
+        (lambda root: (root / "SHA256SUMS").write_text("0" * 64 + "  /etc/x\n"), "expected"),
+    ],
+)
+def test_a_damaged_dataset_is_refused(tmp_path: Path, damage, message: str) -> None:
+    write_dataset(tmp_path)
+    damage(tmp_path)
+    with pytest.raises(ContractError, match=re.escape(message)):
+        verify_manifest(tmp_path)
+
+
+def test_generated_data_digest_covers_shape_dtype_and_values() -> None:
+    import torch
+
+    x = torch.arange(6, dtype=torch.float32)
+    digest = tensors_sha256(x)
+    assert digest == tensors_sha256(x.clone()) and len(digest) == 64
+    assert digest != tensors_sha256(x.view(2, 3))
+    assert digest != tensors_sha256(x.double())
+    assert digest != tensors_sha256(x + 1e-6)
+    assert tensors_sha256(x, x) != tensors_sha256(torch.cat([x, x]))
+    assert tensors_sha256(torch.tensor([True, False])) != tensors_sha256(torch.tensor([1, 0]))

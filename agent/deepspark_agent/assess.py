@@ -71,6 +71,7 @@ def assess_run(run_dir: Path, plan: RunPlan) -> RunSummary:
         "malformed_lines": log.malformed,
         "accuracy": _final_quality(log),
         "framework": _framework(log),
+        "dataset": _dataset(log),
         "end_to_end_speed": _end_to_end_speed(log, windows),
     }
     try:
@@ -93,6 +94,13 @@ def _framework(log: EventLog) -> str | None:
         return None
     device = event.metadata.get("device")
     return f"{event.value} ({device})" if device else str(event.value)
+
+
+def _dataset(log: EventLog) -> str | None:
+    """Which data the run trained on: the workload's name for it and its sha256."""
+    event = log.first("dataset")
+    digest = event.metadata.get("sha256") if event else None
+    return f"{event.value} sha256:{digest}" if isinstance(digest, str) else None
 
 
 def _end_to_end_speed(log: EventLog, windows: list[metrics.Window]) -> float | None:

@@ -105,6 +105,7 @@ class RunSummary(Figures):
     status: Literal["success", "aborted"]
     reason: str | None = None
     framework: str | None = None  # what the workload logged, e.g. "pytorch 2.13.0"
+    dataset: str | None = None  # the data it saw: "SHA256SUMS sha256:<manifest digest>"
     image: ImageRef | None = None
     accuracy: float | None = None  # the final quality value
     events: int = 0

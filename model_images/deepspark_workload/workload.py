@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from .datasets import MANIFEST, tensors_sha256, verify_manifest
 from .env import ContractError, Env
 from .mllog import MLLogger
 
@@ -166,6 +167,22 @@ class Workload(AbstractContextManager["Workload"]):
             return DataLoader(dataset, self.batch_size, sampler=sampler, drop_last=True, **kwargs)
         shard = Subset(dataset, range(self.rank, len(dataset), self.world_size))
         return DataLoader(shard, self.batch_size, **kwargs)
+
+    def data_dir(self) -> Path:
+        """DS_DATA_DIR, every file checked against its SHA256SUMS; logs which data this is."""
+        root = self.env.data_dir
+        if root is None:
+            raise ContractError(
+                f"converge mode on the {self.env.config} config needs DS_DATA_DIR "
+                f"(a dataset with a {MANIFEST} manifest: docs/workload-contract.md)"
+            )
+        digest, files = verify_manifest(root)
+        self.log.event("dataset", MANIFEST, {"sha256": digest, "files": files})
+        return root
+
+    def log_generated_data(self, name: str, *tensors: torch.Tensor) -> None:
+        """Log the identity of data made by the run itself (mini configs): name and sha256."""
+        self.log.event("dataset", name, {"sha256": tensors_sha256(*tensors), "files": 0})
 
     def autocast(self) -> torch.autocast:
         """The forward pass's precision: fp32, fp16 (amp) or bf16 autocast."""

@@ -1,7 +1,8 @@
 """Data for the ResNet-50 workload.
 
 mini: scikit-learn's 8x8 digits. full: an ImageNet-style folder $DS_DATA_DIR/{train,val}/<class>/
-<image> decoded with Pillow (converge), or synthetic batches of the real shapes (speed).
+<image> with its SHA256SUMS, decoded with Pillow (converge), or synthetic batches of the real
+shapes (speed).
 """
 
 import itertools
@@ -27,15 +28,14 @@ def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
     """Training batches for wl.windows(), and the validation loader (None when not needed)."""
     if wl.preset["data"] == "digits":
         train, val = digits()
+        wl.log_generated_data("sklearn digits", *train.tensors, *val.tensors)
         return wl.loader(train, train=True), wl.loader(val, train=False)
     if not wl.converge:  # made once on the device and reused: speed mode times the model alone
         size, model = wl.preset["image_size"], wl.preset["model"]
         x = torch.randn(wl.batch_size, model["in_channels"], size, size, device=wl.device)
         y = torch.randint(0, model["num_classes"], (wl.batch_size,), device=wl.device)
         return itertools.repeat((x, y)), None
-    if wl.env.data_dir is None:
-        raise ContractError("converge mode on the full config needs DS_DATA_DIR (an ImageFolder)")
-    train, val = image_folder(wl.env.data_dir, wl.preset["image_size"])
+    train, val = image_folder(wl.data_dir(), wl.preset["image_size"])
     per_rank = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     kwargs = dict(
         num_workers=max(1, min(8, per_rank - 1)),

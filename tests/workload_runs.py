@@ -1,0 +1,152 @@
+"""Running a workload's train.py as the agent does, and checking what it logged.
+
+Every workload's test (tests/test_<name>.py) uses these instead of its own copy:
+
+    model = load_module("bert_large", "model")
+    log = converge("bert_large", tmp_path)       # mini converge, checked; returns the events
+"""
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from torch import nn
+
+MODEL_IMAGES = Path(__file__).resolve().parents[1] / "model_images"
+SETUP = [
+    "submission_benchmark", "framework", "seed", "init_start",
+    "init_stop", "global_batch_size", "quality_metric", "run_start",
+]  # fmt: skip
+
+
+def spec(workload: str) -> dict[str, Any]:
+    return tomllib.loads((MODEL_IMAGES / workload / "workload.toml").read_text())
+
+
+def load_module(workload: str, name: str) -> ModuleType:
+    """A module of the workload, imported under a name no other workload's module takes.
+
+    Only train.py imports its siblings (model, data): the others import torch and
+    deepspark_workload alone, so that tests can load each on its own.
+    """
+    path = MODEL_IMAGES / workload / f"{name}.py"
+    module_spec = importlib.util.spec_from_file_location(f"{workload}_{name}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def environ(workload: str, out: Path, **env: str) -> dict[str, str]:
+    """The agent's DS_* variables for a mini run writing to out, overridden by env."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(MODEL_IMAGES),
+        "DS_CONTRACT_VERSION": "1",
+        "DS_MODEL": spec(workload)["name"],
+        "DS_CONFIG": "mini",
+        "DS_OUT_DIR": str(out),
+        **env,
+    }
+
+
+def run(
+    workload: str, out: Path, *, ranks: int = 1, timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess:
+    """train.py as the agent starts it: directly, or through torchrun for several ranks."""
+    launcher = [sys.executable]
+    if ranks > 1:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        launcher += ["-m", "torch.distributed.run", "--nproc-per-node", str(ranks)]
+        launcher += ["--master-port", str(port)]
+    command = [*launcher, str(MODEL_IMAGES / workload / "train.py")]
+    return subprocess.run(
+        command, env=environ(workload, out, **env), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def events(out: Path) -> list[dict]:
+    lines = (out / "mllog.log").read_text().splitlines()
+    return [json.loads(line.removeprefix(":::MLLOG ")) for line in lines]
+
+
+def keys_without_dataset(log: list[dict]) -> list[str]:
+    return [e["key"] for e in log if e["key"] != "dataset"]
+
+
+def converge(workload: str, out: Path, seed: int = 1, **env: str) -> list[dict]:
+    """Train the mini config to convergence and check the run's events; return them.
+
+    Checks: the contract's event order, one window and one evaluation per epoch, full batches
+    in every window, the generated data's digest, the last evaluation at or past the target in
+    the metric's direction, and that MLCommons' parser reads the log without an error.
+    """
+    from mlperf_logging.compliance_checker.mlp_parser import parse_file
+
+    result = run(workload, out, DS_MODE="converge", DS_SEED=str(seed), **env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = events(out)
+    preset, quality = spec(workload)["configs"]["mini"], spec(workload)["quality"]
+    epochs = preset["epochs"]
+    assert keys_without_dataset(log) == (
+        SETUP + ["block_start", "block_stop", "eval_accuracy"] * epochs + ["run_stop"]
+    )
+    (dataset,) = [e for e in log if e["key"] == "dataset"]
+    assert len(dataset["metadata"]["sha256"]) == 64
+    assert log.index(dataset) < [e["key"] for e in log].index("init_stop")
+    assert all(e["metadata"]["rank"] == 0 and "mono_ns" in e["metadata"] for e in log)
+    by_key = {e["key"]: e for e in log}
+    assert by_key["seed"]["value"] == seed
+    batch = int(env.get("DS_BATCH_SIZE", preset["batch_size"]))
+    assert by_key["global_batch_size"]["value"] == batch
+    metric = by_key["quality_metric"]
+    assert metric["value"] == quality["metric"]
+    assert metric["metadata"] == {
+        "direction": quality["direction"],
+        "target": preset["target"],
+        "rank": 0,
+        "mono_ns": metric["metadata"]["mono_ns"],
+    }
+    stops = [e["metadata"] for e in log if e["key"] == "block_stop"]
+    assert [m["window"] for m in stops] == list(range(epochs))
+    assert len({m["samples_count"] for m in stops}) == 1  # every epoch: the same full batches
+    assert stops[0]["samples_count"] % batch == 0
+    evals = [e for e in log if e["key"] == "eval_accuracy"]
+    assert [e["metadata"]["epoch_num"] for e in evals] == list(range(1, epochs + 1))
+    final = evals[-1]["value"]
+    if quality["direction"] == "higher":
+        assert final >= preset["target"], [e["value"] for e in evals]
+    else:
+        assert final <= preset["target"], [e["value"] for e in evals]
+    assert log[-1]["metadata"]["status"] == "success"
+    assert result.stdout.count(":::MLLOG ") == len(log)
+    lines, errors = parse_file(str(out / "mllog.log"), ruleset="6.1.0")
+    assert len(lines) == len(log) and errors == []
+    return log
+
+
+def speed(workload: str, out: Path, *, ranks: int = 1, windows: int = 2, **env: str) -> list[dict]:
+    """A short speed-mode run of the mini config (1 warmup window); check it; return its events."""
+    result = run(workload, out, ranks=ranks, DS_MODE="speed", DS_WINDOWS=str(windows), **env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = events(out)
+    n = windows + 1
+    assert keys_without_dataset(log) == SETUP + ["block_start", "block_stop"] * n + ["run_stop"]
+    preset = spec(workload)["configs"]["mini"]
+    batch = int(env.get("DS_BATCH_SIZE", preset["batch_size"])) * ranks
+    samples = [e["metadata"]["samples_count"] for e in log if e["key"] == "block_stop"]
+    assert samples == [preset["steps_per_window"] * batch] * n
+    assert log[-1]["metadata"]["status"] == "success"
+    return log
