@@ -27,8 +27,8 @@ def test_models_list_shows_every_workload_with_its_metric_and_target(cli) -> Non
 def test_image_builds_and_runs_speed_mode(name, cli, docker_client, base_image, tmp_path) -> None:
     (workload,) = [w for w in list_workloads() if w.name == name]
     image = images.build(docker_client, workload, base_image)
-    assert image.labels["org.deepspark.model"] == name
-    args = ("--config", "mini", "--mode", "speed", "--windows", "2", "--runtime", "docker")
+    assert docker_client.images.get(image.id).labels["org.deepspark.model"] == name
+    args = ("--config", "mini", "--mode", "speed", "--windows", "3", "--runtime", "docker")
     code, stdout, stderr = cli("run", name, *args, "--out", str(tmp_path), "--json")
     assert code == 0, stderr
     (ran,) = Result.model_validate_json(stdout).runs
