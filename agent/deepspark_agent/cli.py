@@ -18,8 +18,15 @@ from deepspark_agent.console import JsonOpt, console, err_console, user_errors
 from deepspark_agent.contract import Mode, Precision
 from deepspark_agent.devices import describe_system
 from deepspark_agent.doctor import run_checks
+from deepspark_agent.files import write_atomic
 from deepspark_agent.images import ImageError, engine
-from deepspark_agent.report import SEED_COLUMNS, markdown_row, print_result, seed_row
+from deepspark_agent.report import (
+    SEED_COLUMNS,
+    html_report,
+    markdown_row,
+    print_result,
+    seed_row,
+)
 from deepspark_agent.results import Result
 from deepspark_agent.runner import Request, execute
 from deepspark_agent.runtime.base import Runtime
@@ -175,6 +182,7 @@ def _finish(run_set: Path, result: Result, as_json: bool, collector: str | None)
     """The run set's Markdown row, signature and submission; where it lies."""
     out = err_console if as_json else console
     (run_set / "report.md").write_text(markdown_row(result) + "\n")
+    (run_set / "report.html").write_text(html_report(result, run_set))
     sign_if_keyed(run_set, result, out)
     if collector:
         submit_after_run(run_set, collector, out)
@@ -233,10 +241,16 @@ def report(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `run` or `up`.")],
     as_json: JsonOpt = False,
     markdown: Annotated[bool, typer.Option(help="Print the row as Markdown.")] = False,
+    html: Annotated[
+        Path | None, typer.Option(help="Write a self-contained HTML report with plots here.")
+    ] = None,
 ) -> None:
     """Recompute a run directory's six dimensions from its raw artifacts and print them."""
     result = assess(run_dir)
-    if as_json:
+    if html:
+        write_atomic(html, html_report(result, run_dir).encode())
+        console.print(f"report: {html}", highlight=False)
+    elif as_json:
         print(result.model_dump_json(indent=2))
     elif markdown:
         print(markdown_row(result))

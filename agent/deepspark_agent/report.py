@@ -1,11 +1,18 @@
-"""Render a result as the seed table's row, its runs, and notes (terminal and Markdown)."""
+"""Render a result as the seed table's row, its runs, and notes: terminal, Markdown, HTML."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, select_autoescape
 from rich.console import Console
 from rich.table import Table
 
+from deepspark_agent.plots import result_plots
 from deepspark_agent.results import Result, RunSummary
+
+# The agent's templates: the standalone report, and the result body the collector shares.
+TEMPLATES = PackageLoader("deepspark_agent", "templates")
 
 SEED_COLUMNS = (
     "task", "model", "target", "config", "speed", "accuracy",
@@ -107,3 +114,19 @@ def markdown_row(result: Result) -> str:
             "| " + " | ".join(v.replace("|", "/") for v in row.values()) + " |",
         ]
     )
+
+
+def html_report(result: Result, run_set: Path) -> str:
+    """A self-contained HTML page: the seed row, the plots (inline SVG), the runs and notes."""
+    env = Environment(loader=TEMPLATES, autoescape=select_autoescape(default=True))
+    return env.get_template("report.html").render(**page_context(result, run_set))
+
+
+def page_context(result: Result, run_set: Path) -> dict:
+    """What result_body.html shows; run_set holds the raw artifacts the over-time plots read."""
+    return {
+        "result": result,
+        "row": seed_row(result),
+        "runs": [*result.runs, *([result.baseline] if result.baseline else [])],
+        "plots": result_plots(result, run_set),
+    }
