@@ -196,6 +196,25 @@ def test_the_rate_limit_answers_429(tmp_path, bundle):
         assert [submit(client, bundle).status_code for _ in range(3)] == [201, 200, 429]
 
 
+def test_forged_bundles_naming_a_key_do_not_use_up_its_budget(tmp_path, bundle):
+    """The limit before verification is the sender's address; the key's, only once verified."""
+
+    def flip(name: str, data: bytes) -> bytes:
+        return data.replace(b'"sig": "', b'"sig": "AA') if name == STATEMENT_FILE else data
+
+    s = settings(tmp_path, rate_limit=RateLimit(burst=2, per_minute=0.001))
+    app = create_app(s)
+    with (
+        TestClient(app, client=("192.0.2.66", 1)) as forger,
+        TestClient(app, client=("192.0.2.10", 1)) as vendor,
+    ):
+        register(vendor)
+        forged = retar(bundle, flip)
+        assert [submit(forger, forged).status_code for _ in range(3)] == [401, 401, 429]
+        assert submit(vendor, bundle).status_code == 201
+    assert rows(s) == 1
+
+
 def test_admin_needs_the_token(collector):
     _, client = collector
     assert client.post("/api/v1/vendors", json={"name": "x"}).status_code == 401

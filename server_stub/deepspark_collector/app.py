@@ -117,12 +117,17 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             bundle = work / BUNDLE_FILE
             await _receive(request, bundle, settings.max_body)
-            status, body = await run_in_threadpool(_process, bundle, work)
+            client = request.client.host if request.client else "unknown"
+            status, body = await run_in_threadpool(_process, bundle, work, client)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return JSONResponse(body, status_code=status)
 
-    def _process(bundle: Path, work: Path) -> tuple[int, dict[str, Any]]:
+    def _process(bundle: Path, work: Path, client: str) -> tuple[int, dict[str, Any]]:
+        # Before verification only the sender's address is known: a claimed key id is not
+        # charged, so that forged bundles naming a vendor's key cannot use up its budget.
+        if not limiter.allow(f"address {client}"):
+            raise Rejected(429, "too many submissions from this address; try again later")
         if bundle.stat().st_size == 0:
             raise Rejected(400, "empty body: send a result bundle (application/x-tar)")
         try:
@@ -130,13 +135,13 @@ def create_app(settings: Settings) -> FastAPI:
         except ResultBundleError as exc:
             raise Rejected(400, f"not a valid result bundle: {exc}") from None
         envelope = read_envelope(run_set)
-        if not any(limiter.allow(k) for k in envelope.keyids[:1]):
-            raise Rejected(429, "too many submissions for this key; try again later")
         existing = store.find_submission(factory, envelope.sha256)
         if existing is not None:
             return 200, _receipt_body(existing, created=False)
         keys = store.key_states(factory, envelope.keyids)
         accepted = verify_submission(run_set, envelope, keys)
+        if not limiter.allow(f"key {accepted.key_id}"):  # the key that really signed
+            raise Rejected(429, "too many submissions for this key; try again later")
         row, created = store.add_submission(factory, accepted)
         kept = settings.artifacts_dir / envelope.sha256
         if created and not kept.exists():  # the verified files, for download and plots

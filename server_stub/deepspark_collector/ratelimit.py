@@ -1,4 +1,5 @@
-"""A token bucket per signing key, in memory: enough for one collector process."""
+"""Token buckets by name (a sender's address, a verified signing key), in memory: enough for
+one collector process."""
 
 from __future__ import annotations
 

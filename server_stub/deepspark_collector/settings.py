@@ -25,7 +25,8 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class RateLimit:
-    """A token bucket per signing key: `burst` submissions at once, `per_minute` sustained."""
+    """Token buckets per sender address (before verification) and per verified signing key:
+    `burst` submissions at once, `per_minute` sustained."""
 
     burst: int = 10
     per_minute: float = 60.0
