@@ -159,7 +159,9 @@ def list_results(
     device: str | None = None,
     config: str | None = None,
     mode: str | None = None,
+    with_result: bool = False,
 ) -> list[dict[str, Any]]:
+    """Result summaries, oldest first; with_result adds each whole result (one query)."""
     query = (
         select(Submission, Vendor.name)
         .join(Key, Key.key_id == Submission.key_id)
@@ -176,7 +178,12 @@ def list_results(
         if value is not None:
             query = query.where(column == value)
     with factory() as session:
-        return [row_summary(row, name) for row, name in session.execute(query).all()]
+        rows = session.execute(query).all()
+    if with_result:
+        return [
+            {**row_summary(row, name), "result": json.loads(row.result_json)} for row, name in rows
+        ]
+    return [row_summary(row, name) for row, name in rows]
 
 
 def get_result(factory: sessionmaker[Session], submission_id: int) -> dict[str, Any]:

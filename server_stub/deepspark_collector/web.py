@@ -66,11 +66,10 @@ def _row(summary: dict[str, Any], result: Result) -> dict[str, Any]:
 
 
 def _rows(request: Request, model: str) -> list[dict[str, Any]]:
-    factory = _factory(request)
-    rows = []
-    for summary in store.list_results(factory, model=model):
-        stored = store.get_result(factory, summary["id"])
-        rows.append(_row(summary, Result.model_validate(stored["result"])))
+    rows = [
+        _row(summary, Result.model_validate(summary["result"]))
+        for summary in store.list_results(_factory(request), model=model, with_result=True)
+    ]
     # Best speed first; rows without a speed last; oldest first among equals (a stable sort).
     return sorted(rows, key=lambda r: _speed_order(r["summary"]["speed"]))
 
