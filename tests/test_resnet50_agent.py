@@ -19,7 +19,8 @@ def test_smoke_suite_prints_a_six_dimension_row_with_stability_from_five_seeds(c
     assert code == 0
     (result,) = [Result.model_validate(r) for r in json.loads(out)]
     assert result.plan.model == "resnet50" and result.plan.config == "mini"
-    assert [r.seed for r in result.runs] == [0, 1, 2, 3, 4]
+    assert [r.label for r in result.runs] == ["speed-1x", *(f"converge-{i}" for i in range(1, 6))]
+    assert [r.seed for r in result.runs if r.mode == "converge"] == [0, 1, 2, 3, 4]
     assert all(r.status == "success" for r in result.runs), [r.reason for r in result.runs]
     assert all(r.framework.startswith("pytorch 2.") for r in result.runs)
     dims = result.dimensions
@@ -37,9 +38,9 @@ def test_two_ranks_run_through_torchrun_and_give_card_linearity(cli, tmp_path):
     )  # fmt: skip
     assert code == 0
     result = Result.model_validate_json(out)
-    (run,) = result.runs
-    assert run.nproc == 2 and run.status == "success"
-    assert result.baseline.nproc == 1 and result.baseline.status == "success"
+    run, baseline = result.runs
+    assert (run.label, run.nproc, run.status) == ("run-1", 2, "success")
+    assert (baseline.label, baseline.nproc, baseline.status) == ("baseline-1x", 1, "success")
     lin = result.dimensions.linearity
-    assert lin.devices == 2
-    assert lin.card == pytest.approx(linearity(run.speed.value, 2, result.baseline.speed.value))
+    assert (lin.devices, lin.node) == (2, None)
+    assert lin.card == pytest.approx(linearity(run.speed.value, 2, baseline.speed.value))

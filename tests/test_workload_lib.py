@@ -185,6 +185,27 @@ def test_workload_left_window_aborts(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "window 0 was left" in run_stop["metadata"]["reason"]
 
 
+def test_step_clips_the_unscaled_gradient_norm(tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    from deepspark_workload import Workload
+
+    (tmp_path / "workload.toml").write_text(TINY_TOML)
+    monkeypatch.setenv("DS_OUT_DIR", str(tmp_path / "out"))
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        with Workload.from_env(tmp_path / "train.py") as wl:
+            w = torch.nn.Parameter(torch.zeros(3))
+            optimizer = torch.optim.SGD([w], lr=1.0)
+            # gradient (30, 40, 0), norm 50: clipped to norm 5, (3, 4, 0); SGD steps against it
+            wl.step((w * torch.tensor([30.0, 40.0, 0.0])).sum(), optimizer, clip=5.0)
+            assert torch.allclose(w.detach(), torch.tensor([-3.0, -4.0, 0.0]))
+            wl.step((w * torch.tensor([0.3, 0.4, 0.0])).sum(), optimizer, clip=5.0)  # under 5
+            assert torch.allclose(w.detach(), torch.tensor([-3.3, -4.4, 0.0]))
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+
+
 def write_dataset(root: Path) -> None:
     (root / "train").mkdir(parents=True)
     (root / "train" / "a.bin").write_bytes(b"alpha")

@@ -20,6 +20,7 @@ from deepspark_agent.results import (
     Dimensions,
     Figures,
     Linearity,
+    PlannedRun,
     Result,
     RunPlan,
     RunRecord,
@@ -29,14 +30,6 @@ from deepspark_agent.results import (
 )
 from deepspark_agent.telemetry import load_series, sample_rate_hz
 
-BASELINE_LABEL = "baseline-1x"
-
-
-def run_dirs(run_set: Path) -> list[Path]:
-    """The stability set's runs in order: run-1, run-2, ..."""
-    dirs = [d for d in run_set.glob("run-*") if d.is_dir() and d.name[4:].isdigit()]
-    return sorted(dirs, key=lambda d: int(d.name[4:]))
-
 
 def event_log_path(run_dir: Path) -> Path:
     """The workload's own mllog.log, else its stdout (a container may only print events)."""
@@ -44,9 +37,11 @@ def event_log_path(run_dir: Path) -> Path:
     return mllog if mllog.is_file() and mllog.stat().st_size else run_dir / STDOUT_FILE
 
 
-def assess_run(run_dir: Path, plan: RunPlan) -> RunSummary:
+def assess_run(run_dir: Path, planned: PlannedRun, plan: RunPlan) -> RunSummary:
     record = read_model(run_dir / RUN_FILE, RunRecord)
-    head = record.model_dump(include={"label", "seed", "nproc", "image"})
+    if (record.label, record.seed, record.nproc) != (planned.label, planned.seed, planned.nproc):
+        raise SchemaError(f"{run_dir / RUN_FILE} does not record the run {plan.model} planned")
+    head = {**planned.model_dump(), "image": record.image}
     try:
         log = read_events(event_log_path(run_dir))
     except EventLogError as exc:
@@ -148,49 +143,61 @@ def _telemetry(path: Path, measured: list[metrics.Window], notes: list[str]) -> 
 
 
 def assess(run_set: Path) -> Result:
-    """Recompute a run set's result from its files."""
+    """Recompute a run set's result from its files (the runs recorded so far)."""
     if not (run_set / PLAN_FILE).is_file():
         raise SchemaError(f"{run_set}: not a run directory (no {PLAN_FILE})")
     plan = read_model(run_set / PLAN_FILE, RunPlan)
-    runs = [assess_run(d, plan) for d in run_dirs(run_set)]
-    if not runs:
+    recorded = [p for p in plan.runs if (run_set / p.label / RUN_FILE).is_file()]
+    if not recorded:
         raise SchemaError(f"{run_set}: no runs recorded yet")
-    baseline_dir = run_set / BASELINE_LABEL
-    baseline = assess_run(baseline_dir, plan) if (baseline_dir / RUN_FILE).is_file() else None
-    notes: list[str] = []
-    dims = _dimensions(plan, runs, baseline, notes)
-    return Result(plan=plan, runs=runs, baseline=baseline, dimensions=dims, notes=notes)
+    runs = [assess_run(run_set / p.label, p, plan) for p in recorded]
+    notes = [f"{p.label}: planned but not recorded" for p in plan.runs if p not in recorded]
+    dims = _dimensions(plan, runs, notes)
+    return Result(plan=plan, runs=runs, dimensions=dims, notes=notes)
 
 
-def _dimensions(
-    plan: RunPlan, runs: list[RunSummary], baseline: RunSummary | None, notes: list[str]
-) -> Dimensions:
+def _median_speed(runs: list[RunSummary]) -> RunSummary | None:
+    """The run of median speed (the lower middle one of an even count)."""
+    timed = [r for r in runs if r.speed is not None]
+    if not timed:
+        return None
+    median = statistics.median_low(r.speed.value for r in timed)
+    return next(r for r in timed if r.speed.value == median)
+
+
+def _dimensions(plan: RunPlan, runs: list[RunSummary], notes: list[str]) -> Dimensions:
     ok = [r for r in runs if r.status == "success"]
     if not ok:
         notes.append("every run failed: " + "; ".join(f"{r.label}: {r.reason}" for r in runs))
         return Dimensions()
     dims: dict = {}
 
-    # Speed, power and memory all come from one run, the median-speed one, so that J/sample
-    # and memory describe the same run as the speed printed beside them.
-    timed = [r for r in ok if r.speed is not None]
-    if timed:
-        median = statistics.median_low(r.speed.value for r in timed)
-        rep = next(r for r in timed if r.speed.value == median)
+    # Speed, power and memory all come from one run at the reported scale (one node, nproc
+    # devices), the median-speed one, so that J/sample and memory describe the same run as
+    # the speed printed beside them. Speed runs when the plan has them, else converge runs.
+    mode = "speed" if any(p.mode == "speed" for p in plan.runs) else "converge"
+    same_mode = [r for r in ok if r.mode == mode]
+
+    def at(nproc: int, nnodes: int = 1) -> RunSummary | None:
+        return _median_speed([r for r in same_mode if (r.nproc, r.nnodes) == (nproc, nnodes)])
+
+    rep = at(plan.nproc)
+    if rep:
         dims |= {name: getattr(rep, name) for name in Figures.model_fields}
         notes += [f"{rep.label}: {n}" for n in rep.notes if not n.startswith("speed")]
     else:
-        notes.append("speed: no successful run has enough measured windows")
+        notes.append(f"speed: no successful {mode} run at {plan.nproc}x has measured windows")
 
-    if plan.mode == "converge":
-        values = [r.accuracy for r in ok if r.accuracy is not None]
+    converge = [r for r in runs if r.mode == "converge"]
+    if converge:
+        values = [r.accuracy for r in converge if r.status == "success" and r.accuracy is not None]
         if values:
             q = plan.quality
             dims["accuracy"] = metrics.accuracy(statistics.median(values), q.target, q.direction)
         else:
-            notes.append("accuracy: no run logged eval_accuracy")
-        if len(runs) >= 2:
-            finals = [r.accuracy if r.status == "success" else None for r in runs]
+            notes.append("accuracy: no converge run logged eval_accuracy")
+        if len(converge) >= 2:
+            finals = [r.accuracy if r.status == "success" else None for r in converge]
             try:
                 dims["stability"] = metrics.stability(finals, plan.tolerance)
             except metrics.MetricError as exc:
@@ -200,12 +207,36 @@ def _dimensions(
     else:
         notes.append("accuracy and stability: measured in converge mode only")
 
-    if plan.nproc > 1:
-        if baseline and baseline.status == "success" and baseline.speed and "speed" in dims:
-            card = metrics.linearity(dims["speed"].value, plan.nproc, baseline.speed.value)
-            dims["linearity"] = Linearity(
-                card=card, devices=plan.nproc, speed_1=baseline.speed.value
-            )
-        else:
-            notes.append("linearity: the 1-rank baseline run gave no speed")
+    if plan.nproc > 1 or plan.nnodes > 1:
+        dims["linearity"] = _linearity(plan, rep, at(1), at(plan.nproc, plan.nnodes), notes)
     return Dimensions(**dims)
+
+
+def _linearity(
+    plan: RunPlan,
+    node: RunSummary | None,
+    one: RunSummary | None,
+    nodes: RunSummary | None,
+    notes: list[str],
+) -> Linearity | None:
+    """Card linearity from one device to one node, node linearity from one node to M."""
+    card = node_linearity = None
+    if plan.nproc > 1:
+        if node and one:
+            card = metrics.linearity(node.speed.value, plan.nproc, one.speed.value)
+        else:
+            notes.append(f"linearity: no speed at 1 and {plan.nproc} devices to compare")
+    if plan.nnodes > 1:
+        if node and nodes:
+            node_linearity = metrics.linearity(nodes.speed.value, plan.nnodes, node.speed.value)
+        else:
+            notes.append(f"linearity: no speed at 1 and {plan.nnodes} nodes to compare")
+    if card is None and node_linearity is None:
+        return None
+    return Linearity(
+        card=card,
+        devices=plan.nproc,
+        speed_1=one.speed.value if one else None,
+        node=node_linearity,
+        nodes=plan.nnodes,
+    )

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import typer
 from rich.table import Table
 
-from deepspark_agent import __version__
+from deepspark_agent import __version__, evaluations
 from deepspark_agent.assess import assess
 from deepspark_agent.cli_images import bundle_app, images_app
 from deepspark_agent.cli_signing import keys_app, sign_if_keyed, verify
@@ -28,7 +28,7 @@ from deepspark_agent.report import (
     seed_row,
 )
 from deepspark_agent.results import Result
-from deepspark_agent.runner import Request, execute
+from deepspark_agent.runner import Request, execute, run_set_dir
 from deepspark_agent.runtime.base import Runtime
 from deepspark_agent.runtime.docker import DockerRuntime
 from deepspark_agent.runtime.process import ProcessRuntime
@@ -225,7 +225,8 @@ def run(
     chosen = choose_runtime(
         runtime, [request.workload], devices, memory_limit, telemetry, telemetry_hz
     )
-    run_set, result = execute(request, out, err_console if as_json else console, chosen)
+    run_set = run_set_dir(out, request)
+    result = execute(request, run_set, err_console if as_json else console, chosen)
     if as_json:
         print(result.model_dump_json(indent=2))
     else:
@@ -263,6 +264,9 @@ def report(
 def up(
     suite: Annotated[str, typer.Option(help="Suite name (suites/NAME.toml) or path.")] = "smoke",
     out: OutOpt = Path("runs"),
+    resume: Annotated[
+        bool, typer.Option(help="Go on with the newest unfinished evaluation of the suite.")
+    ] = False,
     runtime: RuntimeOpt = "auto",
     devices: DevicesOpt = "none",
     telemetry: TelemetryOpt = "auto",
@@ -270,34 +274,52 @@ def up(
     collector: CollectorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a whole suite and print one six-dimension row per workload."""
-    spec = load_suite(suite)
+    """Evaluate a suite: per model, speed at each scaling point, then converge runs for
+    accuracy and stability; the six dimensions, report, signature and submission."""
+    if resume:
+        root, evaluation = evaluations.resume(out, Path(suite).stem)
+    else:
+        node_devices = len(describe_system().accelerators) if devices != "none" else 1
+        root, evaluation = evaluations.start(out, load_suite(suite), max(1, node_devices))
+    spec = evaluation.suite
     entries = [(e, find_workload(e.model)) for e in spec.workloads]  # fail fast on a typo
     for entry, workload in entries:
         workload.preset(entry.config)
     chosen = choose_runtime(
         runtime, [w for _, w in entries], devices, None, telemetry, telemetry_hz
     )
+    err_console.print(f"evaluation: {root}", highlight=False)
     results: list[Result] = []
-    for entry, workload in entries:
+    outcomes: list[evaluations.ModelOutcome] = []
+    for index, (entry, workload) in enumerate(entries):
+        node = entry.scaling(evaluation.node_devices)[-1]
         request = Request(
-            workload=workload, config=entry.config, mode=entry.mode, runs=entry.runs,
-            nproc=entry.nproc, precision=entry.precision, batch_size=entry.batch_size,
+            workload=workload, config=entry.config, nproc=node, precision=entry.precision,
+            batch_size=entry.batch_size, tolerance=entry.tolerance, windows=entry.windows,
+            warmup_windows=entry.warmup_windows, budget_s=entry.budget_s,
             data_dir=entry.data_dir,
         )  # fmt: skip
-        run_set, result = execute(request, out, err_console if as_json else console, chosen)
+        run_set = evaluations.run_set_path(root, index, entry)
+        runs = entry.planned_runs(evaluation.node_devices, evaluation.nnodes)
+        result = execute(request, run_set, err_console if as_json else console, chosen, runs)
         if not as_json:
             print_result(result, console)
         _finish(run_set, result, as_json, collector)
         results.append(result)
+        succeeded = any(r.status == "success" for r in result.runs)
+        outcomes.append(
+            evaluations.ModelOutcome(model=entry.model, run_set=run_set.name, succeeded=succeeded)
+        )
+    evaluations.finish(root, outcomes)
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
-    elif len(results) > 1:
+    else:
         table = Table(*SEED_COLUMNS, title=f"suite {spec.name}", title_justify="left")
         for result in results:
             table.add_row(*seed_row(result).values())
         console.print(table)
-    if any(all(r.status != "success" for r in res.runs) for res in results):
+        console.print(f"evaluation: {root}", highlight=False)
+    if not all(o.succeeded for o in outcomes):
         raise typer.Exit(1)
 
 

@@ -175,18 +175,20 @@ def result_plots(result: Result, run_set: Path) -> dict[str, Markup]:
     them the over-time plots are empty and the others still draw from the result.
     """
     speed, stability = result.dimensions.speed, result.dimensions.stability
-    runs = [*result.runs, *([result.baseline] if result.baseline else [])]
+    runs = result.runs
     windows = [(f"w{i + 1}", v) for i, v in enumerate(speed.per_window if speed else ())]
     power = [(r.label, r.power.total_w) for r in runs if r.power]
     memory = [(r.label, sum(r.memory.peak_gb)) for r in runs if r.memory]
-    scaling = [(f"{r.nproc}x {r.label}", r.speed.value) for r in runs if r.speed]
-    finals = [(r.label, r.accuracy) for r in result.runs if r.accuracy is not None]
+    scaling = [(r.label, r.speed.value) for r in runs if r.speed]
+    finals = [
+        (r.label, r.accuracy) for r in runs if r.mode == "converge" and r.accuracy is not None
+    ]
     # Over time: the representative (median-speed) run's telemetry.
-    rep = next((r for r in result.runs if speed and r.speed == speed), None)
+    rep = next((r for r in runs if speed and r.speed == speed), None)
     label = rep.label if rep else ""
     return {
         "speed": bar_chart(windows, "samples/s", "throughput per measured window", "windows"),
-        "scaling": bar_chart(scaling, "samples/s", "throughput per run and device count", "scaling")
+        "scaling": bar_chart(scaling, "samples/s", "throughput per run", "scaling")
         if len(scaling) > 1
         else Markup(""),
         "power": bar_chart(power, "W", "mean power per run (all devices)", "power"),

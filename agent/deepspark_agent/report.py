@@ -34,8 +34,9 @@ def seed_row(result: Result) -> dict[str, str]:
         "task": plan.task,
         "model": plan.model,
         "target": f"{plan.quality.metric} {plan.quality.target:g}",
-        "config": f"{framework}, {plan.config}, bs:{plan.batch_size}, {plan.nproc}x, "
-        f"{plan.precision}",
+        "config": f"{framework}, {plan.config}, bs:{plan.batch_size}, {plan.nproc}x"
+        + (f"*{plan.nnodes}n" if plan.nnodes > 1 else "")
+        + f", {plan.precision}",
         "speed": NA,
         "accuracy": NA,
         "power (W)": NA,
@@ -43,6 +44,9 @@ def seed_row(result: Result) -> dict[str, str]:
         "memory (GB)": NA,
         "stability": NA,
     }
+    if not any(r.status == "success" for r in result.runs):
+        reason = next((r.reason for r in result.runs if r.reason), "no run succeeded")
+        return row | dict.fromkeys(SEED_COLUMNS[4:], "failed") | {"speed": f"failed: {reason}"}
     if dims.speed:
         row["speed"] = f"{dims.speed.value:.1f}/s ({dims.speed.windows} windows)"
     if dims.accuracy:
@@ -56,7 +60,11 @@ def seed_row(result: Result) -> dict[str, str]:
             f"{energy:.4g} J over the windows)"
         )
     if dims.linearity:
-        row["linearity"] = f"{dims.linearity.card:.2f}"
+        lin = dims.linearity
+        parts = [f"{lin.card:.2f}"] if lin.card is not None else []
+        if lin.node is not None:
+            parts.append(f"node {lin.node:.2f} ({lin.nodes} nodes)")
+        row["linearity"] = ", ".join(parts)
     if dims.memory:
         row["memory (GB)"] = f"{dims.memory.mean_gb[0]:.2f}*{dims.memory.devices}"
         row["memory (GB)"] += f" ({dims.memory_scope}, {_num(dims.telemetry_hz, '.0f')} Hz)"
@@ -69,8 +77,9 @@ def seed_row(result: Result) -> dict[str, str]:
 def _run_row(run: RunSummary) -> list[str]:
     return [
         run.label,
+        run.mode,
         str(run.seed),
-        f"{run.nproc}x",
+        f"{run.nproc}x" + (f"*{run.nnodes}n" if run.nnodes > 1 else ""),
         run.status if run.status == "success" else f"[red]{run.status}[/]",
         _num(run.speed.value if run.speed else None, ".1f"),
         _num(run.end_to_end_speed, ".1f"),
@@ -95,10 +104,10 @@ def print_result(result: Result, console: Console) -> None:
     console.print(table)
 
     runs = Table(title="runs", title_justify="left")
-    for column in ("run", "seed", "ranks", "status", "speed", "end-to-end", "accuracy",
+    for column in ("run", "mode", "seed", "ranks", "status", "speed", "end-to-end", "accuracy",
                    "peak mem (GB)", "reason"):  # fmt: skip
         runs.add_column(column)
-    for run in [*result.runs, *([result.baseline] if result.baseline else [])]:
+    for run in result.runs:
         runs.add_row(*_run_row(run))
     console.print(runs)
     for note in result.notes:
@@ -127,6 +136,6 @@ def page_context(result: Result, run_set: Path) -> dict:
     return {
         "result": result,
         "row": seed_row(result),
-        "runs": [*result.runs, *([result.baseline] if result.baseline else [])],
+        "runs": result.runs,
         "plots": result_plots(result, run_set),
     }

@@ -1,9 +1,11 @@
 """The files of a run set, as versioned pydantic schemas.
 
-A run set is one `deepspark-agent run`: a directory with `plan.json` (what was asked),
-one subdirectory per run with `run.json` (how the runtime saw it end) beside the workload's
-raw artifacts (`mllog.log`, `stdout.log`, `telemetry.jsonl`), and `result.json` (the six
-dimensions, always recomputable from the raw artifacts by `assess`).
+A run set is one model's evaluation (`run`, or one model of `up`): a directory with
+`plan.json` (the runs planned: speed runs at each scaling point, converge runs for accuracy and
+stability), one subdirectory per run with `run.json` (how the runtime saw it end) beside the
+workload's raw artifacts (`mllog.log`, `stdout.log`, `telemetry.jsonl`), and `result.json`
+(the six dimensions, always recomputable from the raw artifacts by `assess`). A run's
+`run.json` is written last and atomically: the run set is its own journal.
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from deepspark_agent.contract import Mode, Precision
 from deepspark_agent.devices import SystemDescription
 from deepspark_agent.files import M, read_json
 from deepspark_agent.metrics import Accuracy, Memory, Power, Speed, Stability
 
-RESULT_SCHEMA = "deepspark.result/v1"
+RESULT_SCHEMA = "deepspark.result/v2"
 PLAN_FILE, RUN_FILE, RESULT_FILE = "plan.json", "run.json", "result.json"
 EVENTS_FILE, STDOUT_FILE, TELEMETRY_FILE = "mllog.log", "stdout.log", "telemetry.jsonl"
 
@@ -37,27 +39,49 @@ class QualityTarget(_Strict):
     target: float
 
 
+class PlannedRun(_Strict):
+    """One run of the plan: its directory's name, mode, seed and scale."""
+
+    # e.g. speed-8x, speed-2n, converge-3: also the run's directory, so a plain name
+    label: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,63}$")
+    mode: Mode
+    seed: int
+    nproc: int  # ranks (devices) on each node
+    nnodes: int = 1
+
+
 class RunPlan(_Strict):
     """What the user asked for; written before the first run starts."""
 
-    schema_version: Literal["deepspark.plan/v1"] = "deepspark.plan/v1"
+    schema_version: Literal["deepspark.plan/v2"] = "deepspark.plan/v2"
     agent_version: str
     created_at: str
     model: str
     task: str
     config: str
-    mode: Mode
     precision: Precision
     batch_size: int  # per device
-    nproc: int
-    seeds: list[int]
-    baseline_seed: int | None  # a 1-rank run for card linearity when nproc > 1
+    nproc: int  # devices per node at the reported scale: the table's "8x"
+    nnodes: int = 1  # nodes at the largest scaling point
+    runs: list[PlannedRun]
     warmup_windows: int
     windows: int
     tolerance: float
     runtime: str
     quality: QualityTarget
     system: SystemDescription
+
+    @model_validator(mode="after")
+    def _distinct_labels(self) -> RunPlan:
+        labels = [r.label for r in self.runs]
+        if len(set(labels)) != len(labels):
+            raise ValueError("run labels must be distinct")
+        return self
+
+    @property
+    def mode(self) -> str:
+        """speed, converge, or speed+converge (a whole evaluation)."""
+        return "+".join(sorted({r.mode for r in self.runs}, reverse=True))
 
 
 class ImageRef(_Strict):
@@ -100,8 +124,10 @@ class RunSummary(Figures):
     """One run, assessed from its raw artifacts."""
 
     label: str
+    mode: Mode
     seed: int
     nproc: int
+    nnodes: int = 1
     status: Literal["success", "aborted"]
     reason: str | None = None
     framework: str | None = None  # what the workload logged, e.g. "pytorch 2.13.0"
@@ -114,14 +140,20 @@ class RunSummary(Figures):
 
 
 class Linearity(_Strict):
-    card: float
+    """Scaling efficiency: speed at N devices over N times the speed at one (card), and at M
+    nodes over M times one node's (node); 1.0 is perfect."""
+
+    card: float | None = None
     devices: int
-    speed_1: float
+    speed_1: float | None = None  # one device's speed
+    node: float | None = None
+    nodes: int = 1
 
 
 class Dimensions(Figures):
-    """Speed, power and memory of the median-speed run; accuracy (median final value of the
-    successful runs), linearity and stability of the whole set."""
+    """Speed, power and memory of the median-speed run at the reported scale (speed runs, or
+    converge runs when the plan has none); accuracy (median final value) and stability of the
+    converge runs; linearity across the scaling points."""
 
     accuracy: Accuracy | None = None
     linearity: Linearity | None = None
@@ -129,10 +161,9 @@ class Dimensions(Figures):
 
 
 class Result(_Strict):
-    schema_version: Literal["deepspark.result/v1"] = RESULT_SCHEMA
+    schema_version: Literal["deepspark.result/v2"] = RESULT_SCHEMA
     plan: RunPlan
-    runs: list[RunSummary]
-    baseline: RunSummary | None = None
+    runs: list[RunSummary]  # in plan order; a run not (yet) recorded is missing
     dimensions: Dimensions
     notes: list[str] = []  # why a dimension is missing, one line each
 

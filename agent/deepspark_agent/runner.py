@@ -1,8 +1,10 @@
-"""Execute a run set: the stability runs (distinct seeds), a 1-rank baseline for linearity."""
+"""Execute a run set: the planned runs in order, each recorded (run.json) as it ends."""
 
 from __future__ import annotations
 
 import logging
+import math
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from deepspark_agent import __version__
-from deepspark_agent.assess import BASELINE_LABEL, assess
+from deepspark_agent.assess import assess
 from deepspark_agent.contract import Mode, Precision, RunSpec
 from deepspark_agent.devices import describe_system
 from deepspark_agent.files import write_json
@@ -21,10 +23,13 @@ from deepspark_agent.results import (
     PLAN_FILE,
     RESULT_FILE,
     RUN_FILE,
+    PlannedRun,
     QualityTarget,
     Result,
     RunPlan,
     RunRecord,
+    SchemaError,
+    read_model,
 )
 from deepspark_agent.runtime.base import Launch, Runtime
 from deepspark_agent.workloads import Workload
@@ -47,11 +52,26 @@ class Request:
     tolerance: float = 0.01
     warmup_windows: int = 1
     windows: int = 5
-    max_seconds: float | None = None
+    max_seconds: float | None = None  # each run's; None: the preset's
+    budget_s: float | None = None  # all of the run set's runs together
     data_dir: Path | None = None
 
 
-def make_plan(req: Request, runtime: str) -> RunPlan:
+BASELINE_LABEL = "baseline-1x"
+
+
+def planned_runs(req: Request) -> list[PlannedRun]:
+    """`run`'s runs: distinct seeds at nproc, then a 1-rank baseline for card linearity."""
+    runs = [
+        PlannedRun(label=f"run-{i + 1}", mode=req.mode, seed=req.seed + i, nproc=req.nproc)
+        for i in range(req.runs)
+    ]
+    if req.nproc > 1:
+        runs.append(PlannedRun(label=BASELINE_LABEL, mode=req.mode, seed=req.seed, nproc=1))
+    return runs
+
+
+def make_plan(req: Request, runtime: str, runs: list[PlannedRun] | None = None) -> RunPlan:
     preset = req.workload.preset(req.config)
     return RunPlan(
         agent_version=__version__,
@@ -59,12 +79,10 @@ def make_plan(req: Request, runtime: str) -> RunPlan:
         model=req.workload.name,
         task=req.workload.task,
         config=req.config,
-        mode=req.mode,
         precision=req.precision,
         batch_size=req.batch_size or preset.batch_size,
         nproc=req.nproc,
-        seeds=[req.seed + i for i in range(req.runs)],
-        baseline_seed=req.seed if req.nproc > 1 else None,
+        runs=runs or planned_runs(req),
         warmup_windows=req.warmup_windows,
         windows=req.windows,
         tolerance=req.tolerance,
@@ -78,9 +96,10 @@ def make_plan(req: Request, runtime: str) -> RunPlan:
     )
 
 
-def run_set_dir(out_root: Path, plan: RunPlan) -> Path:
+def run_set_dir(out_root: Path, req: Request) -> Path:
+    """A new directory name under out_root: model, config, mode and the time."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    base = out_root / f"{plan.model}-{plan.config}-{plan.mode}-{stamp}"
+    base = out_root / f"{req.workload.name}-{req.config}-{req.mode}-{stamp}"
     path, n = base, 1
     while path.exists():  # two run sets in the same second
         n += 1
@@ -108,12 +127,22 @@ class _WindowCounter:
 
 
 def execute(
-    req: Request, out_root: Path, console: Console, runtime: Runtime
-) -> tuple[Path, Result]:
-    plan = make_plan(req, runtime.name)
-    run_set = run_set_dir(out_root, plan)
-    run_set.mkdir(parents=True)
-    write_json(run_set / PLAN_FILE, plan)
+    req: Request,
+    run_set: Path,
+    console: Console,
+    runtime: Runtime,
+    runs: list[PlannedRun] | None = None,
+) -> Result:
+    """Run the plan into run_set and assess it. If run_set already holds a plan (an
+    interrupted run set), keep that plan: skip the runs it recorded, redo the one cut off."""
+    if (run_set / PLAN_FILE).is_file():
+        plan = read_model(run_set / PLAN_FILE, RunPlan)
+        if plan.model != req.workload.name:
+            raise SchemaError(f"{run_set} holds a run set of {plan.model}, not {req.workload.name}")
+    else:
+        plan = make_plan(req, runtime.name, runs)
+        run_set.mkdir(parents=True)
+        write_json(run_set / PLAN_FILE, plan)
     handler = logging.FileHandler(run_set / "agent.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
@@ -127,18 +156,15 @@ def execute(
     finally:
         log.removeHandler(handler)
         handler.close()
-    return run_set, result
+    return result
 
 
 def _run_all(
     req: Request, plan: RunPlan, run_set: Path, runtime: Runtime, console: Console
 ) -> None:
-    runs = [(f"run-{i}", seed, plan.nproc) for i, seed in enumerate(plan.seeds, start=1)]
-    if plan.baseline_seed is not None:
-        runs.append((BASELINE_LABEL, plan.baseline_seed, 1))
     preset = req.workload.preset(plan.config)
-    windows = plan.warmup_windows + plan.windows if plan.mode == "speed" else preset.epochs
     max_seconds = req.max_seconds or preset.max_seconds
+    deadline = time.monotonic() + req.budget_s if req.budget_s else math.inf
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -147,15 +173,38 @@ def _run_all(
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        for label, seed, nproc in runs:
+        for planned in plan.runs:
+            label, seed, nproc = planned.label, planned.seed, planned.nproc
             run_dir = run_set / label
+            if (run_dir / RUN_FILE).is_file():
+                log.info("%s: recorded before, kept", label)
+                continue
+            if run_dir.exists():  # cut off before its record: its artifacts are partial
+                log.info("%s: cut off before, run again", label)
+                runtime.reap(run_dir)
+                shutil.rmtree(run_dir)
             run_dir.mkdir()
+            left = deadline - time.monotonic()
+            if left < 1:
+                log.info("%s: not started, the time budget is spent", label)
+                record = RunRecord(
+                    label=label, seed=seed, nproc=nproc, exit_code=None, wall_s=0.0,
+                    error=f"not started: the {req.budget_s:g} s budget was spent",
+                    mono_offset_ns=time.monotonic_ns() - time.time_ns(), runtime=runtime.name,
+                )  # fmt: skip
+                write_json(run_dir / RUN_FILE, record)
+                continue
+            speed_windows = plan.warmup_windows + plan.windows
+            windows = speed_windows if planned.mode == "speed" else preset.epochs
             spec = RunSpec(
-                model=plan.model, config=plan.config, mode=plan.mode, seed=seed,
+                model=plan.model, config=plan.config, mode=planned.mode, seed=seed,
                 batch_size=plan.batch_size, precision=plan.precision, nproc=nproc,
-                warmup_windows=plan.warmup_windows, windows=plan.windows, max_seconds=max_seconds,
+                warmup_windows=plan.warmup_windows, windows=plan.windows,
+                max_seconds=min(max_seconds, left),
             )  # fmt: skip
-            task = progress.add_task(f"{plan.model} {label} seed {seed} x{nproc}", total=windows)
+            task = progress.add_task(
+                f"{plan.model} {label} {planned.mode} seed {seed} x{nproc}", total=windows
+            )
             counter = _WindowCounter(run_dir / EVENTS_FILE)
             mono_offset_ns = time.monotonic_ns() - time.time_ns()
             log.info("%s: starting seed %d on %d rank(s)", label, seed, nproc)

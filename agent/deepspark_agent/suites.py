@@ -1,14 +1,21 @@
-"""Suite definitions: `suites/<name>.toml`, a list of workload runs."""
+"""Suite definitions: `suites/<name>.toml`, the models of an evaluation and how to run each.
+
+Per model: the preset, precision and batch size; the speed runs' measured windows at each
+scaling point (device counts on one node; "all" is every device the node has); the converge
+runs that give accuracy and stability; and a time budget for all of the model's runs.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from deepspark_agent.contract import Mode, Precision
+from deepspark_agent.contract import Precision
 from deepspark_agent.files import read_toml
+from deepspark_agent.results import PlannedRun
 
 SUITES_ENV = "DEEPSPARK_SUITES"
 _SOURCE_TREE = Path(__file__).resolve().parents[2] / "suites"
@@ -23,12 +30,41 @@ class SuiteEntry(BaseModel):
 
     model: str
     config: str = "mini"
-    mode: Mode = "converge"
-    runs: int = Field(default=1, gt=0)
-    nproc: int = Field(default=1, gt=0)
     precision: Precision = "fp32"
-    batch_size: int | None = Field(default=None, gt=0)
+    batch_size: int | None = Field(default=None, gt=0)  # per device; None: the preset's
+    devices: list[int | Literal["all"]] = Field(default=["all"], min_length=1)
+    windows: int = Field(default=5, gt=2)  # measured speed windows (3 at least: trimmed mean)
+    warmup_windows: int = Field(default=1, ge=0)
+    stability_runs: int = Field(default=5, ge=0)  # converge runs at the node's scale
+    tolerance: float = Field(default=0.01, ge=0)  # stability band, +/-
+    budget_s: float | None = Field(default=None, gt=0)  # all of this model's runs
     data_dir: Path | None = None  # relative to the suite file
+
+    @field_validator("devices")
+    @classmethod
+    def _positive(cls, points: list[int | str]) -> list[int | str]:
+        if any(p != "all" and p < 1 for p in points):
+            raise ValueError('device counts must be >= 1 (or "all")')
+        return points
+
+    def scaling(self, node_devices: int) -> list[int]:
+        """The scaling points on one node, in devices, smallest first."""
+        return sorted({node_devices if p == "all" else p for p in self.devices})
+
+    def planned_runs(self, node_devices: int, nnodes: int = 1, seed: int = 0) -> list[PlannedRun]:
+        """Speed at each scaling point (and at nnodes nodes), then the converge runs at the
+        node's scale with distinct seeds."""
+        points = self.scaling(node_devices)
+        node = points[-1]
+        runs = [PlannedRun(label=f"speed-{n}x", mode="speed", seed=seed, nproc=n) for n in points]
+        if nnodes > 1:
+            label = f"speed-{node}x-{nnodes}n"
+            runs.append(PlannedRun(label=label, mode="speed", seed=seed, nproc=node, nnodes=nnodes))
+        runs += [
+            PlannedRun(label=f"converge-{i + 1}", mode="converge", seed=seed + i, nproc=node)
+            for i in range(self.stability_runs)
+        ]
+        return runs
 
 
 class Suite(BaseModel):

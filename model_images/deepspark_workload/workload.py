@@ -189,9 +189,16 @@ class Workload(AbstractContextManager["Workload"]):
         dtype = {"amp": torch.float16, "bf16": torch.bfloat16}.get(self.env.precision)
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
-    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """Backward pass and optimizer step, with loss scaling under amp."""
+    def step(
+        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, clip: float | None = None
+    ) -> None:
+        """Backward pass and optimizer step, with loss scaling under amp; clip: the largest
+        gradient norm (over all of the optimizer's parameters), measured unscaled."""
         self.scaler.scale(loss).backward()
+        if clip is not None:
+            self.scaler.unscale_(optimizer)
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            nn.utils.clip_grad_norm_(params, clip)
         self.scaler.step(optimizer)
         self.scaler.update()
         optimizer.zero_grad(set_to_none=True)

@@ -67,3 +67,7 @@ class Runtime(Protocol):
     def run(self, launch: Launch, on_tick: Callable[[], None] = ...) -> Outcome:
         """Run to completion or to the spec's deadline; never leave anything running."""
         ...
+
+    def reap(self, run_dir: Path) -> None:
+        """Stop whatever a killed agent left running for run_dir (before it is run again)."""
+        ...

@@ -115,7 +115,7 @@ class DockerRuntime:
                 shm_size=self.shm_size,
                 mem_limit=self.mem_limit,
                 memswap_limit=self.mem_limit,  # no swap beyond the limit: a real OOM, not thrash
-                labels={RUN_LABEL: launch.out_dir.name},
+                labels={RUN_LABEL: str(launch.out_dir.resolve())},
                 **self.devices,
             )
         except (APIError, DockerException) as exc:
@@ -123,6 +123,12 @@ class DockerRuntime:
         try:
             return self._run(container, launch, image, started, on_tick)
         finally:
+            _remove(container)
+
+    def reap(self, run_dir: Path) -> None:
+        """Remove the container an earlier, killed agent left running for run_dir."""
+        label = f"{RUN_LABEL}={run_dir.resolve()}"
+        for container in self.client.containers.list(all=True, filters={"label": label}):
             _remove(container)
 
     def _run(

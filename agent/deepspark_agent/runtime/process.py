@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+import psutil
 
 from deepspark_agent.results import STDOUT_FILE, TELEMETRY_FILE
 from deepspark_agent.runtime.base import Launch, Outcome, SamplerFactory, argv, no_samplers
@@ -15,6 +20,9 @@ from deepspark_agent.telemetry import DEFAULT_HZ, ProcessTreeSampler, Recorder
 
 TERM_GRACE_S = 10.0  # after SIGTERM, time for the workload to log run_stop before SIGKILL
 POLL_S = 0.2
+# The running group's id and start time, in the run's directory: if the agent itself is
+# killed (SIGKILL leaves it no time to clean up), a resumed agent can stop what it left.
+GROUP_FILE = "process-group.json"
 
 
 class ProcessRuntime:
@@ -46,6 +54,10 @@ class ProcessRuntime:
                 error = f"cannot start {command[0]}: {exc}"
                 return Outcome(exit_code=None, wall_s=0.0, error=error)
             try:
+                with contextlib.suppress(psutil.Error):  # gone already: nothing to leave behind
+                    started_at = psutil.Process(proc.pid).create_time()
+                    group = {"pgid": proc.pid, "started": started_at}
+                    (launch.out_dir / GROUP_FILE).write_text(json.dumps(group))
                 samplers = [ProcessTreeSampler(proc.pid), *self.accelerators(proc.pid)]
                 with Recorder(samplers, launch.out_dir / TELEMETRY_FILE, self.hz):
                     timed_out = self._wait(proc, started + launch.spec.max_seconds, on_tick)
@@ -57,6 +69,24 @@ class ProcessRuntime:
             error=f"killed after {launch.spec.max_seconds:g} s budget" if timed_out else None,
             timed_out=timed_out,
         )
+
+    @staticmethod
+    def reap(run_dir: Path) -> None:
+        """Stop the process group an earlier, killed agent left running for run_dir."""
+        try:
+            group = json.loads((run_dir / GROUP_FILE).read_text())
+            leader = psutil.Process(int(group["pgid"]))
+            if leader.create_time() != group["started"]:
+                return  # the id was reused: not ours
+        except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(leader.pid, sig)
+            with contextlib.suppress(psutil.Error):
+                leader.wait(TERM_GRACE_S)
+            if not _group_alive(leader.pid):
+                return
 
     @staticmethod
     def _wait(proc: subprocess.Popen[bytes], deadline: float, on_tick: Callable[[], None]) -> bool:

@@ -1,0 +1,89 @@
+"""An evaluation: a suite's models, one run set each, in one directory that can be resumed.
+
+    runs/smoke-20261128-160000/
+        evaluation.json          the suite as evaluated, the node's devices; written first
+        01-resnet50-mini/        a run set (plan.json, speed-1x/, converge-1/, ...)
+        summary.json             written last: the evaluation is complete
+
+A run set is its own journal (each run's run.json is written atomically when it ends), so
+`up --resume` takes the newest evaluation of the suite without a summary and goes on from
+the first run not recorded.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from deepspark_agent.files import read_json, write_json
+from deepspark_agent.suites import Suite, SuiteEntry, SuiteError
+
+EVALUATION_FILE, SUMMARY_FILE = "evaluation.json", "summary.json"
+
+
+class Evaluation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    suite: Suite
+    started_at: str
+    node_devices: int  # what the suite's "all" devices means on this node
+    nnodes: int = 1
+
+
+class ModelOutcome(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    run_set: str  # relative to the evaluation directory
+    succeeded: bool  # at least one run succeeded
+
+
+def start(out: Path, suite: Suite, node_devices: int, nnodes: int = 1) -> tuple[Path, Evaluation]:
+    evaluation = Evaluation(
+        suite=suite,
+        started_at=_now(),
+        node_devices=node_devices,
+        nnodes=nnodes,
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    path, n = out / f"{suite.name}-{stamp}", 1
+    while path.exists():
+        n += 1
+        path = out / f"{suite.name}-{stamp}.{n}"
+    path.mkdir(parents=True)
+    write_json(path / EVALUATION_FILE, evaluation)
+    return path, evaluation
+
+
+def resume(out: Path, suite_name: str) -> tuple[Path, Evaluation]:
+    """The newest unfinished evaluation of suite_name under out."""
+    unfinished = [
+        d
+        for d in out.glob(f"{suite_name}-*")
+        if (d / EVALUATION_FILE).is_file() and not (d / SUMMARY_FILE).exists()
+    ]
+    if not unfinished:
+        raise SuiteError(f"--resume: no unfinished evaluation of suite {suite_name!r} in {out}")
+    path = max(unfinished, key=lambda d: d.stat().st_mtime)
+    return path, read_json(path / EVALUATION_FILE, Evaluation, SuiteError)
+
+
+def run_set_path(path: Path, index: int, entry: SuiteEntry) -> Path:
+    return path / f"{index + 1:02d}-{entry.model}-{entry.config}"
+
+
+class Summary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    finished_at: str
+    models: list[ModelOutcome]
+
+
+def finish(path: Path, outcomes: list[ModelOutcome]) -> None:
+    write_json(path / SUMMARY_FILE, Summary(finished_at=_now(), models=outcomes))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,113 @@
+"""`up`: a suite evaluated model by model, a failed model reported, a killed agent resumed."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from deepspark_agent.evaluations import EVALUATION_FILE, SUMMARY_FILE
+from deepspark_agent.results import RUN_FILE, Result
+from deepspark_agent.runtime.process import GROUP_FILE
+
+ENTRY = '[[workloads]]\nmodel = "sleeper"\ndevices = [1]\nstability_runs = {runs}\n{extra}'
+
+
+def suite(path: Path, *entries: str) -> Path:
+    path.write_text('name = "two"\n' + "".join(entries))
+    return path
+
+
+def up(cli, suite_file: Path, out: Path, *args: str) -> tuple[int, list[Result], str]:
+    code, stdout, stderr = cli(
+        "up", "--suite", str(suite_file), "--runtime", "process", "--out", str(out), "--json",
+        *args,
+    )  # fmt: skip
+    results = [Result.model_validate(r) for r in json.loads(stdout)] if stdout.strip() else []
+    return code, results, stderr
+
+
+def test_each_model_gets_speed_then_converge_runs_and_a_failed_one_is_reported(
+    cli, sleeper, tmp_path
+):
+    (tmp_path / "crash").mkdir()
+    (tmp_path / "crash" / "behaviour").write_text("crash")
+    suite_file = suite(
+        tmp_path / "two.toml",
+        ENTRY.format(runs=1, extra='data_dir = "crash"\n'),
+        ENTRY.format(runs=3, extra=""),
+    )
+    code, (crashed, fine), _ = up(cli, suite_file, tmp_path / "out")
+    assert code == 1
+    assert [r.label for r in fine.runs] == ["speed-1x", "converge-1", "converge-2", "converge-3"]
+    assert [r.mode for r in fine.runs] == ["speed", "converge", "converge", "converge"]
+    dims = fine.dimensions
+    assert dims.speed.windows == 5  # from the speed run: warm-up dropped, 5 measured
+    assert dims.speed == fine.runs[0].speed
+    assert dims.stability.runs == 3 and dims.accuracy.value == 0.51  # 0.50, 0.51, 0.52
+    assert all(r.status == "aborted" for r in crashed.runs)
+    assert crashed.runs[0].reason.startswith("exit code 3")
+    (root,) = (tmp_path / "out").iterdir()
+    summary = json.loads((root / SUMMARY_FILE).read_text())
+    assert [m["succeeded"] for m in summary["models"]] == [False, True]
+    for model in summary["models"]:
+        assert (root / model["run_set"] / "report.html").is_file()
+    code, stdout, _ = cli("report", str(root / summary["models"][0]["run_set"]), "--markdown")
+    assert code == 0 and "failed: exit code 3" in stdout
+
+
+def test_a_killed_agent_resumes_without_rerunning_finished_runs(cli, sleeper, tmp_path):
+    """SIGKILL the agent during the second model: --resume keeps the first model's runs, stops
+    the workload the dead agent left behind, redoes the cut-off run and finishes."""
+    (tmp_path / "second").mkdir()
+    behaviour = tmp_path / "second" / "behaviour"
+    behaviour.write_text("hang")  # the second model's first run never ends by itself
+    suite_file = suite(
+        tmp_path / "two.toml",
+        ENTRY.format(runs=2, extra=""),
+        ENTRY.format(runs=2, extra='data_dir = "second"\n'),
+    )
+    out = tmp_path / "out"
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "deepspark_agent", "up", "--suite", str(suite_file),
+         "--runtime", "process", "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        log = out.glob("*/02-sleeper-mini/speed-1x/mllog.log")
+        while "block_stop" not in "".join(p.read_text() for p in log):  # it is hanging now
+            assert agent.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+            log = out.glob("*/02-sleeper-mini/speed-1x/mllog.log")
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(10)
+    finally:
+        agent.kill()
+    (root,) = out.iterdir()
+    assert (root / EVALUATION_FILE).is_file() and not (root / SUMMARY_FILE).exists()
+    first = root / "01-sleeper-mini"
+    recorded = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in first.glob("*/" + RUN_FILE)}
+    assert len(recorded) == 3
+    cut = root / "02-sleeper-mini" / "speed-1x"
+    assert not (cut / RUN_FILE).exists()
+    orphan = json.loads((cut / GROUP_FILE).read_text())["pgid"]
+    assert psutil.pid_exists(orphan)  # the dead agent's workload runs on
+    behaviour.write_text("ok")
+
+    code, (one, two), _ = up(cli, suite_file, out, "--resume")
+    assert code == 0
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in recorded} == recorded
+    assert not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == "zombie"
+    assert [r.label for r in two.runs] == [r.label for r in one.runs]
+    assert all(r.status == "success" for r in one.runs + two.runs)
+    filled = [{k for k, v in r.dimensions if v is not None} for r in (one, two)]
+    assert filled[0] == filled[1] and {"speed", "accuracy", "stability"} <= filled[0]
+    assert (root / SUMMARY_FILE).is_file()
+    code, _, err = cli("up", "--suite", str(suite_file), "--out", str(out), "--resume")
+    assert code == 1 and "no unfinished evaluation" in err
