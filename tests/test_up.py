@@ -111,3 +111,21 @@ def test_a_killed_agent_resumes_without_rerunning_finished_runs(cli, sleeper, tm
     assert (root / SUMMARY_FILE).is_file()
     code, _, err = cli("up", "--suite", str(suite_file), "--out", str(out), "--resume")
     assert code == 1 and "no unfinished evaluation" in err
+
+
+def test_suite_errors_are_one_line(cli, sleeper, tmp_path):
+    cases = {
+        "unknown key": ('name = "s"\n[[workloads]]\nmodel = "sleeper"\nruns = 5\n', "runs"),
+        "no device": ('name = "s"\n[[workloads]]\nmodel = "sleeper"\ndevices = [0]\n', ">= 1"),
+        "too many": ('name = "s"\n[[workloads]]\nmodel = "sleeper"\ndevices = [4]\n', "has 1"),
+        "two windows": ('name = "s"\n[[workloads]]\nmodel = "sleeper"\nwindows = 2\n', "windows"),
+        "typo": ('name = "s"\n[[workloads]]\nmodel = "sleepr"\n', "sleepr"),
+    }
+    for name, (text, message) in cases.items():
+        path = tmp_path / f"{name.replace(' ', '-')}.toml"
+        path.write_text(text)
+        code, _, err = cli(
+            "up", "--suite", str(path), "--runtime", "process", "--out", str(tmp_path)
+        )
+        assert code == 1 and err.startswith("error:") and message in err, (name, err)
+        assert err.count("\n") == 1, err

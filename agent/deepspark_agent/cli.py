@@ -278,13 +278,17 @@ def up(
     accuracy and stability; the six dimensions, report, signature and submission."""
     if resume:
         root, evaluation = evaluations.resume(out, Path(suite).stem)
+        spec, node_devices = evaluation.suite, evaluation.node_devices
     else:
-        node_devices = len(describe_system().accelerators) if devices != "none" else 1
-        root, evaluation = evaluations.start(out, load_suite(suite), max(1, node_devices))
-    spec = evaluation.suite
+        spec = load_suite(suite)
+        found = len(describe_system().accelerators) if devices != "none" else 1
+        node_devices = max(1, found)
     entries = [(e, find_workload(e.model)) for e in spec.workloads]  # fail fast on a typo
     for entry, workload in entries:
         workload.preset(entry.config)
+        entry.scaling(node_devices)
+    if not resume:
+        root, evaluation = evaluations.start(out, spec, node_devices)
     chosen = choose_runtime(
         runtime, [w for _, w in entries], devices, None, telemetry, telemetry_hz
     )

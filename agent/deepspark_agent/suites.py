@@ -49,7 +49,13 @@ class SuiteEntry(BaseModel):
 
     def scaling(self, node_devices: int) -> list[int]:
         """The scaling points on one node, in devices, smallest first."""
-        return sorted({node_devices if p == "all" else p for p in self.devices})
+        points = sorted({node_devices if p == "all" else p for p in self.devices})
+        if points[-1] > node_devices:
+            raise SuiteError(
+                f"{self.model}: devices {points[-1]} asked, this node has {node_devices} "
+                '(devices = [1, "all"] takes what the node has)'
+            )
+        return points
 
     def planned_runs(self, node_devices: int, nnodes: int = 1, seed: int = 0) -> list[PlannedRun]:
         """Speed at each scaling point (and at nnodes nodes), then the converge runs at the
