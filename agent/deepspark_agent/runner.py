@@ -11,12 +11,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from deepspark_agent import __version__
 from deepspark_agent.assess import assess
 from deepspark_agent.contract import Mode, Precision, RunSpec
 from deepspark_agent.devices import describe_system
+from deepspark_agent.events import TOKEN, parse_line
 from deepspark_agent.files import write_json
 from deepspark_agent.results import (
     EVENTS_FILE,
@@ -107,11 +115,12 @@ def run_set_dir(out_root: Path, req: Request) -> Path:
     return path
 
 
-class _WindowCounter:
-    """Counts finished windows in a growing mllog.log, for the progress bar."""
+class _LiveLog:
+    """Follows a growing mllog.log for the live display: windows done, the last one's speed."""
 
     def __init__(self, path: Path) -> None:
-        self._path, self._offset, self.count = path, 0, 0
+        self._path, self._offset = path, 0
+        self.windows, self.rate, self._start_ns = 0, "", None
 
     def poll(self) -> int:
         try:
@@ -119,11 +128,22 @@ class _WindowCounter:
                 f.seek(self._offset)
                 chunk = f.read()
         except FileNotFoundError:
-            return self.count
+            return self.windows
         done = chunk.rfind(b"\n") + 1  # only whole lines; the rest is read next time
         self._offset += done
-        self.count += sum(chunk[:done].count(k) for k in (b'"block_stop"', b'"epoch_stop"'))
-        return self.count
+        for line in chunk[:done].decode(errors="replace").splitlines():
+            event = parse_line(line, 0) if TOKEN in line else None
+            if event is None:
+                continue
+            if event.key == "block_start":
+                self._start_ns = event.t_ns
+            elif event.key == "block_stop":
+                self.windows += 1
+                samples, stop_ns = event.metadata.get("samples_count"), event.t_ns
+                if isinstance(samples, int | float) and self._start_ns and stop_ns:
+                    seconds = (stop_ns - self._start_ns) / 1e9
+                    self.rate = f"{samples / seconds:,.1f} samples/s" if seconds > 0 else ""
+        return self.windows
 
 
 def execute(
@@ -169,11 +189,18 @@ def _run_all(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("windows"),
+        TextColumn("{task.fields[unit]}"),
+        TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
+        overall = progress.add_task(
+            f"{plan.model}: runs", total=len(plan.runs), unit="runs", rate=""
+        )
         for planned in plan.runs:
+            progress.advance(overall)  # counted as it starts, so that the bar ends full
             label, seed, nproc = planned.label, planned.seed, planned.nproc
             run_dir = run_set / label
             if (run_dir / RUN_FILE).is_file():
@@ -203,17 +230,18 @@ def _run_all(
                 max_seconds=min(max_seconds, left),
             )  # fmt: skip
             task = progress.add_task(
-                f"{plan.model} {label} {planned.mode} seed {seed} x{nproc}", total=windows
-            )
-            counter = _WindowCounter(run_dir / EVENTS_FILE)
+                f"  {label} ({planned.mode}, seed {seed}, {nproc}x)",
+                total=windows, unit="windows", rate="",
+            )  # fmt: skip
+            live = _LiveLog(run_dir / EVENTS_FILE)
             mono_offset_ns = time.monotonic_ns() - time.time_ns()
             log.info("%s: starting seed %d on %d rank(s)", label, seed, nproc)
             outcome = runtime.run(
                 Launch(req.workload, spec, run_dir, req.data_dir),
                 # Called within this iteration only; defaults bind this run's bar and counter.
-                on_tick=lambda t=task, c=counter: progress.update(t, completed=c.poll()),
+                on_tick=lambda t=task, v=live: progress.update(t, completed=v.poll(), rate=v.rate),
             )
-            progress.update(task, completed=counter.poll())
+            progress.update(task, completed=live.poll(), rate=live.rate)
             record = RunRecord(
                 label=label, seed=seed, nproc=nproc, exit_code=outcome.exit_code,
                 wall_s=round(outcome.wall_s, 3), error=outcome.error, timed_out=outcome.timed_out,
