@@ -191,6 +191,47 @@ def test_offline_bundle_round_trip_with_the_registries_stopped(
     assert listed["id"] == sleeper_image and listed["model"] == "sleeper"
 
 
+def test_up_offline_from_a_bundle_runs_its_suite_in_containers(
+    cli, sleeper, sleeper_image, docker_client, tmp_path
+):
+    """The air-gapped lab: one bundle file, the registries stopped, the image removed."""
+    (tmp_path / "lab").mkdir()
+    suite = tmp_path / "lab.toml"
+    suite.write_text('name = "lab"\n[[workloads]]\nmodel = "sleeper"\nstability_runs = 2\n')
+    bundle = tmp_path / "lab" / "lab.bundle.tar"
+    assert cli("bundle", "create", "--suite", str(suite), "--out", str(bundle))[0] == 0
+    docker_env = [str(ROOT / "scripts" / "docker-env")]
+    subprocess.run([*docker_env, "--stop-registries"], check=True, capture_output=True)
+    try:
+        docker_client.images.remove("deepspark/sleeper:0.1.0")
+        args = ("--offline", "--bundle", str(bundle), "--out", str(tmp_path / "o"), "--json")
+        code, out, err = cli("up", *args)
+        assert code == 0, err
+        assert f"loaded deepspark/sleeper:0.1.0 {sleeper_image}" in err
+        (result,) = (Result.model_validate(r) for r in json.loads(out))
+        assert [r.label for r in result.runs] == ["speed-1x", "converge-1", "converge-2"]
+        assert all(r.image.id == sleeper_image and r.status == "success" for r in result.runs)
+        assert result.dimensions.stability.runs == 2
+    finally:
+        subprocess.run(docker_env, check=True, capture_output=True)
+    assert leftovers(docker_client) == []
+
+
+def test_up_pulls_from_a_registry_first(cli, sleeper, sleeper_image, registries, tmp_path):
+    registry = registries["DS_TEST_REGISTRY"]
+    assert cli("images", "push", "sleeper", "--registry", registry)[0] == 0
+    suite = tmp_path / "pulled.toml"
+    suite.write_text('name = "pulled"\n[[workloads]]\nmodel = "sleeper"\nstability_runs = 0\n')
+    args = ("--suite", str(suite), "--registry", registry, "--out", str(tmp_path / "o"), "--json")
+    code, out, err = cli("up", *args)
+    assert code == 0, err
+    assert f"pulled deepspark/sleeper:0.1.0 {sleeper_image}" in err
+    (result,) = (Result.model_validate(r) for r in json.loads(out))
+    assert result.runs[0].image.id == sleeper_image and result.plan.runtime == "docker"
+    code, _, err = cli("up", "--suite", str(suite), "--registry", registry, "--offline")
+    assert code == 1 and "pick one" in err
+
+
 def test_a_tampered_bundle_is_refused_in_one_line(cli, tmp_path):
     bundle = tmp_path / "bad.tar"
     bundle.write_bytes(b"\x1f\x8b\x08\x00 not really gzip")

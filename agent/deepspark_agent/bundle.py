@@ -654,11 +654,12 @@ def import_bundle(
     client: docker.DockerClient,
     workdir: Path | None = None,
     max_total: int = DEFAULT_MAX_TOTAL,
+    suite_to: Path | None = None,
 ) -> Manifest:
     """Verify the whole bundle, then load its images; nothing loads unless everything checks.
 
     workdir holds the extracted copy while loading (default: the system temp dir); it needs
-    room for the bundle's contents.
+    room for the bundle's contents. suite_to, if given, receives the bundle's (checked) suite.
     """
     with tempfile.TemporaryDirectory(prefix="deepspark-bundle-", dir=workdir) as tmp:
         dest = Path(tmp) / "bundle"
@@ -667,4 +668,6 @@ def import_bundle(
             _check_image_tar(dest / image.file, image)
         for image in manifest.images:
             _load(client, dest / image.file, image)
+        if suite_to is not None:
+            shutil.copyfile(dest / SUITE_NAME, suite_to)
     return manifest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -11,6 +12,7 @@ from rich.table import Table
 
 from deepspark_agent import __version__, evaluations
 from deepspark_agent.assess import assess
+from deepspark_agent.bundle import import_bundle
 from deepspark_agent.cli_images import bundle_app, images_app
 from deepspark_agent.cli_signing import keys_app, sign_if_keyed, verify
 from deepspark_agent.cli_submit import CollectorOpt, pack_command, submit_after_run, submit_command
@@ -20,6 +22,7 @@ from deepspark_agent.devices import describe_system
 from deepspark_agent.doctor import run_checks
 from deepspark_agent.files import write_atomic
 from deepspark_agent.images import ImageError, engine
+from deepspark_agent.images import pull as pull_image
 from deepspark_agent.report import (
     SEED_COLUMNS,
     html_report,
@@ -32,7 +35,7 @@ from deepspark_agent.runner import Request, execute, run_set_dir
 from deepspark_agent.runtime.base import Runtime
 from deepspark_agent.runtime.docker import DockerRuntime
 from deepspark_agent.runtime.process import ProcessRuntime
-from deepspark_agent.suites import load_suite
+from deepspark_agent.suites import Suite, SuiteError, load_suite
 from deepspark_agent.telemetry import DEFAULT_HZ
 from deepspark_agent.telemetry.choose import accelerator_samplers
 from deepspark_agent.workloads import Workload, find_workload, list_workloads
@@ -262,11 +265,26 @@ def report(
 @app.command()
 @user_errors
 def up(
-    suite: Annotated[str, typer.Option(help="Suite name (suites/NAME.toml) or path.")] = "smoke",
+    suite: Annotated[
+        str | None,
+        typer.Option(
+            help="Suite name (suites/NAME.toml) or path [default: smoke, or the bundle's]."
+        ),
+    ] = None,
     out: OutOpt = Path("runs"),
     resume: Annotated[
         bool, typer.Option(help="Go on with the newest unfinished evaluation of the suite.")
     ] = False,
+    registry: Annotated[
+        str | None, typer.Option(help="Pull each model's image from this registry first.")
+    ] = None,
+    offline: Annotated[
+        bool, typer.Option(help="Pull nothing: the images come from --bundle or are present.")
+    ] = False,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(help="An offline bundle: verify it, load its images, run its suite."),
+    ] = None,
     runtime: RuntimeOpt = "auto",
     devices: DevicesOpt = "none",
     telemetry: TelemetryOpt = "auto",
@@ -276,17 +294,26 @@ def up(
 ) -> None:
     """Evaluate a suite: per model, speed at each scaling point, then converge runs for
     accuracy and stability; the six dimensions, report, signature and submission."""
+    if registry and (offline or bundle):
+        raise SuiteError("--registry pulls images; --offline and --bundle never do: pick one")
+    if bundle:
+        spec = _load_bundle(bundle, suite)
     if resume:
-        root, evaluation = evaluations.resume(out, Path(suite).stem)
+        root, evaluation = evaluations.resume(out, spec.name if bundle else suite or "smoke")
         spec, node_devices = evaluation.suite, evaluation.node_devices
     else:
-        spec = load_suite(suite)
+        if not bundle:
+            spec = load_suite(suite or "smoke")
         found = len(describe_system().accelerators) if devices != "none" else 1
         node_devices = max(1, found)
     entries = [(e, find_workload(e.model)) for e in spec.workloads]  # fail fast on a typo
     for entry, workload in entries:
         workload.preset(entry.config)
         entry.scaling(node_devices)
+    if registry:
+        _pull_images(registry, [w for _, w in entries])
+    if registry or offline or bundle:
+        runtime = "docker" if runtime == "auto" else runtime  # the images were the point
     if not resume:
         root, evaluation = evaluations.start(out, spec, node_devices)
     chosen = choose_runtime(
@@ -325,6 +352,25 @@ def up(
         console.print(f"evaluation: {root}", highlight=False)
     if not all(o.succeeded for o in outcomes):
         raise typer.Exit(1)
+
+
+def _load_bundle(path: Path, suite: str | None) -> Suite:
+    """Verify and load an offline bundle's images; its suite, unless one is named."""
+    with tempfile.TemporaryDirectory(prefix="deepspark-suite-") as tmp:
+        kept = Path(tmp) / "suite.toml"
+        with err_console.status(f"verifying {path}"):
+            manifest = import_bundle(path, engine(), suite_to=kept)
+        for image in manifest.images:
+            err_console.print(f"loaded {image.tag} {image.id}", highlight=False)
+        # The bundle's data_dir entries are relative to where the bundle lies.
+        return load_suite(suite) if suite else load_suite(str(kept), base=path.parent)
+
+
+def _pull_images(registry: str, workloads: list[Workload]) -> None:
+    client = engine()
+    for workload in {w.name: w for w in workloads}.values():
+        ref = pull_image(client, workload, registry)
+        err_console.print(f"pulled {ref.tag} {ref.id}", highlight=False)
 
 
 app.command("verify")(verify)  # defined with the signing commands

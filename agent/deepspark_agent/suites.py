@@ -91,10 +91,11 @@ def suite_path(name_or_path: str) -> Path:
     return path
 
 
-def load_suite(name_or_path: str) -> Suite:
+def load_suite(name_or_path: str, base: Path | None = None) -> Suite:
+    """A suite, its data_dir entries made relative to base (default: the suite's folder)."""
     path = suite_path(name_or_path)
     suite = read_toml(path, Suite, SuiteError)
     for entry in suite.workloads:
-        if entry.data_dir is not None:
-            entry.data_dir = path.parent / entry.data_dir  # an absolute data_dir stays as is
+        if entry.data_dir is not None:  # an absolute data_dir stays as is
+            entry.data_dir = (base or path.parent) / entry.data_dir
     return suite
