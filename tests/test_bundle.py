@@ -32,7 +32,7 @@ from deepspark_agent.bundle import (
     verify_bundle,
 )
 
-SUITE = b'name = "offline"\n\n[[workloads]]\nmodel = "sleeper"\nruns = 2\n'
+SUITE = b'name = "offline"\n\n[[workloads]]\nmodel = "sleeper"\nstability_runs = 2\n'
 TAG = "deepspark-test/tiny:1"
 IMAGE_FILE = image_file_name(TAG)
 

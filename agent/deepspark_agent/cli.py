@@ -296,14 +296,11 @@ def up(
     accuracy and stability; the six dimensions, report, signature and submission."""
     if registry and (offline or bundle):
         raise SuiteError("--registry pulls images; --offline and --bundle never do: pick one")
-    if bundle:
-        spec = _load_bundle(bundle, suite)
-    if resume:
-        root, evaluation = evaluations.resume(out, spec.name if bundle else suite or "smoke")
+    spec = _load_bundle(bundle, suite) if bundle else load_suite(suite or "smoke")
+    if resume:  # the suite as it was evaluated, not as its file may read now
+        root, evaluation = evaluations.resume(out, spec.name)
         spec, node_devices = evaluation.suite, evaluation.node_devices
     else:
-        if not bundle:
-            spec = load_suite(suite or "smoke")
         found = len(describe_system().accelerators) if devices != "none" else 1
         node_devices = max(1, found)
     entries = [(e, find_workload(e.model)) for e in spec.workloads]  # fail fast on a typo
