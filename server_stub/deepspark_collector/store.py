@@ -127,7 +127,7 @@ def figures(result: Result) -> dict[str, float | None]:
         "power": sum(d.power.mean_w) if d.power else None,
         "memory": sum(d.memory.mean_gb) if d.memory else None,
         "stability": d.stability.score if d.stability else None,
-        "linearity": d.linearity.card if d.linearity else None,
+        "linearity": d.linearity.card if d.linearity else None,  # card; node is in the result
     }
 
 
