@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
-from deepspark_workload import ContractError
 from workload_runs import (
     MODEL_IMAGES,
     SETUP,
@@ -44,30 +42,6 @@ def test_full_model_forward_backward_224() -> None:
     assert logits.shape == (1, 1000)
     logits.sum().backward()
     assert all(p.grad is not None for p in model.parameters())
-
-
-def test_image_folder(tmp_path: Path) -> None:
-    data = load("data")
-    for split, n in (("train", 3), ("val", 1)):
-        for c, name in enumerate(("cat", "dog", "fish")):
-            (tmp_path / split / name).mkdir(parents=True)
-            for i in range(n):
-                image = Image.new("RGB", (40 + 10 * i, 30), (80 * c, 40 * i, 200))
-                image.save(tmp_path / split / name / f"{i}.png")
-    (tmp_path / "train" / "cat" / "notes.txt").write_text("not an image")
-    train, val = data.image_folder(tmp_path, 32)
-    assert (len(train), len(val)) == (9, 3)
-    assert [label for _, label in val.samples] == [0, 1, 2]
-    x, label = train[4]
-    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and label == 1
-    x, label = val[2]  # uniform colour (160, 0, 200), normalised with ImageNet statistics
-    expected = (torch.tensor([160, 0, 200]) / 255 - data.MEAN.flatten()) / data.STD.flatten()
-    assert torch.allclose(x.mean((1, 2)), expected, atol=1e-2) and label == 2
-    with pytest.raises(ContractError, match="no class folders"):
-        data.image_folder(tmp_path / "missing", 32)
-    (tmp_path / "val" / "bird").mkdir()
-    with pytest.raises(ContractError, match="classes the training set lacks"):
-        data.image_folder(tmp_path, 32)
 
 
 @pytest.mark.slow

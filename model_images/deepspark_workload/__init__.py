@@ -4,12 +4,13 @@
 them; `Workload` (PyTorch) is imported on first use.
 """
 
+import importlib
 from typing import Any
 
 from .env import ContractError, Env
 from .mllog import MLLogger
 
-__all__ = ["ContractError", "Env", "MLLogger", "Window", "Workload"]
+__all__ = ["ContractError", "Env", "MLLogger", "Window", "Workload", "vision"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,4 +18,6 @@ def __getattr__(name: str) -> Any:
         from . import workload
 
         return getattr(workload, name)
+    if name == "vision":  # image classification data (torch, Pillow)
+        return importlib.import_module(f"{__name__}.vision")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,9 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from deepspark_workload import Workload
+from deepspark_workload import Workload, vision
 
-import data
 from model import ResNet
 
 
@@ -39,7 +38,7 @@ with Workload.from_env(__file__) as wl:
         torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels once
     net = ResNet(**wl.preset["model"]).to(memory_format=torch.channels_last)
     model = wl.wrap(net)
-    train_batches, val_loader = data.load(wl)
+    train_batches, val_loader = vision.load(wl)  # digits, or ImageNet with its manifest
 
     lr = cfg["lr"] * wl.global_batch_size / cfg["lr_batch"]  # linear scaling (Goyal et al. 2017)
     optimizer = torch.optim.SGD(

@@ -1,8 +1,15 @@
-"""Data for the ResNet-50 workload.
+"""Image classification data, shared by the ResNet-50 and Wave-MLP workloads.
 
-mini: scikit-learn's 8x8 digits. full: an ImageNet-style folder $DS_DATA_DIR/{train,val}/<class>/
-<image> with its SHA256SUMS, decoded with Pillow (converge), or synthetic batches of the real
-shapes (speed).
+mini: scikit-learn's 8x8 digits (shipped with the package), a fixed 80/20 split. full, speed
+mode: synthetic batches of the real shape, made once on the device. full, converge mode: an
+ImageNet-style folder, checked against its manifest and decoded with Pillow:
+
+    $DS_DATA_DIR/SHA256SUMS                  every file's sha256 (`sha256sum` format)
+    $DS_DATA_DIR/train/<class>/<image>       ImageNet-1k: 1,281,167 images in 1,000 folders
+    $DS_DATA_DIR/val/<class>/<image>         50,000 images, the same class folder names
+
+Classes are indexed by the sorted folder names of train/. Training images get an
+Inception-style random crop and a flip, validation images a centre crop.
 """
 
 import itertools
@@ -16,7 +23,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from deepspark_workload import ContractError, Workload
+from .env import ContractError
+from .workload import Workload
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)  # ImageNet statistics
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
@@ -24,8 +32,17 @@ Transform = Callable[[Image.Image], Image.Image]
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
-    """Training batches for wl.windows(), and the validation loader (None when not needed)."""
+def load(
+    wl: Workload,
+    crop_fraction: float = 0.875,
+    resample: Image.Resampling = Image.Resampling.BILINEAR,
+) -> tuple[Iterable, DataLoader | None]:
+    """Training batches for wl.windows(), and the validation loader (None when not needed).
+
+    The preset names its data ("digits" or "imagefolder") and image_size; its model table
+    gives in_channels and num_classes. crop_fraction and resample are the recipe's evaluation
+    crop (224 of 256 is 0.875) and interpolation.
+    """
     if wl.preset["data"] == "digits":
         train, val = digits()
         wl.log_generated_data("sklearn digits", *train.tensors, *val.tensors)
@@ -35,7 +52,7 @@ def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
         x = torch.randn(wl.batch_size, model["in_channels"], size, size, device=wl.device)
         y = torch.randint(0, model["num_classes"], (wl.batch_size,), device=wl.device)
         return itertools.repeat((x, y)), None
-    train, val = image_folder(wl.data_dir(), wl.preset["image_size"])
+    train, val = image_folder(wl.data_dir(), wl.preset["image_size"], crop_fraction, resample)
     per_rank = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     kwargs = dict(
         num_workers=max(1, min(8, per_rank - 1)),
@@ -57,15 +74,22 @@ def digits() -> tuple[TensorDataset, TensorDataset]:
     return TensorDataset(images[train], labels[train]), TensorDataset(images[val], labels[val])
 
 
-def image_folder(root: Path, size: int) -> tuple["ImageFolder", "ImageFolder"]:
+def image_folder(
+    root: Path,
+    size: int,
+    crop_fraction: float = 0.875,
+    resample: Image.Resampling = Image.Resampling.BILINEAR,
+) -> tuple["ImageFolder", "ImageFolder"]:
     """root/train and root/val, with the classes of root/train indexed in name order."""
     train_root = root / "train"
     classes = sorted(d.name for d in train_root.iterdir()) if train_root.is_dir() else []
     if not classes:
         raise ContractError(f"{train_root} has no class folders: expected {{train,val}}/<class>/")
     return (
-        ImageFolder(train_root, classes, lambda img: random_resized_crop(img, size)),
-        ImageFolder(root / "val", classes, lambda img: center_crop(img, size)),
+        ImageFolder(train_root, classes, lambda img: random_resized_crop(img, size, resample)),
+        ImageFolder(
+            root / "val", classes, lambda img: center_crop(img, size, crop_fraction, resample)
+        ),
     )
 
 
@@ -104,6 +128,7 @@ class ImageFolder(Dataset):
 def random_resized_crop(
     img: Image.Image,
     size: int,
+    resample: Image.Resampling = Image.Resampling.BILINEAR,
     scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
 ) -> Image.Image:
@@ -118,13 +143,18 @@ def random_resized_crop(
             left, top = random.randint(0, w - cw), random.randint(0, h - ch)
             box = (left, top, left + cw, top + ch)
             break
-    img = img.resize((size, size), Image.Resampling.BILINEAR, box=box)
+    img = img.resize((size, size), resample, box=box)
     return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if random.random() < 0.5 else img
 
 
-def center_crop(img: Image.Image, size: int, fraction: float = 0.875) -> Image.Image:
+def center_crop(
+    img: Image.Image,
+    size: int,
+    fraction: float = 0.875,
+    resample: Image.Resampling = Image.Resampling.BILINEAR,
+) -> Image.Image:
     """Resize the short side to size / fraction (256 for 224), cut the central size x size."""
     w, h = img.size
     side = min(w, h) * fraction  # the crop's side in the original's pixels: one resampling
     box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
-    return img.resize((size, size), Image.Resampling.BILINEAR, box=box)
+    return img.resize((size, size), resample, box=box)
