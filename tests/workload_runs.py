@@ -56,6 +56,9 @@ def environ(workload: str, out: Path, **env: str) -> dict[str, str]:
         "DS_MODEL": spec(workload)["name"],
         "DS_CONFIG": "mini",
         "DS_OUT_DIR": str(out),
+        # Mini models gain nothing from a second thread, and on a shared 2-core runner spinning
+        # OpenMP threads multiply a run's time; torchrun sets 1 per rank on its own.
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
         **env,
     }
 
