@@ -153,20 +153,24 @@ class Workload(AbstractContextManager["Workload"]):
         ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
-    def loader(self, dataset: Dataset, train: bool, **kwargs: Any) -> DataLoader:
-        """This rank's share of dataset in batches of batch_size.
+    def loader(
+        self, dataset: Dataset, train: bool, batch_size: int | None = None, **kwargs: Any
+    ) -> DataLoader:
+        """This rank's share of dataset in batches of batch_size (default: the run's).
 
         train: shuffled by the seed, reshuffled every epoch, short tails dropped so that
         every step is a full global batch (windows count samples as steps x global batch).
-        Otherwise every sample once over all ranks, in order.
+        Otherwise every sample once over all ranks, in order (batch_size=1 for samples of
+        different shapes).
         """
+        batch_size = batch_size or self.batch_size
         if train:
             sampler = DistributedSampler(
                 dataset, self.world_size, self.rank, seed=self.env.seed, drop_last=True
             )
-            return DataLoader(dataset, self.batch_size, sampler=sampler, drop_last=True, **kwargs)
+            return DataLoader(dataset, batch_size, sampler=sampler, drop_last=True, **kwargs)
         shard = Subset(dataset, range(self.rank, len(dataset), self.world_size))
-        return DataLoader(shard, self.batch_size, **kwargs)
+        return DataLoader(shard, batch_size, **kwargs)
 
     def data_dir(self) -> Path:
         """DS_DATA_DIR, every file checked against its SHA256SUMS; logs which data this is."""
