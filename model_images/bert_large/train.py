@@ -1,0 +1,72 @@
+"""Train BERT-large with masked-language-model pretraining under the DeepSpark workload contract.
+
+mini: a tiny BERT on a generated English-like language, a minute on a CPU. full: BERT-large on
+MLPerf's pre-tokenized Wikipedia at sequence length 512 (converge) or synthetic batches of that
+shape (speed). See workload.toml for the presets.
+"""
+
+import math
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from deepspark_workload import Workload
+
+import data
+from metrics import mlm_accuracy, mlm_loss
+from model import Bert
+
+
+def to_device(batch: data.Batch, wl: Workload) -> data.Batch:
+    return tuple(None if t is None else t.to(wl.device, non_blocking=True) for t in batch)
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, loader: DataLoader, wl: Workload) -> float:
+    """Masked-token top-1 accuracy over the whole eval set (each rank scores its share)."""
+    net.eval()
+    correct = total = 0
+    for batch in loader:
+        *inputs, labels = to_device(batch, wl)
+        with wl.autocast():
+            c, n = mlm_accuracy(net(*inputs), labels)
+        correct, total = correct + c, total + n
+    net.train()
+    correct, total = wl.sum_over_ranks(correct, total)
+    return correct / total
+
+
+with Workload.from_env(__file__) as wl:
+    cfg = wl.preset["optim"]
+    net = Bert(**wl.preset["model"])
+    model = wl.wrap(net)
+    train_batches, val_loader = data.load(wl)
+
+    # Adam's step hardly grows with the batch: scale the rate by its square root, not linearly.
+    lr = cfg["lr"] * math.sqrt(wl.global_batch_size / cfg["lr_batch"])
+    decay = [p for p in net.parameters() if p.ndim >= 2]  # not biases and LayerNorms, as BERT
+    no_decay = [p for p in net.parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg["weight_decay"]}, {"params": no_decay}],
+        lr,
+        betas=(0.9, 0.999),
+        eps=1e-6,
+        weight_decay=0.0,
+    )
+    total = wl.total_steps(train_batches)
+    warmup = max(1, round(cfg["warmup"] * total))
+    schedule = torch.optim.lr_scheduler.LambdaLR(  # BERT's: linear warmup, then linear decay
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
+    )
+
+    wl.start()
+    for window in wl.windows(train_batches):
+        for batch in window:
+            *inputs, labels = to_device(batch, wl)
+            with wl.autocast():
+                loss = mlm_loss(model(*inputs), labels)
+            wl.step(loss, optimizer)
+            schedule.step()
+        if wl.converge:
+            wl.log_eval(evaluate(net, val_loader, wl))

@@ -1,0 +1,172 @@
+"""The BERT-large workload: the model, its masking and data, and whole runs under the contract."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deepspark_workload import ContractError
+from workload_runs import converge, load_module, parameters, spec, speed
+
+NAME = "bert_large"
+PRESETS = spec(NAME)["configs"]
+# HuggingFace's BertModel of bert-large-uncased (embeddings, 24 layers, pooler), as KerasHub's
+# bert_large_en_uncased preset states it too: 31,782,912 + 24 x 12,596,224 + 1,049,600.
+REFERENCE = 335_141_888
+
+
+def load(name: str):
+    return load_module(NAME, name)
+
+
+def test_full_model_has_bert_large_parameters() -> None:
+    with torch.device("meta"):
+        model = load("model").Bert(**PRESETS["full"]["model"])
+    # The reference less the pooler (1024 x 1024 + 1024) plus the MLM head (transform
+    # 1024 x 1024 + 1024, LayerNorm 2048, decoder bias 30,522; the decoder weight is tied):
+    # HuggingFace's BertForMaskedLM of bert-large-uncased, to the parameter.
+    assert parameters(model) == REFERENCE - 1_049_600 + 1_082_170 == 335_174_458
+    assert abs(parameters(model) / REFERENCE - 1) < 0.02
+    assert model.transform[0].weight.shape == (1024, 1024)
+
+
+def test_full_model_forward_backward() -> None:
+    """Full width and depth (24 layers, hidden 1024, the whole vocabulary) at batch 1, on a
+    128-token sequence rather than 512 to keep CPU time and memory small; padding masked."""
+    cfg = PRESETS["full"]
+    torch.manual_seed(0)
+    model = load("model").Bert(**cfg["model"])
+    ids = torch.randint(1000, cfg["model"]["vocab_size"], (1, 128))
+    types = (torch.arange(128) >= 64).long()[None]
+    padding = torch.arange(128)[None] >= 120
+    positions = torch.arange(0, 2 * cfg["predictions"], 2)[None] % 120
+    logits = model(ids, types, padding, positions)
+    assert logits.shape == (1, cfg["predictions"], cfg["model"]["vocab_size"])
+    logits.logsumexp(-1).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_padding_is_ignored() -> None:
+    """What follows [PAD] changes no prediction: padded keys are masked out of attention."""
+    torch.manual_seed(0)
+    model = load("model").Bert(**PRESETS["mini"]["model"]).eval()
+    ids = torch.randint(4, 96, (2, 24))
+    ids[1, 16:] = torch.randint(4, 96, (8,))  # row 1: other tokens where row 0 is padded
+    padding = torch.zeros(2, 24, dtype=torch.bool)
+    padding[:, 16:] = True
+    types, positions = torch.zeros(2, 24, dtype=torch.long), torch.tensor([[1, 5], [1, 5]])
+    with torch.no_grad():
+        logits = model(ids[[0, 0]], types, padding, positions)
+        other = model(
+            torch.cat([ids[:1, :16], ids[1:, 16:]], 1).expand(2, -1), types, padding, positions
+        )
+    torch.testing.assert_close(logits, other)
+
+
+def test_mlm_accuracy_counts_selected_positions_only() -> None:
+    metrics = load("metrics")
+    logits = torch.zeros(2, 3, 5)
+    logits[0, 0, 4] = logits[0, 1, 2] = logits[0, 2, 1] = 1.0  # predicts 4, 2, 1
+    logits[1, 0, 3] = logits[1, 1, 3] = logits[1, 2, 0] = 1.0  # predicts 3, 3, 0
+    labels = torch.tensor([[4, 0, -100], [3, 3, -100]])
+    # selected: 4 slots (the two -100 are unused); right: 4 (yes), 0 (no: 2), 3, 3 (yes, yes)
+    assert metrics.mlm_accuracy(logits, labels) == (3, 4)
+    # the loss averages over the 4 selected slots alone: each has a logit 1 against four 0s,
+    # -log(e / (e + 4)) when right (3 slots) and -log(1 / (e + 4)) when wrong (1 slot)
+    e = torch.e
+    expected = (3 * -np.log(e / (e + 4)) - np.log(1 / (e + 4))) / 4
+    assert metrics.mlm_loss(logits, labels).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_masking_follows_bert() -> None:
+    data = load("data")
+    vocab = data.Vocab.of(data.WORDS)
+    ids = data.grammar(4000, 24, np.random.default_rng(0))
+    inputs, types, padding, positions, labels = data.mask_tokens(
+        ids, vocab, 4, torch.Generator().manual_seed(0)
+    )
+    selected = labels != data.IGNORE
+    lengths = (~padding).sum(1)
+    # round(15%) of each row's tokens, [CLS] and [SEP] counted: 15 -> 2, 17 to 23 -> 3
+    assert selected.sum(1).tolist() == (lengths * 0.15).round().long().tolist()
+    picked = ids.gather(1, positions)[selected]
+    assert not ((picked == vocab.cls) | (picked == vocab.sep) | (picked == vocab.pad)).any()
+    assert torch.equal(labels[selected], picked)
+    assert all(len(set(row)) == len(row) for row in positions.tolist())  # no slot twice
+    now = inputs.gather(1, positions)[selected]
+    masked, kept = (now == vocab.mask).float().mean(), (now == picked).float().mean()
+    assert 0.77 < masked < 0.83 and 0.09 < kept < 0.13  # 10% kept, and some random draws hit
+    at_selected = torch.zeros_like(selected).new_zeros(ids.shape).scatter(1, positions, selected)
+    assert not ((inputs != ids) & ~at_selected).any()  # nothing else changes
+    # segments: 0 through the first [SEP], 1 after it; padding is segment 0
+    row = ids[0]
+    first_sep = int((row == vocab.sep).nonzero()[0])
+    assert (
+        types[0, : first_sep + 1].eq(0).all() and types[0, first_sep + 1 : lengths[0]].eq(1).all()
+    )
+    assert types[padding].eq(0).all()
+
+
+def test_grammar_sentences() -> None:
+    """The generated language: fixed, agreeing, and the passive repeating the active's phrases."""
+    data = load("data")
+    vocab, train, _ = data.grammar_splits(200, 50, 24)
+    assert vocab.size == PRESETS["mini"]["model"]["vocab_size"] == len(data.WORDS)
+    assert torch.equal(train, data.grammar_splits(200, 50, 24)[1])  # the same every run
+    words = data.WORDS
+    for row in train.tolist():
+        text = [words[i] for i in row if i != vocab.pad]
+        assert text[0] == "[CLS]" and text[-1] == "[SEP]" and text.count("[SEP]") == 2
+        sep = text.index("[SEP]")
+        active, passive = text[1:sep], text[sep + 1 : -1]
+        by = passive.index("by")
+        np2, aux, participle, np1 = (
+            passive[: by - 2],
+            passive[by - 2],
+            passive[by - 1],
+            passive[by + 1 :],
+        )
+        assert active == [*np1, active[len(np1)], *np2]  # NP1 verb NP2, NP2 aux participle by NP1
+        verb = next(v for v in data.VERBS if active[len(np1)] in v[:2])
+        assert participle == verb[2]
+        plural1, plural2 = np1[-1].endswith("s"), np2[-1].endswith("s")
+        assert active[len(np1)] == verb[plural1] and aux == ("are" if plural2 else "is")
+
+
+def test_wikipedia_layout(tmp_path: Path) -> None:
+    data = load("data")
+    (tmp_path / "train").mkdir()
+    np.save(tmp_path / "train" / "a.npy", np.arange(3 * 8, dtype=np.int32).reshape(3, 8))
+    np.save(tmp_path / "train" / "b.npy", np.arange(100, 100 + 2 * 8, dtype=np.int16).reshape(2, 8))
+    shards = data.Shards(sorted((tmp_path / "train").glob("*.npy")), 8)
+    assert len(shards) == 5
+    assert shards[2].tolist() == list(range(16, 24)) and shards[3].tolist() == list(range(100, 108))
+    assert shards[4].dtype == torch.int64
+    with pytest.raises(ContractError, match=r"expected \(N, 16\)"):
+        data.Shards([tmp_path / "train" / "a.npy"], 16)
+    with pytest.raises(ContractError, match=r"no \.npy files"):
+        data.Shards([], 8)
+    vocab = data.Vocab.of(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the"])
+    assert vocab == data.Vocab(6, 0, 2, 3, 4)
+    with pytest.raises(ContractError, match=r"lacks \[MASK\]"):
+        data.Vocab.of(["[PAD]", "[CLS]", "[SEP]"])
+
+
+@pytest.mark.slow
+def test_mini_converge(tmp_path: Path) -> None:
+    log = converge(NAME, tmp_path)
+    stops = [e["metadata"] for e in log if e["key"] == "block_stop"]
+    assert all(m["samples_count"] == 16384 for m in stops)  # 256 full batches of 64
+
+
+@pytest.mark.slow
+def test_mini_speed_two_ranks(tmp_path: Path) -> None:
+    log = speed(NAME, tmp_path, ranks=2)
+    assert {e["key"]: e for e in log}["global_batch_size"]["value"] == 2 * 64
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["bf16", "amp"])
+def test_mini_speed_precision(tmp_path: Path, precision: str) -> None:
+    speed(NAME, tmp_path, windows=1, DS_PRECISION=precision)
