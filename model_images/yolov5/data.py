@@ -1,0 +1,195 @@
+"""Data for the YOLOv5 workload: batches of (uint8 images, labels).
+
+labels is (batch, objects, 5): class, cx, cy, w, h normalised to the image, padded with
+class -1 rows to the batch's most objects.
+
+mini: generated scenes of rectangles, ellipses and triangles on noisy backgrounds (fixed, not
+drawn by the seed). full + speed: synthetic batches of the real shapes. full + converge: COCO
+2017 in the YOLO layout under $DS_DATA_DIR, with its SHA256SUMS manifest:
+
+    images/train/<name>.jpg   labels/train/<name>.txt   (one line per object: class cx cy w h,
+    images/val/<name>.jpg     labels/val/<name>.txt      normalised; no .txt: no objects)
+
+as Ultralytics' scripts/get_coco.sh lays it out (train2017 -> train, val2017 -> val).
+"""
+
+import itertools
+import os
+import random
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from deepspark_workload import ContractError, Workload
+
+EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+GREY = (114, 114, 114)  # YOLOv5's padding colour
+
+
+def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
+    """Training batches for wl.windows(), and the validation loader (None when not needed)."""
+    size = wl.preset["image_size"]
+    if wl.preset["data"] == "shapes":
+        train = shapes(wl.preset["train_images"], size, seed=0)
+        val = shapes(wl.preset["val_images"], size, seed=1)  # other scenes, same generator
+        wl.log_generated_data("shapes", *train.tensors, *val.tensors)
+        return wl.loader(train, train=True), wl.loader(val, train=False)
+    if not wl.converge:  # made once on the device and reused: speed mode times the model alone
+        g = torch.Generator().manual_seed(0)
+        x = torch.randint(0, 256, (wl.batch_size, 3, size, size), dtype=torch.uint8, generator=g)
+        labels = torch.rand(wl.batch_size, 8, 5, generator=g) * 0.5 + 0.25  # COCO: ~7 per image
+        labels[..., 0] = torch.randint(0, wl.preset["model"]["num_classes"], (8,), generator=g)
+        return itertools.repeat((x.to(wl.device), labels.to(wl.device))), None
+    root = wl.data_dir()
+    per_rank = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    kwargs = dict(
+        num_workers=max(1, min(8, per_rank - 1)),
+        pin_memory=wl.device.type == "cuda",
+        persistent_workers=True,  # no worker start-up inside every epoch's window
+        collate_fn=collate,
+    )
+    train, val = YoloFolder(root, "train", size, True), YoloFolder(root, "val", size, False)
+    return wl.loader(train, train=True, **kwargs), wl.loader(val, train=False, **kwargs)
+
+
+CLASSES = ("rectangle", "ellipse", "triangle")
+
+
+def shapes(n: int, size: int = 64, seed: int = 0, max_objects: int = 4) -> TensorDataset:
+    """n scenes of 1 to max_objects shapes, each of 12 to size/2 pixels a side, in a colour
+    well apart from the background's, not overlapping; noise over all. Boxes are tight."""
+    rng = np.random.default_rng(seed)
+    images = np.empty((n, size, size, 3), np.float32)
+    labels = np.full((n, max_objects, 5), -1.0, np.float32)
+    for i in range(n):
+        background = rng.uniform(0, 1, 3)
+        image = images[i]
+        image[:] = background
+        boxes: list[tuple[float, float, float, float]] = []
+        count = rng.integers(1, max_objects + 1)
+        for _ in range(20 * max_objects):  # tries: placements that overlap are redrawn
+            if len(boxes) == count:
+                break
+            w, h = rng.uniform(12, size / 2, 2)
+            x0, y0 = rng.uniform(0, size - w), rng.uniform(0, size - h)
+            if any(
+                x0 < b[2] + 1 and b[0] < x0 + w + 1 and y0 < b[3] + 1 and b[1] < y0 + h + 1
+                for b in boxes
+            ):
+                continue
+            cls = rng.integers(len(CLASSES))
+            left, top = int(x0), int(y0)  # the pixels the box touches
+            right, bottom = min(size, int(x0 + w) + 1), min(size, int(y0 + h) + 1)
+            u = (np.arange(left, right) + 0.5 - x0)[None, :] / w  # in [0, 1] inside the box
+            v = (np.arange(top, bottom) + 0.5 - y0)[:, None] / h
+            inside = (u >= 0) & (u <= 1) & (v >= 0) & (v <= 1)
+            if cls == 1:
+                inside &= (u - 0.5) ** 2 + (v - 0.5) ** 2 <= 0.25
+            elif cls == 2:  # apex up, base at the bottom
+                inside &= np.abs(u - 0.5) <= v / 2
+            colour = rng.uniform(0, 1, 3)
+            while np.abs(colour - background).sum() < 0.6:
+                colour = rng.uniform(0, 1, 3)
+            image[top:bottom, left:right][inside] = colour
+            labels[i, len(boxes)] = cls, x0 + w / 2, y0 + h / 2, w, h
+            boxes.append((x0, y0, x0 + w, y0 + h))
+    images += rng.standard_normal(images.shape, np.float32) * 0.08
+    labels[..., 1:] /= np.where(labels[..., :1] >= 0, size, 1)
+    pixels = torch.from_numpy(np.clip(images * 255, 0, 255).round().astype(np.uint8))
+    return TensorDataset(pixels.permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels))
+
+
+def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack the images; pad every image's labels with class -1 rows to the most objects."""
+    most = max(1, *(len(labels) for _, labels in batch))
+    padded = torch.full((len(batch), most, 5), -1.0)
+    for i, (_, labels) in enumerate(batch):
+        padded[i, : len(labels)] = labels
+    return torch.stack([image for image, _ in batch]), padded
+
+
+class YoloFolder(Dataset):
+    """root/images/<split>/* with root/labels/<split>/<stem>.txt, letterboxed to size x size.
+
+    train: YOLOv5's mosaic (four images around a random centre), random scale (0.5-1.5x) and
+    translation (10%), left-right flips. val: the image alone, letterboxed.
+    """
+
+    def __init__(self, root: Path, split: str, size: int, augment: bool) -> None:
+        folder = root / "images" / split
+        if not folder.is_dir():
+            raise ContractError(f"{folder} is missing: expected images/{{train,val}}/<image>")
+        self.images = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS)
+        if not self.images:
+            raise ContractError(f"{folder} holds no images ({', '.join(sorted(EXTENSIONS))})")
+        self.labels = [root / "labels" / split / f"{p.stem}.txt" for p in self.images]
+        self.size, self.augment = size, augment
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load(self, i: int) -> tuple[Image.Image, torch.Tensor]:
+        """Image i with its long side resized to size, and its boxes (class, x1, y1, x2, y2)."""
+        with Image.open(self.images[i]) as img:
+            img = img.convert("RGB")
+        r = self.size / max(img.size)
+        if r != 1:
+            img = img.resize(
+                (round(img.width * r), round(img.height * r)), Image.Resampling.BILINEAR
+            )
+        path = self.labels[i]
+        rows = [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+        labels = torch.tensor([[float(v) for v in row] for row in rows if row]).view(-1, 5)
+        scale = torch.tensor([img.width, img.height] * 2)
+        xy, half = labels[:, 1:3], labels[:, 3:5] / 2
+        return img, torch.cat((labels[:, :1], torch.cat((xy - half, xy + half), 1) * scale), 1)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.size
+        if not self.augment:
+            img, boxes = self.load(i)
+            canvas = Image.new("RGB", (s, s), GREY)
+            dx, dy = (s - img.width) // 2, (s - img.height) // 2
+            canvas.paste(img, (dx, dy))
+            boxes[:, 1:] += torch.tensor([dx, dy, dx, dy])
+        else:
+            canvas, boxes = self.mosaic(i)
+            if random.random() < 0.5:
+                canvas = canvas.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+                boxes[:, [1, 3]] = s - boxes[:, [3, 1]]
+        pixels = torch.frombuffer(bytearray(canvas.tobytes()), dtype=torch.uint8)
+        xyxy = boxes[:, 1:] / s
+        cxcywh = torch.cat(((xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]), 1)
+        return pixels.view(s, s, 3).permute(2, 0, 1), torch.cat((boxes[:, :1], cxcywh), 1)
+
+    def mosaic(self, i: int) -> tuple[Image.Image, torch.Tensor]:
+        s = self.size
+        canvas = Image.new("RGB", (2 * s, 2 * s), GREY)
+        xc, yc = (round(random.uniform(s / 2, 3 * s / 2)) for _ in range(2))
+        all_boxes = []
+        for k, j in enumerate([i, *random.choices(range(len(self)), k=3)]):
+            img, boxes = self.load(j)
+            w, h = img.size  # around the centre: top-left, top-right, bottom-left, -right
+            x0 = xc - w if k in (0, 2) else xc
+            y0 = yc - h if k in (0, 1) else yc
+            canvas.paste(img, (x0, y0))  # PIL clips what falls outside the canvas; so do we
+            boxes[:, 1:] = (boxes[:, 1:] + torch.tensor([x0, y0, x0, y0])).clamp(0, 2 * s)
+            all_boxes.append(boxes)
+        # random scale and translation of the 2s canvas' centre, cut out at s x s
+        scale = random.uniform(0.5, 1.5)
+        cx, cy = (s + random.uniform(-0.1, 0.1) * s for _ in range(2))
+        half = s / scale / 2
+        window = (cx - half, cy - half, cx + half, cy + half)
+        out = canvas.transform(
+            (s, s), Image.Transform.EXTENT, window, Image.Resampling.BILINEAR, fillcolor=GREY
+        )
+        boxes = torch.cat(all_boxes)
+        xyxy = (boxes[:, 1:] - torch.tensor(window[:2] * 2)) * scale
+        clipped = xyxy.clamp(0, s)
+        area, kept_area = (xyxy[:, 2:] - xyxy[:, :2]).prod(1), (clipped[:, 2:] - clipped[:, :2])
+        keep = (kept_area > 2).all(1) & (kept_area.prod(1) > 0.1 * area)  # YOLOv5's candidates
+        return out, torch.cat((boxes[:, :1], clipped), 1)[keep]
