@@ -8,8 +8,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
@@ -104,27 +102,6 @@ def test_roc_auc_matches_sklearn() -> None:
     scores = (torch.randn(5000, generator=g) + labels).mul(4).round()  # many ties
     auc = load("metrics").roc_auc(scores, labels)
     assert auc == pytest.approx(roc_auc_score(labels.numpy(), scores.numpy()), abs=1e-12)
-
-
-def _gather_and_score(rank: int, init: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
-    metrics = load("metrics")
-    shards = [
-        (torch.tensor([0.1, 0.4, 0.35]), torch.tensor([0.0, 0.0, 1.0])),
-        (torch.tensor([0.8]), torch.tensor([1.0])),
-    ]  # unequal shares, as the last batches are
-    scores, labels = (metrics.gather(t) for t in shards[rank])
-    torch.save((scores, labels, metrics.roc_auc(scores, labels)), f"{out}.{rank}")
-    dist.destroy_process_group()
-
-
-def test_gather_over_two_ranks(tmp_path: Path) -> None:
-    out = str(tmp_path / "result")
-    mp.spawn(_gather_and_score, args=(f"file://{tmp_path / 'store'}", out), nprocs=2)
-    for rank in range(2):
-        scores, labels, auc = torch.load(f"{out}.{rank}")
-        assert scores.tolist() == pytest.approx([0.1, 0.4, 0.35, 0.8])
-        assert labels.tolist() == [0, 0, 1, 1] and auc == 0.75
 
 
 def test_click_log_is_fixed_and_learnable() -> None:

@@ -254,3 +254,25 @@ def test_generated_data_digest_covers_shape_dtype_and_values() -> None:
     assert digest != tensors_sha256(x + 1e-6)
     assert tensors_sha256(x, x) != tensors_sha256(torch.cat([x, x]))
     assert tensors_sha256(torch.tensor([True, False])) != tensors_sha256(torch.tensor([1, 0]))
+
+
+def _gather(rank: int, init: str, out: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from deepspark_workload.workload import gather_over_ranks
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    shards = [torch.tensor([0.1, 0.4, 0.35]), torch.tensor([0.8])]  # unequal, as last batches are
+    torch.save(gather_over_ranks(shards[rank]), f"{out}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_gather_over_two_ranks_in_rank_order(tmp_path: Path) -> None:
+    import torch
+    import torch.multiprocessing as mp
+
+    out = str(tmp_path / "gathered")
+    mp.spawn(_gather, args=(f"file://{tmp_path / 'store'}", out), nprocs=2)
+    for rank in range(2):
+        assert torch.load(f"{out}.{rank}").tolist() == pytest.approx([0.1, 0.4, 0.35, 0.8])

@@ -214,6 +214,11 @@ class Workload(AbstractContextManager["Workload"]):
             dist.all_reduce(t)
         return t.tolist()
 
+    def gather_over_ranks(self, t: torch.Tensor) -> torch.Tensor:
+        """Every rank's 1-D t (of any length) concatenated in rank order, on every rank: for
+        metrics that are no sum over samples (AUC, mAP)."""
+        return gather_over_ranks(t)
+
     def start(self) -> None:
         """End initialisation and start the run's clock."""
         self._sync()
@@ -264,6 +269,19 @@ class Workload(AbstractContextManager["Workload"]):
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+def gather_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """Every rank's 1-D t concatenated in rank order, on every rank (t itself without DDP)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return t
+    n = torch.tensor([len(t)], device=t.device)
+    sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, n)
+    longest = int(max(sizes))  # all_gather wants equal shapes: pad, then cut
+    padded = [t.new_zeros(longest) for _ in sizes]
+    dist.all_gather(padded, torch.cat([t, t.new_zeros(longest - len(t))]))
+    return torch.cat([p[: int(size)] for p, size in zip(padded, sizes, strict=True)])
 
 
 def _one_pass(batches: Iterable, epoch: int) -> Iterator:

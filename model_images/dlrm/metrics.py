@@ -1,9 +1,7 @@
-"""ROC AUC, the DLRM workload's quality metric, from the rank statistic (Mann-Whitney U), and the
-gathering of every rank's scores that it needs: AUC is no sum over samples.
-"""
+"""ROC AUC, the DLRM workload's quality metric, from the rank statistic (Mann-Whitney U). AUC is
+no sum over samples: train.py gathers every rank's scores first (wl.gather_over_ranks)."""
 
 import torch
-import torch.distributed as dist
 
 
 def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
@@ -21,16 +19,3 @@ def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     mean_rank = counts.cumsum(0) - (counts - 1) / 2  # 1-based ranks; a tie gets their mean
     rank_sum = mean_rank[group][positive].sum().item()
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-
-
-def gather(t: torch.Tensor) -> torch.Tensor:
-    """Every rank's 1-D t (of any length) concatenated in rank order, on every rank."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return t
-    n = torch.tensor([len(t)], device=t.device)
-    sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, n)
-    longest = int(max(sizes))  # all_gather wants equal shapes: pad, then cut
-    padded = [t.new_zeros(longest) for _ in sizes]
-    dist.all_gather(padded, torch.cat([t, t.new_zeros(longest - len(t))]))
-    return torch.cat([p[: int(size)] for p, size in zip(padded, sizes, strict=True)])

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from deepspark_workload import Workload
 
 import data
-from metrics import gather, roc_auc
+from metrics import roc_auc
 from model import DLRM
 
 
@@ -27,7 +27,7 @@ def evaluate(net: nn.Module, loader: DataLoader, wl: Workload) -> float:
         scores.append(logits.float())
         labels.append(label.to(wl.device))
     net.train()
-    return roc_auc(gather(torch.cat(scores)), gather(torch.cat(labels)))
+    return roc_auc(wl.gather_over_ranks(torch.cat(scores)), wl.gather_over_ranks(torch.cat(labels)))
 
 
 with Workload.from_env(__file__) as wl:
