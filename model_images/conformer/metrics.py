@@ -1,0 +1,34 @@
+"""The Conformer workload's quality metric: character error rate of greedy CTC transcripts."""
+
+from collections.abc import Sequence
+
+import torch
+
+
+def greedy_decode(logits: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
+    """Best path per utterance: each frame's top label, repeats collapsed, then blanks dropped.
+
+    logits: (batch, frames, labels); lengths: each utterance's valid frames.
+    """
+    best = logits.argmax(-1).cpu()
+    out = []
+    for path, n in zip(best, lengths.tolist(), strict=True):
+        path = torch.unique_consecutive(path[:n])
+        out.append(path[path != blank].tolist())
+    return out
+
+
+def edit_distance(hyp: Sequence, ref: Sequence) -> int:
+    """Levenshtein distance: the fewest substitutions, insertions and deletions from hyp to ref."""
+    row = list(range(len(ref) + 1))  # distances from hyp[:0] to every prefix of ref
+    for i, h in enumerate(hyp, 1):
+        diagonal, row[0] = row[0], i
+        for j, r in enumerate(ref, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (h != r))
+    return row[-1]
+
+
+def char_errors(hyps: list[list[int]], refs: list[list[int]]) -> tuple[int, int]:
+    """(edit errors, reference characters) summed over utterances: CER is their ratio."""
+    errors = sum(edit_distance(h, r) for h, r in zip(hyps, refs, strict=True))
+    return errors, sum(len(r) for r in refs)
