@@ -28,7 +28,9 @@ def test_image_builds_and_runs_speed_mode(name, cli, docker_client, base_image, 
     (workload,) = [w for w in list_workloads() if w.name == name]
     image = images.build(docker_client, workload, base_image)
     assert docker_client.images.get(image.id).labels["org.deepspark.model"] == name
-    args = ("--config", "mini", "--mode", "speed", "--windows", "3", "--runtime", "docker")
+    # Small batches: the test proves the image runs the contract, not how fast it trains.
+    args = ("--config", "mini", "--mode", "speed", "--windows", "3", "--batch-size", "8")
+    args += ("--runtime", "docker")
     code, stdout, stderr = cli("run", name, *args, "--out", str(tmp_path), "--json")
     assert code == 0, stderr
     (ran,) = Result.model_validate_json(stdout).runs
