@@ -72,7 +72,7 @@ def build(
     models: ModelsArg,
     base: Annotated[str, typer.Option(help="Base image (ARG BASE_IMAGE).")] = images.DEFAULT_BASE,
 ) -> None:
-    """Build deepspark/<model>:<version> from model_images/<model>/Dockerfile."""
+    """Build deepspark/<model>:<version> (model_images/Dockerfile, or the workload's own)."""
     client = images.engine()
     for name in models:
         workload = find_workload(name)

@@ -72,17 +72,21 @@ def build(
     base: str = DEFAULT_BASE,
     progress: Progress = lambda m: None,
 ) -> ImageRef:
-    """Build deepspark/<model>:<version> from model_images/<model>/Dockerfile."""
-    dockerfile = workload.path / "Dockerfile"
+    """Build deepspark/<model>:<version> from the workload's own Dockerfile, if it has one,
+    else the workloads folder's shared one (model_images/Dockerfile)."""
+    context = workload.path.parent
+    own = workload.path / "Dockerfile"
+    dockerfile = own if own.is_file() else context / "Dockerfile"
     if not dockerfile.is_file():
-        raise ImageError(f"{dockerfile}: no such file")
+        raise ImageError(f"{own}: no such file, and no shared {dockerfile} beside it")
+    args = {"MODEL": workload.name, "VERSION": workload.version, "BASE_IMAGE": base}
     try:
         # The context is the workloads folder, so the image can copy the shared helper library.
         stream = client.api.build(
-            path=str(workload.path.parent),
-            dockerfile=f"{workload.path.name}/Dockerfile",
+            path=str(context),
+            dockerfile=dockerfile.relative_to(context).as_posix(),
             tag=workload.image,
-            buildargs={"BASE_IMAGE": base, "SOURCE_REVISION": source_revision(workload)},
+            buildargs={**args, "SOURCE_REVISION": source_revision(workload)},
             rm=True, forcerm=True, decode=True,
         )  # fmt: skip
         for _ in _follow(stream, progress):
