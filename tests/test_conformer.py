@@ -63,15 +63,6 @@ def test_padding_does_not_change_an_utterance() -> None:
     assert torch.allclose(padded[0, : n.item()], alone[0], atol=1e-5)
 
 
-def test_edit_distance() -> None:
-    edit_distance = load("metrics").edit_distance
-    assert edit_distance("kitten", "sitting") == 3  # k->s, e->i, +g
-    assert edit_distance("", "abc") == 3 and edit_distance("abc", "") == 3  # insert / delete all
-    assert edit_distance("abc", "abc") == 0
-    assert edit_distance("ab", "ba") == 2  # no transpositions in Levenshtein's distance
-    assert edit_distance([1, 2, 3, 4], [1, 3, 4]) == 1  # drop the 2
-
-
 def test_greedy_decode_and_char_errors() -> None:
     metrics = load("metrics")
     paths = torch.tensor([[0, 1, 1, 0, 1, 2, 2, 0], [3, 3, 0, 0, 4, 4, 4, 4]])

@@ -13,6 +13,7 @@ import pytest
 
 from deepspark_workload import ContractError, Env, MLLogger
 from deepspark_workload.datasets import tensors_sha256, verify_manifest
+from deepspark_workload.text import edit_distance
 from deepspark_workload.workload import load_spec
 
 MODEL_IMAGES = Path(__file__).resolve().parents[1] / "model_images"
@@ -276,3 +277,11 @@ def test_gather_over_two_ranks_in_rank_order(tmp_path: Path) -> None:
     mp.spawn(_gather, args=(f"file://{tmp_path / 'store'}", out), nprocs=2)
     for rank in range(2):
         assert torch.load(f"{out}.{rank}").tolist() == pytest.approx([0.1, 0.4, 0.35, 0.8])
+
+
+def test_edit_distance() -> None:
+    assert edit_distance("kitten", "sitting") == 3  # k->s, e->i, +g
+    assert edit_distance("", "abc") == 3 and edit_distance("abc", "") == 3  # insert / delete all
+    assert edit_distance("abc", "abc") == 0
+    assert edit_distance("ab", "ba") == 2  # no transpositions in Levenshtein's distance
+    assert edit_distance([1, 2, 3, 4], [1, 3, 4]) == 1  # drop the 2: lists of label ids too

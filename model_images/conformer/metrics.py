@@ -1,8 +1,8 @@
 """The Conformer workload's quality metric: character error rate of greedy CTC transcripts."""
 
-from collections.abc import Sequence
-
 import torch
+
+from deepspark_workload.text import edit_distance
 
 
 def greedy_decode(logits: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
@@ -16,16 +16,6 @@ def greedy_decode(logits: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -
         path = torch.unique_consecutive(path[:n])
         out.append(path[path != blank].tolist())
     return out
-
-
-def edit_distance(hyp: Sequence, ref: Sequence) -> int:
-    """Levenshtein distance: the fewest substitutions, insertions and deletions from hyp to ref."""
-    row = list(range(len(ref) + 1))  # distances from hyp[:0] to every prefix of ref
-    for i, h in enumerate(hyp, 1):
-        diagonal, row[0] = row[0], i
-        for j, r in enumerate(ref, 1):
-            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (h != r))
-    return row[-1]
 
 
 def char_errors(hyps: list[list[int]], refs: list[list[int]]) -> tuple[int, int]:

@@ -1,0 +1,66 @@
+"""Train SATRN for scene text recognition under the DeepSpark workload contract.
+
+mini: a tiny SATRN on short strings rendered by the run itself, about a minute on a CPU. full:
+MMOCR's satrn_academic on 32x100 word images (MJSynth + SynthText, converge) or synthetic
+batches of that shape (speed). See workload.toml for the presets.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from deepspark_workload import Workload
+
+import data
+import metrics
+from model import SATRN
+
+
+@torch.no_grad()
+def evaluate(net: SATRN, loader: DataLoader, wl: Workload) -> float:
+    """Word accuracy of greedy decoding over the whole validation set (each rank its share)."""
+    net.eval()
+    hits = total = 0
+    charset = wl.preset["charset"]
+    for x, tokens in loader:
+        with wl.autocast():
+            predicted = net.generate(x.to(wl.device, non_blocking=True))
+        predictions = [data.decode(ids, charset) for ids in predicted.tolist()]
+        targets = [data.decode(ids, charset) for ids in tokens[:, 1:].tolist()]
+        hits += metrics.word_hits(predictions, targets)
+        total += len(targets)
+    net.train()
+    hits, total = wl.sum_over_ranks(hits, total)
+    return hits / total
+
+
+with Workload.from_env(__file__) as wl:
+    cfg = wl.preset["optim"]
+    assert wl.preset["model"]["num_classes"] == data.SPECIALS + len(wl.preset["charset"])
+    net = SATRN(**wl.preset["model"])
+    model = wl.wrap(net)
+    train_batches, val_loader = data.load(wl)
+
+    lr = cfg["lr"] * wl.global_batch_size / cfg["lr_batch"]  # linear scaling (Goyal et al. 2017)
+    optimizer = torch.optim.Adam(model.parameters(), lr)
+    total = wl.total_steps(train_batches)
+    warmup = max(1, round(cfg["warmup"] * total))
+    decays = [round(epoch / wl.preset["epochs"] * total) for epoch in cfg["decay_epochs"]]
+    schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then x gamma at each decay
+        optimizer, lambda s: min(1, (s + 1) / warmup) * cfg["gamma"] ** sum(s >= d for d in decays)
+    )
+
+    wl.start()
+    for window in wl.windows(train_batches):
+        for x, tokens in window:
+            x = x.to(wl.device, non_blocking=True)
+            tokens = tokens.to(wl.device, non_blocking=True)
+            with wl.autocast():  # teacher forcing: each position predicts the next token
+                logits = model(x, tokens[:, :-1])
+            loss = F.cross_entropy(
+                logits.float().flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=data.PAD
+            )
+            wl.step(loss, optimizer)  # no clipping: MMOCR's grad_clip=None
+            schedule.step()
+        if wl.converge:
+            wl.log_eval(evaluate(net, val_loader, wl))
