@@ -64,3 +64,39 @@ def test_report_html_in_headless_chromium(cli, sleeper, tmp_path) -> None:
     assert image.width == 1280 and image.height > 900  # the whole page, plots included
     assert len(image.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 20  # drawn, not blank
     (tmp_path / "report.png").write_bytes(shot)
+
+
+@pytest.mark.browser
+def test_evaluation_report_puts_models_side_by_side(cli, sleeper, tmp_path) -> None:
+    """`up`'s own report.html: the suite's table, one row per model, then each model's plots."""
+    executable = chromium()
+    from playwright.sync_api import sync_playwright
+
+    entry = '[[workloads]]\nmodel = "sleeper"\ndevices = [1]\nstability_runs = {}\n'
+    suite = tmp_path / "pair.toml"
+    suite.write_text('name = "pair"\n' + entry.format(2) + entry.format(3))
+    args = ("--suite", str(suite), "--runtime", "process", "--out", str(tmp_path / "o"))
+    code, _, err = cli("up", *args)
+    assert code == 0, err
+    (root,) = (tmp_path / "o").iterdir()
+    written = (root / "report.html").read_text()
+    code, _, err = cli("report", str(root), "--html", str(tmp_path / "again.html"))
+    assert code == 0, err
+    assert (tmp_path / "again.html").read_text() == written
+    code, markdown, _ = cli("report", str(root), "--markdown")
+    assert markdown == (root / "report.md").read_text()
+    assert [line.count("sleeper") for line in markdown.splitlines()[2:]] == [1, 1]
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto((root / "report.html").as_uri())
+            rows = page.locator("table.suite tbody tr")
+            assert rows.count() == 2
+            assert "2 runs" in rows.nth(0).inner_text() and "3 runs" in rows.nth(1).inner_text()
+            assert page.locator("section").count() == 2
+            assert page.locator("section svg.plot.spread").count() == 2
+            assert page.locator("section").nth(1).locator("svg.plot.spread circle.dot").count() == 3
+        finally:
+            browser.close()

@@ -129,3 +129,36 @@ def test_suite_errors_are_one_line(cli, sleeper, tmp_path):
         )
         assert code == 1 and err.startswith("error:") and message in err, (name, err)
         assert err.count("\n") == 1, err
+
+
+def test_ctrl_c_stops_the_workload_and_keeps_the_journal(cli, sleeper, tmp_path):
+    """SIGINT (Ctrl-C) during a run: the agent stops the workload's process group, records
+    nothing for the run it cut, says how to go on, and exits 130."""
+    (tmp_path / "hang").mkdir()
+    (tmp_path / "hang" / "behaviour").write_text("hang")
+    suite_file = suite(tmp_path / "two.toml", ENTRY.format(runs=1, extra='data_dir = "hang"\n'))
+    out = tmp_path / "out"
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "deepspark_agent", "up", "--suite", str(suite_file),
+         "--runtime", "process", "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        group = out.glob("*/01-sleeper-mini/speed-1x/" + GROUP_FILE)
+        while not list(group):
+            assert agent.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+            group = out.glob("*/01-sleeper-mini/speed-1x/" + GROUP_FILE)
+        time.sleep(1)  # into the hang
+        agent.send_signal(signal.SIGINT)
+        _, err = agent.communicate(timeout=60)
+    finally:
+        agent.kill()
+    assert agent.returncode == 130, err
+    assert "interrupted" in err and "--resume" in err
+    (root,) = out.iterdir()
+    cut = root / "01-sleeper-mini" / "speed-1x"
+    pgid = json.loads((cut / GROUP_FILE).read_text())["pgid"]
+    assert not psutil.pid_exists(pgid) or psutil.Process(pgid).status() == "zombie"
+    assert not (cut / RUN_FILE).exists() and not (root / SUMMARY_FILE).exists()

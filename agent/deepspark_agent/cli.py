@@ -24,15 +24,15 @@ from deepspark_agent.files import write_atomic
 from deepspark_agent.images import ImageError, engine
 from deepspark_agent.images import pull as pull_image
 from deepspark_agent.report import (
-    SEED_COLUMNS,
     html_report,
-    markdown_row,
+    html_suite_report,
+    markdown_table,
     print_result,
-    seed_row,
+    suite_table,
 )
-from deepspark_agent.results import Result
-from deepspark_agent.runner import Request, execute, run_set_dir
-from deepspark_agent.runtime.base import Runtime
+from deepspark_agent.results import RUN_FILE, Result, RunPlan, RunRecord, read_model
+from deepspark_agent.runner import Request, execute, run_plan, run_set_dir
+from deepspark_agent.runtime.base import Cluster, LaunchError, Runtime
 from deepspark_agent.runtime.docker import DockerRuntime
 from deepspark_agent.runtime.process import ProcessRuntime
 from deepspark_agent.suites import Suite, SuiteError, load_suite
@@ -154,11 +154,14 @@ def choose_runtime(
     memory_limit: str | None,
     telemetry: str,
     hz: float,
+    network: str | None = None,
 ) -> Runtime:
     """The runtime asked for; `auto` says in one line which it took and why."""
     sensors, accelerators = accelerator_samplers(telemetry)
     err_console.print(f"accelerator telemetry: {sensors}, {hz:g} Hz", highlight=False)
-    docker_options = {"mem_limit": memory_limit, "accelerators": accelerators, "hz": hz}
+    docker_options = {
+        "mem_limit": memory_limit, "accelerators": accelerators, "hz": hz, "network": network
+    }  # fmt: skip
     if name == "process":
         return ProcessRuntime(accelerators, hz)
     if name == "docker":
@@ -184,7 +187,7 @@ def choose_runtime(
 def _finish(run_set: Path, result: Result, as_json: bool, collector: str | None) -> None:
     """The run set's Markdown row, signature and submission; where it lies."""
     out = err_console if as_json else console
-    (run_set / "report.md").write_text(markdown_row(result) + "\n")
+    (run_set / "report.md").write_text(markdown_table([result]) + "\n")
     (run_set / "report.html").write_text(html_report(result, run_set))
     sign_if_keyed(run_set, result, out)
     if collector:
@@ -242,24 +245,40 @@ def run(
 @app.command()
 @user_errors
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `run` or `up`.")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run set (`run`, one model of `up`) or an `up` evaluation.")
+    ],
     as_json: JsonOpt = False,
-    markdown: Annotated[bool, typer.Option(help="Print the row as Markdown.")] = False,
+    markdown: Annotated[bool, typer.Option(help="Print the table as Markdown.")] = False,
     html: Annotated[
         Path | None, typer.Option(help="Write a self-contained HTML report with plots here.")
     ] = None,
 ) -> None:
-    """Recompute a run directory's six dimensions from its raw artifacts and print them."""
-    result = assess(run_dir)
-    if html:
-        write_atomic(html, html_report(result, run_dir).encode())
-        console.print(f"report: {html}", highlight=False)
-    elif as_json:
-        print(result.model_dump_json(indent=2))
-    elif markdown:
-        print(markdown_row(result))
+    """Recompute the six dimensions from the raw artifacts and print them: one run set's, or
+    every model's of an evaluation."""
+    if not (run_dir / evaluations.EVALUATION_FILE).is_file():
+        result = assess(run_dir)
+        if html:
+            write_atomic(html, html_report(result, run_dir).encode())
+        elif as_json:
+            print(result.model_dump_json(indent=2))
+        elif markdown:
+            print(markdown_table([result]))
+        else:
+            print_result(result, console)
     else:
-        print_result(result, console)
+        models = [(assess(run_set), run_set) for run_set in evaluations.run_sets(run_dir)]
+        results = [result for result, _ in models]
+        if html:
+            write_atomic(html, html_suite_report(run_dir.name, models).encode())
+        elif as_json:
+            print(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
+        elif markdown:
+            print(markdown_table(results))
+        else:
+            console.print(suite_table(results, run_dir.name))
+    if html:
+        console.print(f"report: {html}", highlight=False)
 
 
 @app.command()
@@ -285,6 +304,21 @@ def up(
         Path | None,
         typer.Option(help="An offline bundle: verify it, load its images, run its suite."),
     ] = None,
+    nnodes: Annotated[
+        int, typer.Option(min=1, help="Nodes in the evaluation, one agent on each.")
+    ] = 1,
+    node_rank: Annotated[
+        int, typer.Option(min=0, help="This node's rank; node 0 runs every run and reports.")
+    ] = 0,
+    master_addr: Annotated[
+        str | None, typer.Option(help="Node 0's address, for multi-node runs.")
+    ] = None,
+    master_port: Annotated[
+        int, typer.Option(min=1, max=65535, help="Node 0's rendezvous port.")
+    ] = 29500,
+    network: Annotated[
+        str, typer.Option(help="Docker network of multi-node runs: host, or one the nodes share.")
+    ] = "host",
     runtime: RuntimeOpt = "auto",
     devices: DevicesOpt = "none",
     telemetry: TelemetryOpt = "auto",
@@ -292,14 +326,18 @@ def up(
     collector: CollectorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Evaluate a suite: per model, speed at each scaling point, then converge runs for
-    accuracy and stability; the six dimensions, report, signature and submission."""
+    """Evaluate a suite: per model, speed at each scaling point (and across --nnodes nodes),
+    then converge runs for accuracy and stability; the six dimensions, report, signature
+    and submission. On nodes 1.. only the multi-node runs; node 0 reports."""
     if registry and (offline or bundle):
         raise SuiteError("--registry pulls images; --offline and --bundle never do: pick one")
+    cluster = _cluster(nnodes, node_rank, master_addr, master_port)
     spec = _load_bundle(bundle, suite) if bundle else load_suite(suite or "smoke")
     if resume:  # the suite as it was evaluated, not as its file may read now
         root, evaluation = evaluations.resume(out, spec.name)
         spec, node_devices = evaluation.suite, evaluation.node_devices
+        if evaluation.nnodes != nnodes:
+            raise SuiteError(f"--resume: {root} is an evaluation on {evaluation.nnodes} node(s)")
     else:
         found = len(describe_system().accelerators) if devices != "none" else 1
         node_devices = max(1, found)
@@ -307,48 +345,97 @@ def up(
     for entry, workload in entries:
         workload.preset(entry.config)
         entry.scaling(node_devices)
+    _preflight()
     if registry:
         _pull_images(registry, [w for _, w in entries])
     if registry or offline or bundle:
         runtime = "docker" if runtime == "auto" else runtime  # the images were the point
     if not resume:
-        root, evaluation = evaluations.start(out, spec, node_devices)
+        root, evaluation = evaluations.start(out, spec, node_devices, nnodes)
     chosen = choose_runtime(
-        runtime, [w for _, w in entries], devices, None, telemetry, telemetry_hz
+        runtime, [w for _, w in entries], devices, None, telemetry, telemetry_hz, network
     )
     err_console.print(f"evaluation: {root}", highlight=False)
+    live = err_console if as_json else console
     results: list[Result] = []
     outcomes: list[evaluations.ModelOutcome] = []
-    for index, (entry, workload) in enumerate(entries):
-        node = entry.scaling(evaluation.node_devices)[-1]
-        request = Request(
-            workload=workload, config=entry.config, nproc=node, precision=entry.precision,
-            batch_size=entry.batch_size, tolerance=entry.tolerance, windows=entry.windows,
-            warmup_windows=entry.warmup_windows, budget_s=entry.budget_s,
-            data_dir=entry.data_dir,
-        )  # fmt: skip
-        run_set = evaluations.run_set_path(root, index, entry)
-        runs = entry.planned_runs(evaluation.node_devices, evaluation.nnodes)
-        result = execute(request, run_set, err_console if as_json else console, chosen, runs)
-        if not as_json:
-            print_result(result, console)
-        _finish(run_set, result, as_json, collector)
-        results.append(result)
-        succeeded = any(r.status == "success" for r in result.runs)
-        outcomes.append(
-            evaluations.ModelOutcome(model=entry.model, run_set=run_set.name, succeeded=succeeded)
+    try:
+        for index, (entry, workload) in enumerate(entries):
+            node = entry.scaling(evaluation.node_devices)[-1]
+            request = Request(
+                workload=workload, config=entry.config, nproc=node, precision=entry.precision,
+                batch_size=entry.batch_size, tolerance=entry.tolerance, windows=entry.windows,
+                warmup_windows=entry.warmup_windows, budget_s=entry.budget_s,
+                data_dir=entry.data_dir, cluster=cluster,
+            )  # fmt: skip
+            run_set = evaluations.run_set_path(root, index, entry)
+            runs = entry.planned_runs(evaluation.node_devices, evaluation.nnodes)
+            if node_rank > 0:  # a helper node: its share of the multi-node runs; node 0 reports
+                plan = run_plan(request, run_set, live, chosen, [r for r in runs if r.nnodes > 1])
+                succeeded = _report_node_runs(run_set, plan, node_rank)
+            else:
+                result = execute(request, run_set, live, chosen, runs)
+                if not as_json:
+                    print_result(result, console)
+                _finish(run_set, result, as_json, collector)
+                results.append(result)
+                succeeded = any(r.status == "success" for r in result.runs)
+            outcome = evaluations.ModelOutcome(
+                model=entry.model, run_set=run_set.name, succeeded=succeeded
+            )
+            outcomes.append(outcome)
+    except KeyboardInterrupt:  # the runtime has stopped the running workload on its way out
+        err_console.print(
+            f"interrupted: finished runs are recorded in {root}; "
+            "`up --resume` (same --suite and --out) goes on from there",
+            highlight=False,
         )
+        raise typer.Exit(130) from None
+    if results:  # node 0: the evaluation's own reports, all models side by side
+        models = list(zip(results, evaluations.run_sets(root), strict=True))
+        (root / "report.md").write_text(markdown_table(results) + "\n")
+        (root / "report.html").write_text(html_suite_report(root.name, models))
     evaluations.finish(root, outcomes)
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
-    else:
-        table = Table(*SEED_COLUMNS, title=f"suite {spec.name}", title_justify="left")
-        for result in results:
-            table.add_row(*seed_row(result).values())
-        console.print(table)
-        console.print(f"evaluation: {root}", highlight=False)
+    elif results:
+        console.print(suite_table(results, root.name))
+    err_console.print(f"evaluation: {root} (report.md, report.html)", highlight=False)
     if not all(o.succeeded for o in outcomes):
         raise typer.Exit(1)
+
+
+def _cluster(nnodes: int, node_rank: int, master_addr: str | None, port: int) -> Cluster | None:
+    """This node's place in a multi-node evaluation; None on one node."""
+    if node_rank >= nnodes:
+        raise SuiteError(f"--node-rank {node_rank}: ranks of {nnodes} node(s) are 0..{nnodes - 1}")
+    if nnodes == 1:
+        return None
+    if not master_addr:
+        raise SuiteError(f"--nnodes {nnodes} needs --master-addr, node 0's address")
+    return Cluster(nnodes=nnodes, node_rank=node_rank, master_addr=master_addr, master_port=port)
+
+
+def _preflight() -> None:
+    """up's doctor step: one line of what this host has; stop where a required part is missing."""
+    checks = run_checks()
+    err_console.print(
+        "doctor: " + ", ".join(f"{c.name} {c.status}" for c in checks), highlight=False
+    )
+    for check in checks:
+        if check.required and check.status != "ok":
+            raise LaunchError(f"doctor: {check.name}: {check.detail}")
+
+
+def _report_node_runs(run_set: Path, plan: RunPlan, node_rank: int) -> bool:
+    """A helper node's line per run (its exit); whether they all exited 0."""
+    ok = True
+    for planned in plan.runs:
+        record = read_model(run_set / planned.label / RUN_FILE, RunRecord)
+        ok &= record.exit_code == 0
+        how = record.error or f"exit {record.exit_code}"
+        err_console.print(f"node {node_rank}: {plan.model} {planned.label}: {how}", highlight=False)
+    return ok
 
 
 def _load_bundle(path: Path, suite: str | None) -> Suite:

@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from deepspark_agent.files import read_json, write_json
+from deepspark_agent.results import PLAN_FILE
 from deepspark_agent.suites import Suite, SuiteEntry, SuiteError
 
 EVALUATION_FILE, SUMMARY_FILE = "evaluation.json", "summary.json"
@@ -72,6 +73,14 @@ def resume(out: Path, suite_name: str) -> tuple[Path, Evaluation]:
 
 def run_set_path(path: Path, index: int, entry: SuiteEntry) -> Path:
     return path / f"{index + 1:02d}-{entry.model}-{entry.config}"
+
+
+def run_sets(path: Path) -> list[Path]:
+    """The evaluation's run sets that hold a plan, in suite order."""
+    sets = sorted(d for d in path.glob("[0-9][0-9]-*") if (d / PLAN_FILE).is_file())
+    if not sets:
+        raise SuiteError(f"{path}: an evaluation with no run set yet")
+    return sets
 
 
 class Summary(BaseModel):

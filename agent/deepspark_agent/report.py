@@ -114,21 +114,42 @@ def print_result(result: Result, console: Console) -> None:
         console.print(f"[dim]note: {note}[/]")
 
 
-def markdown_row(result: Result) -> str:
-    row = seed_row(result)
-    return "\n".join(
-        [
-            "| " + " | ".join(row) + " |",
-            "|" + "---|" * len(row),
-            "| " + " | ".join(v.replace("|", "/") for v in row.values()) + " |",
-        ]
-    )
+def suite_table(results: list[Result], title: str) -> Table:
+    """The seed table: one row per model."""
+    table = Table(*SEED_COLUMNS, title=title, title_justify="left")
+    for result in results:
+        table.add_row(*seed_row(result).values())
+    return table
+
+
+def markdown_table(results: list[Result]) -> str:
+    """The seed table in Markdown: the header, then one row per result."""
+    lines = ["| " + " | ".join(SEED_COLUMNS) + " |", "|" + "---|" * len(SEED_COLUMNS)]
+    for result in results:
+        cells = (v.replace("|", "/") for v in seed_row(result).values())
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _templates() -> Environment:
+    return Environment(loader=TEMPLATES, autoescape=select_autoescape(default=True))
 
 
 def html_report(result: Result, run_set: Path) -> str:
     """A self-contained HTML page: the seed row, the plots (inline SVG), the runs and notes."""
-    env = Environment(loader=TEMPLATES, autoescape=select_autoescape(default=True))
-    return env.get_template("report.html").render(**page_context(result, run_set))
+    return _templates().get_template("report.html").render(**page_context(result, run_set))
+
+
+def html_suite_report(title: str, models: list[tuple[Result, Path]]) -> str:
+    """A self-contained HTML page of a whole evaluation: the seed table, then each model's
+    plots, runs and notes. models: each result with the run set that holds its artifacts."""
+    sections = [page_context(result, run_set) for result, run_set in models]
+    rows = [section["row"] for section in sections]
+    return (
+        _templates()
+        .get_template("suite.html")
+        .render(title=title, columns=SEED_COLUMNS, rows=rows, sections=sections)
+    )
 
 
 def page_context(result: Result, run_set: Path) -> dict:

@@ -6,6 +6,8 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +41,7 @@ from deepspark_agent.results import (
     SchemaError,
     read_model,
 )
-from deepspark_agent.runtime.base import Launch, Runtime
+from deepspark_agent.runtime.base import Cluster, Launch, Runtime
 from deepspark_agent.workloads import Workload
 
 log = logging.getLogger("deepspark_agent")
@@ -63,6 +65,7 @@ class Request:
     max_seconds: float | None = None  # each run's; None: the preset's
     budget_s: float | None = None  # all of the run set's runs together
     data_dir: Path | None = None
+    cluster: Cluster | None = None  # this node's place in the plan's multi-node runs
 
 
 BASELINE_LABEL = "baseline-1x"
@@ -81,6 +84,7 @@ def planned_runs(req: Request) -> list[PlannedRun]:
 
 def make_plan(req: Request, runtime: str, runs: list[PlannedRun] | None = None) -> RunPlan:
     preset = req.workload.preset(req.config)
+    runs = runs or planned_runs(req)
     return RunPlan(
         agent_version=__version__,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -90,7 +94,8 @@ def make_plan(req: Request, runtime: str, runs: list[PlannedRun] | None = None) 
         precision=req.precision,
         batch_size=req.batch_size or preset.batch_size,
         nproc=req.nproc,
-        runs=runs or planned_runs(req),
+        nnodes=max(r.nnodes for r in runs),
+        runs=runs,
         warmup_windows=req.warmup_windows,
         windows=req.windows,
         tolerance=req.tolerance,
@@ -153,8 +158,23 @@ def execute(
     runtime: Runtime,
     runs: list[PlannedRun] | None = None,
 ) -> Result:
-    """Run the plan into run_set and assess it. If run_set already holds a plan (an
-    interrupted run set), keep that plan: skip the runs it recorded, redo the one cut off."""
+    """Run the plan into run_set (see run_plan), assess it and write its result."""
+    run_plan(req, run_set, console, runtime, runs)
+    result = assess(run_set)
+    write_json(run_set / RESULT_FILE, result)
+    return result
+
+
+def run_plan(
+    req: Request,
+    run_set: Path,
+    console: Console,
+    runtime: Runtime,
+    runs: list[PlannedRun] | None = None,
+) -> RunPlan:
+    """Run the plan into run_set, each run recorded as it ends. If run_set already holds a
+    plan (an interrupted run set), keep that plan: skip the runs it recorded, redo the one
+    cut off."""
     if (run_set / PLAN_FILE).is_file():
         plan = read_model(run_set / PLAN_FILE, RunPlan)
         if plan.model != req.workload.name:
@@ -163,20 +183,24 @@ def execute(
         plan = make_plan(req, runtime.name, runs)
         run_set.mkdir(parents=True)
         write_json(run_set / PLAN_FILE, plan)
+    with _agent_log(run_set):
+        log.info("run set %s: %s", run_set, plan.model_dump_json())
+        _run_all(req, plan, run_set, runtime, console)
+    return plan
+
+
+@contextmanager
+def _agent_log(run_set: Path) -> Iterator[None]:
+    """The agent's log lines about this run set, in its agent.log (appended: resumes add)."""
     handler = logging.FileHandler(run_set / "agent.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     try:
-        log.info("run set %s: %s", run_set, plan.model_dump_json())
-        _run_all(req, plan, run_set, runtime, console)
-        result = assess(run_set)
-        write_json(run_set / RESULT_FILE, result)
-        log.info("result written to %s", run_set / RESULT_FILE)
+        yield
     finally:
         log.removeHandler(handler)
         handler.close()
-    return result
 
 
 def _run_all(
@@ -236,8 +260,9 @@ def _run_all(
             live = _LiveLog(run_dir / EVENTS_FILE)
             mono_offset_ns = time.monotonic_ns() - time.time_ns()
             log.info("%s: starting seed %d on %d rank(s)", label, seed, nproc)
+            cluster = req.cluster if planned.nnodes > 1 else None
             outcome = runtime.run(
-                Launch(req.workload, spec, run_dir, req.data_dir),
+                Launch(req.workload, spec, run_dir, req.data_dir, cluster),
                 # Called within this iteration only; defaults bind this run's bar and counter.
                 on_tick=lambda t=task, v=live: progress.update(t, completed=v.poll(), rate=v.rate),
             )

@@ -25,11 +25,31 @@ class LaunchError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Cluster:
+    """This node's place in a multi-node run: torchrun's static rendezvous, which keeps global
+    rank 0 (the rank that logs the contract's events) on node 0, whose agent reports."""
+
+    nnodes: int
+    node_rank: int
+    master_addr: str  # node 0's address, where rank 0's store listens
+    master_port: int = 29500
+
+    def torchrun_args(self, timeout_s: float) -> list[str]:
+        return [
+            "--nnodes", str(self.nnodes), "--node-rank", str(self.node_rank),
+            "--master-addr", self.master_addr, "--master-port", str(self.master_port),
+            # How long the nodes wait for each other: the run's own budget, not torch's 600 s.
+            "--rdzv-conf", f"timeout={max(1, int(timeout_s))}",
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Launch:
     workload: Workload
     spec: RunSpec
     out_dir: Path  # the run's directory, mounted writable as DS_OUT_DIR
     data_dir: Path | None = None
+    cluster: Cluster | None = None  # None: a run on this node alone
 
 
 @dataclass(frozen=True)
@@ -41,22 +61,24 @@ class Outcome:
     image: ImageRef | None = None  # what a container runtime ran
 
 
-def argv(workload: Workload, nproc: int, python: str) -> list[str]:
-    """The workload's command line, through torchrun when it spans several ranks.
+def argv(launch: Launch, python: str) -> list[str]:
+    """The workload's command line, through torchrun when it spans several ranks or nodes.
 
     `python` replaces a "python" entrypoint: the agent's interpreter for a local process,
     the image's `python3` in a container.
     """
+    workload, nproc, cluster = launch.workload, launch.spec.nproc, launch.cluster
     program, *args = workload.entrypoint
     if program not in ("python", "python3"):
-        if nproc > 1:
+        if nproc > 1 or cluster:
             raise LaunchError(f"{workload.name}: several ranks need a python entrypoint")
         return [program, *args]
-    if nproc == 1:
+    if nproc == 1 and not cluster:
         return [python, *args]
     # --standalone: a local rendezvous on a free port, so parallel runs never collide.
+    rendezvous = cluster.torchrun_args(launch.spec.max_seconds) if cluster else ["--standalone"]
     return [
-        python, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+        python, "-m", "torch.distributed.run", *rendezvous, "--nproc-per-node", str(nproc),
         *args,
     ]  # fmt: skip
 

@@ -1,7 +1,8 @@
 """The Docker runtime: a workload image run through the Docker SDK (never the CLI).
 
 The container gets the contract's environment, the run directory mounted at /ds/out, the data
-directory read-only at /ds/data, no network (workloads must not download anything), a large
+directory read-only at /ds/data, no network (workloads must not download anything) unless
+it is one node of a multi-node run (then the network the nodes share), a large
 /dev/shm for data loaders, and the accelerators it is given. The agent kills it at the
 deadline, reads whether the kernel killed it for memory, keeps its logs in stdout.log, and
 always removes it.
@@ -86,8 +87,10 @@ class DockerRuntime:
         mem_limit: str | None = None,
         accelerators: SamplerFactory = no_samplers,
         hz: float = DEFAULT_HZ,
+        network: str | None = None,
     ) -> None:
         self.client = client
+        self.network = network  # for multi-node runs: "host", or a network the nodes share
         self.accelerators, self.hz = accelerators, hz
         self.devices = device_options(devices)
         self.shm_size, self.mem_limit = shm_size, mem_limit
@@ -97,19 +100,19 @@ class DockerRuntime:
         volumes = {str(launch.out_dir.resolve()): {"bind": str(OUT_MOUNT), "mode": "rw"}}
         if launch.data_dir:
             volumes[str(launch.data_dir.resolve())] = {"bind": str(DATA_MOUNT), "mode": "ro"}
-        nproc = launch.spec.nproc
+        several = launch.spec.nproc > 1 or launch.cluster is not None
         started = time.monotonic()
         try:
             container = self.client.containers.create(
                 image.id,
                 # One rank: the image's own entrypoint. Several: torchrun in front of it.
-                entrypoint=argv(launch.workload, nproc, python="python3") if nproc > 1 else None,
+                entrypoint=argv(launch, python="python3") if several else None,
                 environment={
                     **launch.spec.env(OUT_MOUNT, DATA_MOUNT if launch.data_dir else None),
                     "PYTHONUNBUFFERED": "1",
                 },
                 volumes=volumes,
-                network_mode="none",
+                **self._network(launch),
                 ipc_mode="private",
                 init=True,  # a real PID 1 that forwards SIGTERM and reaps zombies
                 shm_size=self.shm_size,
@@ -124,6 +127,20 @@ class DockerRuntime:
             return self._run(container, launch, image, started, on_tick)
         finally:
             _remove(container)
+
+    def _network(self, launch: Launch) -> dict:
+        """No network, but for a node of a multi-node run. On a user-defined network, node 0's
+        container also answers to the master address, so the other nodes' containers find it
+        by that name (on the host network the master address is node 0's host)."""
+        if launch.cluster is None:
+            return {"network_mode": "none"}
+        if self.network is None:
+            raise LaunchError("a multi-node run needs a network: host, or one the nodes share")
+        if self.network == "host" or launch.cluster.node_rank != 0:
+            return {"network": self.network}
+        aliases = [launch.cluster.master_addr]
+        config = {self.network: self.client.api.create_endpoint_config(aliases=aliases)}
+        return {"network": self.network, "networking_config": config}
 
     def reap(self, run_dir: Path) -> None:
         """Remove the container an earlier, killed agent left running for run_dir."""

@@ -42,7 +42,7 @@ class ProcessRuntime:
                 p for p in (str(launch.workload.path.parent), os.environ.get("PYTHONPATH")) if p
             ),
         }
-        command = argv(launch.workload, launch.spec.nproc, python=sys.executable)
+        command = argv(launch, python=sys.executable)
         started = time.monotonic()
         with (launch.out_dir / STDOUT_FILE).open("wb") as log:
             try:
