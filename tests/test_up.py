@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 
+from deepspark_agent.attest import STATEMENT_FILE
 from deepspark_agent.evaluations import EVALUATION_FILE, SUMMARY_FILE
 from deepspark_agent.results import RUN_FILE, Result
 from deepspark_agent.runtime.process import GROUP_FILE
@@ -42,8 +43,9 @@ def test_each_model_gets_speed_then_converge_runs_and_a_failed_one_is_reported(
         ENTRY.format(runs=1, extra='data_dir = "crash"\n'),
         ENTRY.format(runs=3, extra=""),
     )
-    code, (crashed, fine), _ = up(cli, suite_file, tmp_path / "out")
+    code, (crashed, fine), err = up(cli, suite_file, tmp_path / "out")
     assert code == 1
+    assert "signing key created" in err  # the first `up` on a host makes its key
     assert [r.label for r in fine.runs] == ["speed-1x", "converge-1", "converge-2", "converge-3"]
     assert [r.mode for r in fine.runs] == ["speed", "converge", "converge", "converge"]
     dims = fine.dimensions
@@ -57,6 +59,8 @@ def test_each_model_gets_speed_then_converge_runs_and_a_failed_one_is_reported(
     assert [m["succeeded"] for m in summary["models"]] == [False, True]
     for model in summary["models"]:
         assert (root / model["run_set"] / "report.html").is_file()
+        code, stdout, err = cli("verify", str(root / model["run_set"] / STATEMENT_FILE))
+        assert code == 0 and "verified: signed by" in stdout, err
     code, stdout, _ = cli("report", str(root / summary["models"][0]["run_set"]), "--markdown")
     assert code == 0 and "failed: exit code 3" in stdout
 

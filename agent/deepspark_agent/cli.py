@@ -14,7 +14,7 @@ from deepspark_agent import __version__, evaluations
 from deepspark_agent.assess import assess
 from deepspark_agent.bundle import import_bundle
 from deepspark_agent.cli_images import bundle_app, images_app
-from deepspark_agent.cli_signing import keys_app, sign_if_keyed, verify
+from deepspark_agent.cli_signing import ensure_key, keys_app, sign_if_keyed, verify
 from deepspark_agent.cli_submit import CollectorOpt, pack_command, submit_after_run, submit_command
 from deepspark_agent.console import JsonOpt, console, err_console, user_errors
 from deepspark_agent.contract import Mode, Precision
@@ -346,6 +346,8 @@ def up(
         workload.preset(entry.config)
         entry.scaling(node_devices)
     _preflight()
+    if node_rank == 0:
+        ensure_key(err_console)
     if registry:
         _pull_images(registry, [w for _, w in entries])
     if registry or offline or bundle:

@@ -54,6 +54,18 @@ def keys_show(key_dir: KeyDirOpt = None, as_json: JsonOpt = False) -> None:
         console.print(f"key id {key_id(public)}\n{path.read_text().rstrip()}", highlight=False)
 
 
+def ensure_key(out: Console) -> None:
+    """`up` signs what it measures: on its first use on a host it creates the host's key."""
+    if (default_key_dir() / PRIVATE_KEY_NAME).exists():
+        return
+    info = init_keys()
+    out.print(
+        f"signing key created: id {info.key_id}, public key {info.public_path} "
+        "(a collector registers it: `deepspark-agent keys show`)",
+        highlight=False,
+    )
+
+
 def sign_if_keyed(run_set: Path, result: Result, out: Console) -> None:
     """Sign the run set when this host has a key; say in one line what happened."""
     key_dir = default_key_dir()
