@@ -112,17 +112,17 @@ def devices_(as_json: JsonOpt = False) -> None:
 @models_app.command("list")
 @user_errors
 def models_list(as_json: JsonOpt = False) -> None:
-    """List the workloads, their quality targets and configs."""
+    """List the workloads: the DeepSpark model each implements, in which framework, its
+    quality target and configs."""
     workloads = list_workloads()
     if as_json:
         print(json.dumps([w.model_dump(mode="json") for w in workloads], indent=2))
         return
-    table = Table("model", "task", "metric", "configs (target, batch)", "framework")
+    table = Table("workload", "model", "framework", "task", "metric", "configs (target, batch)")
     for w in workloads:
         configs = ", ".join(f"{n} ({p.target:g}, bs {p.batch_size})" for n, p in w.configs.items())
-        table.add_row(
-            w.name, w.task, f"{w.quality.metric} ({w.quality.direction})", configs, w.framework
-        )
+        metric = f"{w.quality.metric} ({w.quality.direction})"
+        table.add_row(w.name, w.model, w.framework, w.task, metric, configs)
     console.print(table)
 
 
@@ -341,7 +341,7 @@ def up(
     else:
         found = len(describe_system().accelerators) if devices != "none" else 1
         node_devices = max(1, found)
-    entries = [(e, find_workload(e.model)) for e in spec.workloads]  # fail fast on a typo
+    entries = spec.resolve()  # fail fast on a typo
     for entry, workload in entries:
         workload.preset(entry.config)
         entry.scaling(node_devices)
@@ -370,7 +370,7 @@ def up(
                 warmup_windows=entry.warmup_windows, budget_s=entry.budget_s,
                 data_dir=entry.data_dir, cluster=cluster,
             )  # fmt: skip
-            run_set = evaluations.run_set_path(root, index, entry)
+            run_set = evaluations.run_set_path(root, index, workload.name, entry.config)
             runs = entry.planned_runs(evaluation.node_devices, evaluation.nnodes)
             if node_rank > 0:  # a helper node: its share of the multi-node runs; node 0 reports
                 plan = run_plan(request, run_set, live, chosen, [r for r in runs if r.nnodes > 1])
@@ -383,7 +383,7 @@ def up(
                 results.append(result)
                 succeeded = any(r.status == "success" for r in result.runs)
             outcome = evaluations.ModelOutcome(
-                model=entry.model, run_set=run_set.name, succeeded=succeeded
+                model=workload.name, run_set=run_set.name, succeeded=succeeded
             )
             outcomes.append(outcome)
     except KeyboardInterrupt:  # the runtime has stopped the running workload on its way out

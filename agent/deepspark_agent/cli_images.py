@@ -156,7 +156,7 @@ def bundle_create(
 ) -> None:
     """Write the suite and its workloads' images (docker save) into one verified archive."""
     path = suite_path(suite)
-    tags = sorted({find_workload(entry.model).image for entry in load_suite(suite).workloads})
+    tags = sorted({workload.image for _, workload in load_suite(suite).resolve()})
     with Progress(*_BYTES_COLUMNS, console=err_console) as progress:
         task = progress.add_task(f"bundle {len(tags)} image(s)", total=None)
         manifest = create_bundle(

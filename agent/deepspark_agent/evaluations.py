@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from deepspark_agent.files import read_json, write_json
 from deepspark_agent.results import PLAN_FILE
-from deepspark_agent.suites import Suite, SuiteEntry, SuiteError
+from deepspark_agent.suites import Suite, SuiteError
 
 EVALUATION_FILE, SUMMARY_FILE = "evaluation.json", "summary.json"
 
@@ -71,8 +71,8 @@ def resume(out: Path, suite_name: str) -> tuple[Path, Evaluation]:
     return path, read_json(path / EVALUATION_FILE, Evaluation, SuiteError)
 
 
-def run_set_path(path: Path, index: int, entry: SuiteEntry) -> Path:
-    return path / f"{index + 1:02d}-{entry.model}-{entry.config}"
+def run_set_path(path: Path, index: int, workload: str, config: str) -> Path:
+    return path / f"{index + 1:02d}-{workload}-{config}"
 
 
 def run_sets(path: Path) -> list[Path]:

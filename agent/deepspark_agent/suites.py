@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from deepspark_agent.contract import Precision
 from deepspark_agent.files import read_toml
 from deepspark_agent.results import PlannedRun
+from deepspark_agent.workloads import Workload, find_implementation
 
 SUITES_ENV = "DEEPSPARK_SUITES"
 _SOURCE_TREE = Path(__file__).resolve().parents[2] / "suites"
@@ -28,7 +29,8 @@ class SuiteError(ValueError):
 class SuiteEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str
+    model: str  # a DeepSpark model (resnet50) or a workload's name
+    framework: str | None = None  # the model's implementation in this framework (suite default)
     config: str = "mini"
     precision: Precision = "fp32"
     batch_size: int | None = Field(default=None, gt=0)  # per device; None: the preset's
@@ -78,7 +80,15 @@ class Suite(BaseModel):
 
     name: str
     description: str = ""
+    framework: str | None = None  # each model's framework where its entry names none
     workloads: list[SuiteEntry] = Field(min_length=1)
+
+    def resolve(self) -> list[tuple[SuiteEntry, Workload]]:
+        """Each entry with the workload that runs it; a clear error for a model the catalog
+        lacks in the framework asked for."""
+        return [
+            (e, find_implementation(e.model, e.framework or self.framework)) for e in self.workloads
+        ]
 
 
 def suite_path(name_or_path: str) -> Path:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from deepspark_agent.files import read_toml
 
@@ -46,10 +46,17 @@ class Workload(BaseModel):
     version: str = "0.1.0"  # the image tag: deepspark/<name>:<version>
     task: str
     framework: str = "pytorch"
+    # The DeepSpark model it implements: several workloads (one per framework) may share one.
+    model: str = ""
     entrypoint: list[str] = Field(min_length=1)
     quality: Quality
     configs: dict[str, Preset]
     path: Path = Path()
+
+    @model_validator(mode="after")
+    def _model_defaults_to_name(self) -> Workload:
+        self.model = self.model or self.name
+        return self
 
     @property
     def image(self) -> str:
@@ -77,6 +84,21 @@ def list_workloads(root: Path | None = None) -> list[Workload]:
     if not root.is_dir():
         raise WorkloadError(f"workloads directory {root} not found (set {WORKLOADS_ENV})")
     return [load_workload(p.parent) for p in sorted(root.glob("*/workload.toml"))]
+
+
+def find_implementation(model: str, framework: str | None, root: Path | None = None) -> Workload:
+    """The workload that implements model in framework; without a framework, the workload
+    named model."""
+    if framework is None:
+        return find_workload(model, root)
+    found = [w for w in list_workloads(root) if w.model == model and w.framework == framework]
+    if not found:
+        have = [w.framework for w in list_workloads(root) if w.model == model]
+        raise WorkloadError(
+            f"no {framework} workload implements {model!r} "
+            f"(it has: {', '.join(have) or 'no workload at all'})"
+        )
+    return found[0]
 
 
 def find_workload(name: str, root: Path | None = None) -> Workload:
