@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -36,6 +37,20 @@ def own_config_dir(tmp_path_factory, monkeypatch) -> Path:
 def sleeper(monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point the agent at the test workloads (the framework-free `sleeper`)."""
     root = DATA / "workloads"
+    monkeypatch.setenv(WORKLOADS_ENV, str(root))
+    return root
+
+
+@pytest.fixture
+def sleeper_twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Test workloads where `sleeper` (framework "none") has a twin, `sleeper_twin`, that
+    implements the same model in framework "twin"."""
+    root = tmp_path / "workloads"
+    for name in ("sleeper", "sleeper_twin"):
+        shutil.copytree(DATA / "workloads" / "sleeper", root / name)
+    toml = root / "sleeper_twin" / "workload.toml"
+    text = toml.read_text().replace('name = "sleeper"', 'name = "sleeper_twin"\nmodel = "sleeper"')
+    toml.write_text(text.replace('framework = "none"', 'framework = "twin"'))
     monkeypatch.setenv(WORKLOADS_ENV, str(root))
     return root
 

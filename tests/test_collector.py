@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from alembic import command
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, inspect, text
 
@@ -19,6 +20,7 @@ from deepspark_agent.receipts import verify_receipt
 from deepspark_agent.result_bundle import pack_run_set
 from deepspark_agent.results import Result
 from deepspark_agent.signing import PUBLIC_KEY_NAME, default_key_dir, load_private_key
+from deepspark_collector import db
 from deepspark_collector.app import create_app
 from deepspark_collector.settings import RateLimit, Settings
 from test_attest import signed_run
@@ -83,7 +85,34 @@ def test_a_fresh_database_gets_its_schema_through_alembic(tmp_path):
     tables = set(inspect(create_engine(s.database_url)).get_table_names())
     assert {"vendors", "keys", "submissions", "alembic_version"} <= tables
     with create_engine(s.database_url).connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+
+
+def test_the_frameworks_migration_keeps_older_submissions(tmp_path):
+    """A database at 0001 with a submission: 0002 adds implements (the workload's own name for
+    older rows) and framework (unrecorded) and loses nothing."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = db.make_engine(url)
+    config = db.alembic_config(url)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        conn.execute(text("INSERT INTO vendors (id, name) VALUES (1, 'acme')"))
+        conn.execute(
+            text("INSERT INTO keys (key_id, vendor_id, public_key_pem) VALUES ('k', 1, 'pem')")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO submissions (envelope_sha256, key_id, model, config, mode, nproc, "
+                "platform, speed, result_json, received_at) VALUES ('e', 'k', 'resnet50', 'mini', "
+                "'converge', 1, 'cpu: x', 12.5, '{}', '2026-11-28 00:00:00')"
+            )
+        )
+    db.migrate(engine)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT model, implements, framework, speed FROM submissions"))
+        assert row.one() == ("resnet50", "resnet50", None, 12.5)
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
 
 
 def test_submit_verifies_stores_recomputed_figures_and_signs_a_receipt(collector, bundle, run_set):

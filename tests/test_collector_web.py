@@ -166,3 +166,38 @@ def no_server_error(operation):
 def test_an_id_beyond_sqlite_integers_is_a_client_error(tmp_path):
     with TestClient(create_app(collector_settings(tmp_path)), raise_server_exceptions=False) as c:
         assert c.get(f"/api/v1/results/{2**63}").status_code == 422  # found by the property
+
+
+def test_one_model_on_two_frameworks_compares_side_by_side(cli, sleeper_twin, tmp_path):
+    """The same model, two workloads in two frameworks, one host: the compare page puts the
+    frameworks side by side, and the model's results list both."""
+    assert cli("keys", "init")[0] == 0
+    bundles = {}
+    for workload in ("sleeper", "sleeper_twin"):
+        out = tmp_path / workload
+        args = ("--runtime", "process", "--mode", "converge", "--runs", "2", "--out", str(out))
+        assert cli("run", workload, *args)[0] == 0
+        (run_set,) = out.iterdir()
+        bundles[workload] = pack_run_set(run_set, tmp_path / f"{workload}.tar").read_bytes()
+    with TestClient(create_app(collector_settings(tmp_path / "collector"))) as client:
+        register(client)
+        ids = {
+            w: client.post("/api/v1/submissions", content=b, headers=TAR).json()["submission_id"]
+            for w, b in bundles.items()
+        }
+        listed = client.get("/api/v1/results", params={"model": "sleeper"}).json()
+        assert {(r["model"], r["implements"], r["framework"]) for r in listed} == {
+            ("sleeper", "sleeper", "none"),
+            ("sleeper_twin", "sleeper", "twin"),
+        }
+        platform = listed[0]["platform"]
+        sides = {"model": "sleeper", "a": platform, "fa": "none", "b": platform, "fb": "twin"}
+        page = client.get("/compare", params=sides)
+        assert page.status_code == 200, page.text
+        assert f"{platform} · none" in page.text and f"{platform} · twin" in page.text
+        tail = page.text.partition("<td>result</td>")[2]
+        assert tail.index(f'/results/{ids["sleeper"]}"') < tail.index(
+            f'/results/{ids["sleeper_twin"]}"'
+        )
+        missing = client.get("/compare", params={**sides, "fb": "paddlepaddle"})
+        assert missing.status_code == 404 and f"on {platform} · paddlepaddle" in missing.text

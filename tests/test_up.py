@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,13 +12,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import DATA
 from deepspark_agent.attest import STATEMENT_FILE
 from deepspark_agent.evaluations import EVALUATION_FILE, SUMMARY_FILE
 from deepspark_agent.results import RUN_FILE, Result
 from deepspark_agent.runtime.process import GROUP_FILE
 from deepspark_agent.suites import load_suite
-from deepspark_agent.workloads import WORKLOADS_ENV, WorkloadError
+from deepspark_agent.workloads import WorkloadError
 
 ENTRY = '[[workloads]]\nmodel = "sleeper"\ndevices = [1]\nstability_runs = {runs}\n{extra}'
 
@@ -173,15 +171,8 @@ def test_ctrl_c_stops_the_workload_and_keeps_the_journal(cli, sleeper, tmp_path)
     assert not (cut / RUN_FILE).exists() and not (root / SUMMARY_FILE).exists()
 
 
-def test_a_suite_selects_each_model_s_framework(tmp_path, monkeypatch):
+def test_a_suite_selects_each_model_s_framework(sleeper_twin, tmp_path):
     """Two workloads implement one model in two frameworks; a suite picks by framework."""
-    root = tmp_path / "workloads"
-    shutil.copytree(DATA / "workloads" / "sleeper", root / "sleeper")
-    shutil.copytree(DATA / "workloads" / "sleeper", root / "sleeper_twin")
-    toml = root / "sleeper_twin" / "workload.toml"
-    text = toml.read_text().replace('name = "sleeper"', 'name = "sleeper_twin"\nmodel = "sleeper"')
-    toml.write_text(text.replace('framework = "none"', 'framework = "twin"'))
-    monkeypatch.setenv(WORKLOADS_ENV, str(root))
     entry = '[[workloads]]\nmodel = "sleeper"\n'
     entries = entry + entry + 'framework = "none"\n'
     (tmp_path / "fw.toml").write_text('name = "fw"\nframework = "twin"\n' + entries)

@@ -56,7 +56,9 @@ class RunPlan(_Strict):
     schema_version: Literal["deepspark.plan/v2"] = "deepspark.plan/v2"
     agent_version: str
     created_at: str
-    model: str
+    model: str  # the workload
+    implements: str | None = None  # the DeepSpark model it implements (None: plans before it)
+    framework: str | None = None  # as the workload declares it: pytorch, paddlepaddle, ...
     task: str
     config: str
     precision: Precision

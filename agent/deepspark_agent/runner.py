@@ -89,6 +89,8 @@ def make_plan(req: Request, runtime: str, runs: list[PlannedRun] | None = None) 
         agent_version=__version__,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         model=req.workload.name,
+        implements=req.workload.model,
+        framework=req.workload.framework,
         task=req.workload.task,
         config=req.config,
         precision=req.precision,

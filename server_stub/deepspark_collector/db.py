@@ -48,7 +48,11 @@ class Submission(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     envelope_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     key_id: Mapped[str] = mapped_column(ForeignKey("keys.key_id"), index=True)
-    model: Mapped[str] = mapped_column(String(200), index=True)
+    model: Mapped[str] = mapped_column(String(200), index=True)  # the workload
+    # The DeepSpark model it implements (the workload's own name before plans said) and the
+    # framework it declares: one model on two frameworks compares side by side.
+    implements: Mapped[str] = mapped_column(String(200), index=True)
+    framework: Mapped[str | None] = mapped_column(String(100))
     config: Mapped[str] = mapped_column(String(200))
     mode: Mapped[str] = mapped_column(String(20))
     nproc: Mapped[int] = mapped_column(Integer)

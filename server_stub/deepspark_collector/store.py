@@ -93,6 +93,8 @@ def add_submission(factory: sessionmaker[Session], accepted: Accepted) -> tuple[
         envelope_sha256=accepted.envelope_sha256,
         key_id=accepted.key_id,
         model=result.plan.model,
+        implements=result.plan.implements or result.plan.model,
+        framework=result.plan.framework,
         config=result.plan.config,
         mode=result.plan.mode,
         nproc=result.plan.nproc,
@@ -137,6 +139,8 @@ def row_summary(row: Submission, vendor: str) -> dict[str, Any]:
         "vendor": vendor,
         "key_id": row.key_id,
         "model": row.model,
+        "implements": row.implements,
+        "framework": row.framework,
         "config": row.config,
         "mode": row.mode,
         "nproc": row.nproc,
@@ -161,15 +165,17 @@ def list_results(
     mode: str | None = None,
     with_result: bool = False,
 ) -> list[dict[str, Any]]:
-    """Result summaries, oldest first; with_result adds each whole result (one query)."""
+    """Result summaries, oldest first; with_result adds each whole result (one query). model
+    is a workload's name or the DeepSpark model it implements (every framework's)."""
     query = (
         select(Submission, Vendor.name)
         .join(Key, Key.key_id == Submission.key_id)
         .join(Vendor, Vendor.id == Key.vendor_id)
         .order_by(Submission.id)
     )
+    if model is not None:
+        query = query.where((Submission.model == model) | (Submission.implements == model))
     for column, value in (
-        (Submission.model, model),
         (Vendor.name, vendor),
         (Submission.platform, device),
         (Submission.config, config),
@@ -202,12 +208,13 @@ def get_result(factory: sessionmaker[Session], submission_id: int) -> dict[str, 
 
 
 def compare(factory: sessionmaker[Session], model: str) -> list[dict[str, Any]]:
-    """The best speed per platform for `model`, fastest first, with that row's figures."""
-    best: dict[str, dict[str, Any]] = {}
+    """The best speed per platform and framework for `model`, fastest first, with that row's
+    figures: two platforms, or one platform on two frameworks, side by side."""
+    best: dict[tuple[str, str | None], dict[str, Any]] = {}
     for row in list_results(factory, model=model):
         if row["speed"] is None:
             continue
-        current = best.get(row["platform"])
-        if current is None or row["speed"] > current["speed"]:
-            best[row["platform"]] = row
+        side = (row["platform"], row["framework"])
+        if side not in best or row["speed"] > best[side]["speed"]:
+            best[side] = row
     return sorted(best.values(), key=lambda r: -r["speed"])

@@ -1,7 +1,8 @@
 """The collector's web pages: server-rendered HTML, no JavaScript, nothing fetched from elsewhere.
 
 `/` lists the models, `/models/{model}` is a leaderboard in the seed table's columns (best speed
-first), `/compare?model=&a=&b=` sets two platforms side by side with ratios, `/results/{id}` is
+first), `/compare?model=&a=&b=[&fa=&fb=]` sets two platforms (or one platform on two frameworks)
+side by side with ratios, `/results/{id}` is
 one result with its plots. Pages read what the API reads (`store`); every cell is the
 collector's recomputed figure formatted as the agent's own row (`report.seed_row`). Plots are
 inline SVG made here; Jinja's autoescape escapes every value a template prints.
@@ -108,15 +109,24 @@ def leaderboard(request: Request, model: str) -> HTMLResponse:
 
 @router.get("/compare", response_class=HTMLResponse)
 def compare(
-    request: Request, model: str = "", a: str | None = None, b: str | None = None
+    request: Request,
+    model: str = "",
+    a: str | None = None,
+    b: str | None = None,
+    fa: str | None = None,
+    fb: str | None = None,
 ) -> HTMLResponse:
-    best = {r["platform"]: r for r in store.compare(_factory(request), model)} if model else {}
-    side = {name: best.get(name) for name in (a, b) if name}
-    missing = [name for name, row in side.items() if row is None]
+    """Two sides, each a platform (and optionally a framework): its fastest result for model.
+    One platform on two frameworks is a side-by-side of the frameworks."""
+    rows = store.compare(_factory(request), model) if model else []
+    asked = {"a": (a, fa or None), "b": (b, fb or None)}
+    labels = {k: " · ".join(filter(None, side)) for k, side in asked.items() if side[0]}
+    chosen = {k: _fastest(rows, *asked[k]) for k in labels}
+    missing = [labels[k] for k, row in chosen.items() if row is None]
     ratios = []
-    if a in best and b in best:
+    if len(chosen) == 2 and not missing:
         for key, unit, better in RATIOS:
-            va, vb = best[a][key], best[b][key]
+            va, vb = chosen["a"][key], chosen["b"][key]
             ratio = va / vb if va is not None and vb else None
             ratios.append(
                 {"name": key, "unit": unit, "better": better, "a": va, "b": vb, "ratio": ratio}
@@ -127,11 +137,23 @@ def compare(
         model=model,
         a=a,
         b=b,
-        platforms=sorted(best),
+        fa=fa,
+        fb=fb,
+        labels=labels,
+        platforms=sorted({r["platform"] for r in rows}),
+        frameworks=sorted({r["framework"] for r in rows if r["framework"]}),
         missing=missing,
-        rows={name: best[name] for name in (a, b) if name in best},
+        rows=chosen,
         ratios=ratios,
     )
+
+
+def _fastest(rows: list[dict[str, Any]], platform: str, framework: str | None) -> dict | None:
+    """The first (fastest) of rows on platform, and on framework when one is given."""
+    for row in rows:
+        if row["platform"] == platform and framework in (None, row["framework"]):
+            return row
+    return None
 
 
 @router.get("/results/{submission_id}", response_class=HTMLResponse)
