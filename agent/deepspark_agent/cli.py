@@ -276,7 +276,7 @@ def report(
         elif markdown:
             print(markdown_table(results))
         else:
-            console.print(suite_table(results, run_dir.name))
+            console.print(suite_table(results, run_dir.name, console.width))
     if html:
         console.print(f"report: {html}", highlight=False)
 
@@ -401,7 +401,7 @@ def up(
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
     elif results:
-        console.print(suite_table(results, root.name))
+        console.print(suite_table(results, root.name, console.width))
     err_console.print(f"evaluation: {root} (report.md, report.html)", highlight=False)
     if not all(o.succeeded for o in outcomes):
         raise typer.Exit(1)

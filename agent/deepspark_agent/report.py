@@ -90,18 +90,7 @@ def _run_row(run: RunSummary) -> list[str]:
 
 
 def print_result(result: Result, console: Console) -> None:
-    row = seed_row(result)
-    table = Table(title="DeepSpark six dimensions", title_justify="left")
-    if console.width >= WIDE:
-        for column in SEED_COLUMNS:
-            table.add_column(column, overflow="fold")
-        table.add_row(*row.values())
-    else:  # a narrow terminal would fold every cell: one column per row instead
-        table.add_column("column")
-        table.add_column("value")
-        for column, value in row.items():
-            table.add_row(column, value)
-    console.print(table)
+    console.print(suite_table([result], "DeepSpark six dimensions", console.width))
 
     runs = Table(title="runs", title_justify="left")
     for column in ("run", "mode", "seed", "ranks", "status", "speed", "end-to-end", "accuracy",
@@ -114,11 +103,22 @@ def print_result(result: Result, console: Console) -> None:
         console.print(f"[dim]note: {note}[/]")
 
 
-def suite_table(results: list[Result], title: str) -> Table:
-    """The seed table: one row per model."""
-    table = Table(*SEED_COLUMNS, title=title, title_justify="left")
-    for result in results:
-        table.add_row(*seed_row(result).values())
+def suite_table(results: list[Result], title: str, width: int = WIDE) -> Table:
+    """The seed table: one row per model; on a terminal narrower than the row, one column
+    per model instead (a narrow terminal would fold every cell)."""
+    rows = [seed_row(result) for result in results]
+    table = Table(title=title, title_justify="left")
+    if width >= WIDE:
+        for column in SEED_COLUMNS:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*row.values())
+        return table
+    table.add_column("")
+    for row in rows:
+        table.add_column(row["model"], overflow="fold")
+    for column in SEED_COLUMNS:
+        table.add_row(column, *(row[column] for row in rows))
     return table
 
 
