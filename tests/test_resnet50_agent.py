@@ -1,4 +1,4 @@
-"""ResNet50 mini through the agent: the README's main job and card linearity (trains for real)."""
+"""Through the agent for real: the smoke suite (the README's main job) and card linearity."""
 
 from __future__ import annotations
 
@@ -8,27 +8,37 @@ import pytest
 
 from deepspark_agent.metrics import linearity
 from deepspark_agent.results import Result
+from deepspark_agent.suites import load_suite
 
 pytestmark = pytest.mark.slow
 
 
-def test_smoke_suite_prints_a_six_dimension_row_with_stability_from_five_seeds(cli, tmp_path):
+def test_smoke_suite_prints_a_six_dimension_row_per_model_with_stability_from_five_seeds(
+    cli, tmp_path
+):
+    """The README's main job: every model of the smoke suite, measured on this CPU."""
     code, out, _ = cli(
         "up", "--suite", "smoke", "--runtime", "process", "--out", str(tmp_path), "--json"
     )
     assert code == 0
-    (result,) = [Result.model_validate(r) for r in json.loads(out)]
-    assert result.plan.model == "resnet50" and result.plan.config == "mini"
-    assert [r.label for r in result.runs] == ["speed-1x", *(f"converge-{i}" for i in range(1, 6))]
-    assert [r.seed for r in result.runs if r.mode == "converge"] == [0, 1, 2, 3, 4]
-    assert all(r.status == "success" for r in result.runs), [r.reason for r in result.runs]
-    assert all(r.framework.startswith("pytorch 2.") for r in result.runs)
-    dims = result.dimensions
-    assert dims.speed.windows == 5 and dims.speed.value > 0
-    assert dims.accuracy.converged and dims.accuracy.value >= 0.90
-    assert dims.stability.runs == 5 and 0 <= dims.stability.score <= 1
-    assert dims.memory.mean_gb[0] > 0.05  # torch alone holds more than 50 MB
-    assert dims.linearity is None
+    results = [Result.model_validate(r) for r in json.loads(out)]
+    assert [r.plan.model for r in results] == [e.model for e in load_suite("smoke").workloads]
+    for result in results:
+        assert result.plan.config == "mini"
+        labels = ["speed-1x", *(f"converge-{i}" for i in range(1, 6))]
+        assert [r.label for r in result.runs] == labels
+        assert [r.seed for r in result.runs if r.mode == "converge"] == [0, 1, 2, 3, 4]
+        assert all(r.status == "success" for r in result.runs), [r.reason for r in result.runs]
+        assert all(r.framework.startswith("pytorch 2.") for r in result.runs)
+        dims = result.dimensions
+        assert dims.speed.windows == 5 and dims.speed.value > 0
+        assert dims.accuracy.converged  # the median final value reached the target
+        assert dims.stability.runs == 5 and 0 <= dims.stability.score <= 1
+        assert dims.memory.mean_gb[0] > 0.05  # torch alone holds more than 50 MB
+        assert dims.linearity is None and dims.power is None  # one CPU, no power sensor
+        assert any(note.startswith("speed-1x: power:") for note in result.notes)
+    (root,) = tmp_path.iterdir()
+    assert (root / "report.html").is_file() and (root / "report.md").is_file()
 
 
 def test_two_ranks_run_through_torchrun_and_give_card_linearity(cli, tmp_path):
