@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -17,10 +18,10 @@ from typer.testing import CliRunner
 
 from deepspark_agent.cli import app
 from deepspark_agent.events import read_events
-from deepspark_agent.images import DEFAULT_BASE
+from deepspark_agent.images import DEFAULT_BASE, default_base
 from deepspark_agent.signing import PUBLIC_KEY_NAME, default_key_dir
 from deepspark_agent.telemetry import DEFAULT_HZ
-from deepspark_agent.workloads import WORKLOADS_ENV
+from deepspark_agent.workloads import WORKLOADS_ENV, Workload
 
 DATA = Path(__file__).parent / "data"
 
@@ -88,12 +89,30 @@ def docker_client():
 
 @pytest.fixture(scope="session")
 def base_image(docker_client) -> str:
-    """The CPU base every workload image builds FROM (scripts/build-base-image)."""
+    """The CPU base every PyTorch workload image builds FROM (scripts/build-base-image)."""
     try:
         docker_client.images.get(DEFAULT_BASE)
     except ImageNotFound:
         _docker_unavailable(f"{DEFAULT_BASE} is not built: run scripts/build-base-image")
     return DEFAULT_BASE
+
+
+@pytest.fixture(scope="session")
+def framework_base(docker_client) -> Callable[[Workload], str]:
+    """The CPU base a workload's image builds FROM, its framework's (images.default_base):
+    deepspark/base:<flavor>, built by scripts/build-base-image [<flavor>]."""
+
+    def base(workload: Workload) -> str:
+        image = default_base(workload)
+        try:
+            docker_client.images.get(image)
+        except ImageNotFound:
+            flavor = image.partition(":")[2]
+            flavor = "" if flavor == "cpu" else f" {flavor}"
+            _docker_unavailable(f"{image} is not built: run scripts/build-base-image{flavor}")
+        return image
+
+    return base
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,7 @@
-"""The BERT-large workload: the model, its masking and data, and whole runs under the contract."""
+"""The BERT-large workload: the model, its metric, and whole runs under the contract.
+
+Its data (the grammar, BERT's masking, the shards) is the library's: tests/test_workload_data.py.
+"""
 
 from pathlib import Path
 
@@ -6,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from deepspark_workload import ContractError
 from workload_runs import converge, load_module, parameters, spec, speed
 
 NAME = "bert_large"
@@ -77,80 +79,6 @@ def test_mlm_accuracy_counts_selected_positions_only() -> None:
     e = torch.e
     expected = (3 * -np.log(e / (e + 4)) - np.log(1 / (e + 4))) / 4
     assert metrics.mlm_loss(logits, labels).item() == pytest.approx(expected, rel=1e-6)
-
-
-def test_masking_follows_bert() -> None:
-    data = load("data")
-    vocab = data.Vocab.of(data.WORDS)
-    ids = data.grammar(4000, 24, np.random.default_rng(0))
-    inputs, types, padding, positions, labels = data.mask_tokens(
-        ids, vocab, 4, torch.Generator().manual_seed(0)
-    )
-    selected = labels != data.IGNORE
-    lengths = (~padding).sum(1)
-    # round(15%) of each row's tokens, [CLS] and [SEP] counted: 15 -> 2, 17 to 23 -> 3
-    assert selected.sum(1).tolist() == (lengths * 0.15).round().long().tolist()
-    picked = ids.gather(1, positions)[selected]
-    assert not ((picked == vocab.cls) | (picked == vocab.sep) | (picked == vocab.pad)).any()
-    assert torch.equal(labels[selected], picked)
-    assert all(len(set(row)) == len(row) for row in positions.tolist())  # no slot twice
-    now = inputs.gather(1, positions)[selected]
-    masked, kept = (now == vocab.mask).float().mean(), (now == picked).float().mean()
-    assert 0.77 < masked < 0.83 and 0.09 < kept < 0.13  # 10% kept, and some random draws hit
-    at_selected = torch.zeros_like(selected).new_zeros(ids.shape).scatter(1, positions, selected)
-    assert not ((inputs != ids) & ~at_selected).any()  # nothing else changes
-    # segments: 0 through the first [SEP], 1 after it; padding is segment 0
-    row = ids[0]
-    first_sep = int((row == vocab.sep).nonzero()[0])
-    assert (
-        types[0, : first_sep + 1].eq(0).all() and types[0, first_sep + 1 : lengths[0]].eq(1).all()
-    )
-    assert types[padding].eq(0).all()
-
-
-def test_grammar_sentences() -> None:
-    """The generated language: fixed, agreeing, and the passive repeating the active's phrases."""
-    data = load("data")
-    vocab, train, _ = data.grammar_splits(200, 50, 24)
-    assert vocab.size == PRESETS["mini"]["model"]["vocab_size"] == len(data.WORDS)
-    assert torch.equal(train, data.grammar_splits(200, 50, 24)[1])  # the same every run
-    words = data.WORDS
-    for row in train.tolist():
-        text = [words[i] for i in row if i != vocab.pad]
-        assert text[0] == "[CLS]" and text[-1] == "[SEP]" and text.count("[SEP]") == 2
-        sep = text.index("[SEP]")
-        active, passive = text[1:sep], text[sep + 1 : -1]
-        by = passive.index("by")
-        np2, aux, participle, np1 = (
-            passive[: by - 2],
-            passive[by - 2],
-            passive[by - 1],
-            passive[by + 1 :],
-        )
-        assert active == [*np1, active[len(np1)], *np2]  # NP1 verb NP2, NP2 aux participle by NP1
-        verb = next(v for v in data.VERBS if active[len(np1)] in v[:2])
-        assert participle == verb[2]
-        plural1, plural2 = np1[-1].endswith("s"), np2[-1].endswith("s")
-        assert active[len(np1)] == verb[plural1] and aux == ("are" if plural2 else "is")
-
-
-def test_wikipedia_layout(tmp_path: Path) -> None:
-    data = load("data")
-    (tmp_path / "train").mkdir()
-    np.save(tmp_path / "train" / "a.npy", np.arange(3 * 8, dtype=np.int32).reshape(3, 8))
-    np.save(tmp_path / "train" / "b.npy", np.arange(100, 100 + 2 * 8, dtype=np.int16).reshape(2, 8))
-    shards = data.Shards(sorted((tmp_path / "train").glob("*.npy")), 8)
-    assert len(shards) == 5
-    assert shards[2].tolist() == list(range(16, 24)) and shards[3].tolist() == list(range(100, 108))
-    assert shards[4].dtype == torch.int64
-    with pytest.raises(ContractError, match=r"expected \(N, 16\)"):
-        data.Shards([tmp_path / "train" / "a.npy"], 16)
-    with pytest.raises(ContractError, match=r"no \.npy files"):
-        data.Shards([], 8)
-    vocab = data.Vocab.of(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the"])
-    assert vocab == data.Vocab(6, 0, 2, 3, 4)
-    with pytest.raises(ContractError, match=r"lacks \[MASK\]"):
-        data.Vocab.of(["[PAD]", "[CLS]", "[SEP]"])
 
 
 @pytest.mark.slow

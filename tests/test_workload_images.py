@@ -24,9 +24,11 @@ def test_models_list_shows_every_workload_with_its_metric_and_target(cli) -> Non
 
 
 @pytest.mark.parametrize("name", WORKLOADS)
-def test_image_builds_and_runs_speed_mode(name, cli, docker_client, base_image, tmp_path) -> None:
+def test_image_builds_and_runs_speed_mode(
+    name, cli, docker_client, framework_base, tmp_path
+) -> None:
     (workload,) = [w for w in list_workloads() if w.name == name]
-    image = images.build(docker_client, workload, base_image)
+    image = images.build(docker_client, workload, framework_base(workload))  # torch's or paddle's
     assert docker_client.images.get(image.id).labels["org.deepspark.model"] == name
     # Small batches: the test proves the image runs the contract, not how fast it trains.
     args = ("--config", "mini", "--mode", "speed", "--windows", "3", "--batch-size", "8")

@@ -127,8 +127,8 @@ def test_spec_presets(tmp_path: Path) -> None:
         load_spec(toml, "broken")
 
 
-def test_library_imports_without_torch_until_workload_is_used() -> None:
-    code = "import sys, deepspark_workload; assert 'torch' not in sys.modules"
+def test_library_imports_no_framework_until_workload_is_used() -> None:
+    code = "import sys, deepspark_workload; assert not {'torch', 'paddle'} & set(sys.modules)"
     env = {**os.environ, "PYTHONPATH": str(MODEL_IMAGES)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
@@ -285,3 +285,25 @@ def test_edit_distance() -> None:
     assert edit_distance("abc", "abc") == 0
     assert edit_distance("ab", "ba") == 2  # no transpositions in Levenshtein's distance
     assert edit_distance([1, 2, 3, 4], [1, 3, 4]) == 1  # drop the 2: lists of label ids too
+
+
+def test_paddle_sampler_shuffles_by_seed_and_epoch() -> None:
+    """paddle's own DistributedBatchSampler shuffles by the epoch alone; the library's mixes in
+    the run's seed (as torch's DistributedSampler does), and windows() sets the epoch."""
+    pytest.importorskip("paddle")
+    from paddle.io import DataLoader
+
+    from deepspark_workload.core import _one_pass
+    from deepspark_workload.paddle_workload import SeededBatchSampler
+
+    data = list(range(20))
+
+    def order(seed: int, epoch: int, rank: int = 0, ranks: int = 1) -> list[int]:
+        sampler = SeededBatchSampler(data, 5, seed, ranks, rank, drop_last=True)
+        loader = DataLoader(data, batch_sampler=sampler)
+        return [i for batch in _one_pass(loader, epoch) for i in batch.tolist()]
+
+    assert order(7, 0) == order(7, 0) and sorted(order(7, 0)) == data
+    assert order(7, 0) != order(7, 1) and order(7, 0) != order(8, 0)
+    halves = order(7, 0, 0, 2) + order(7, 0, 1, 2)  # two ranks: disjoint shares of one order
+    assert sorted(halves) == data

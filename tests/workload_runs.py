@@ -1,6 +1,7 @@
 """Running a workload's train.py as the agent does, and checking what it logged.
 
-Every workload's test (tests/test_<name>.py) uses these instead of its own copy:
+Every workload's test (tests/test_<name>.py), PyTorch or PaddlePaddle, uses these instead of
+its own copy:
 
     model = load_module("bert_large", "model")
     log = converge("bert_large", tmp_path)       # mini converge, checked; returns the events
@@ -16,8 +17,6 @@ import tomllib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-
-from torch import nn
 
 MODEL_IMAGES = Path(__file__).resolve().parents[1] / "model_images"
 SETUP = [
@@ -43,8 +42,10 @@ def load_module(workload: str, name: str) -> ModuleType:
     return module
 
 
-def parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def parameters(model: Any) -> int:
+    """A model's trainable parameters: torch's all, paddle's but BatchNorm's running mean and
+    variance (paddle keeps them as parameters with trainable=False; torch as buffers)."""
+    return sum(int(p.numel()) for p in model.parameters() if getattr(p, "trainable", True))
 
 
 def environ(workload: str, out: Path, **env: str) -> dict[str, str]:
@@ -66,9 +67,13 @@ def environ(workload: str, out: Path, **env: str) -> dict[str, str]:
 def run(
     workload: str, out: Path, *, ranks: int = 1, timeout: float = 300, **env: str
 ) -> subprocess.CompletedProcess:
-    """train.py as the agent starts it: directly, or through torchrun for several ranks."""
+    """train.py as the agent starts it: directly, or for several ranks through the launcher
+    its workload.toml names (paddle.distributed.launch), else torchrun."""
     launcher = [sys.executable]
-    if ranks > 1:
+    own = spec(workload).get("launcher")
+    if ranks > 1 and own:  # filled in as the agent's runtime/base.py argv() fills it
+        launcher += [arg.format(nproc=ranks, out_dir=out) for arg in own]
+    elif ranks > 1:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]

@@ -254,8 +254,9 @@ def report(
         Path | None, typer.Option(help="Write a self-contained HTML report with plots here.")
     ] = None,
 ) -> None:
-    """Recompute the six dimensions from the raw artifacts and print them: one run set's, or
-    every model's of an evaluation."""
+    """Recompute the six dimensions from the raw artifacts and print them.
+
+    One run set's (`run`, or one model of `up`), or every model's of an `up` evaluation."""
     if not (run_dir / evaluations.EVALUATION_FILE).is_file():
         result = assess(run_dir)
         if html:
@@ -326,9 +327,10 @@ def up(
     collector: CollectorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Evaluate a suite: per model, speed at each scaling point (and across --nnodes nodes),
-    then converge runs for accuracy and stability; the six dimensions, report, signature
-    and submission. On nodes 1.. only the multi-node runs; node 0 reports."""
+    """Evaluate a suite: every model's six dimensions, reported, signed and submitted.
+
+    Per model: speed at each scaling point (and across --nnodes nodes), then converge runs for
+    accuracy and stability. On nodes 1.. only the multi-node runs; node 0 reports."""
     if registry and (offline or bundle):
         raise SuiteError("--registry pulls images; --offline and --bundle never do: pick one")
     cluster = _cluster(nnodes, node_rank, master_addr, master_port)

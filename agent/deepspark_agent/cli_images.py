@@ -70,7 +70,10 @@ def _bars() -> Progress:
 @user_errors
 def build(
     models: ModelsArg,
-    base: Annotated[str, typer.Option(help="Base image (ARG BASE_IMAGE).")] = images.DEFAULT_BASE,
+    base: Annotated[
+        str | None,
+        typer.Option(help="Base image (ARG BASE_IMAGE); default: the CPU base of its framework."),
+    ] = None,
 ) -> None:
     """Build deepspark/<model>:<version> (model_images/Dockerfile, or the workload's own)."""
     client = images.engine()

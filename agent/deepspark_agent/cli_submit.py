@@ -92,7 +92,9 @@ def pack_command(
     run_dir: Annotated[Path, typer.Argument(help="A signed run directory.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The result bundle to write.")],
 ) -> None:
-    """Pack a signed run set into one result bundle: what travels out of an air-gapped site
-    and is submitted elsewhere with `submit FILE`."""
+    """Pack a signed run set into one result bundle.
+
+    The bundle is what travels out of an air-gapped site, to be submitted elsewhere with
+    `submit FILE`."""
     bundle = pack_run_set(run_dir, out)
     console.print(f"wrote {bundle} ({bundle.stat().st_size / 1e6:.1f} MB)", highlight=False)

@@ -19,6 +19,9 @@ from deepspark_agent.runtime.docker import image_ref
 from deepspark_agent.workloads import IMAGE_NAMESPACE, Workload
 
 DEFAULT_BASE = "deepspark/base:cpu"
+# The CPU base each framework's workloads build FROM (scripts/build-base-image [FLAVOR],
+# dockerfiles/README.md); a framework not listed gets DEFAULT_BASE.
+FRAMEWORK_BASES = {"pytorch": DEFAULT_BASE, "paddlepaddle": "deepspark/base:paddle-cpu"}
 Auth = dict[str, str] | None  # {"username": ..., "password": ...}; None: the Docker config's
 Progress = Callable[[dict[str, Any]], None]  # one decoded message of the engine's stream
 
@@ -66,14 +69,21 @@ def _follow(stream: Iterable[dict[str, Any]], progress: Progress) -> Iterator[di
         yield message
 
 
+def default_base(workload: Workload) -> str:
+    """The base a workload's image builds FROM unless told otherwise: its framework's."""
+    return FRAMEWORK_BASES.get(workload.framework, DEFAULT_BASE)
+
+
 def build(
     client: docker.DockerClient,
     workload: Workload,
-    base: str = DEFAULT_BASE,
+    base: str | None = None,
     progress: Progress = lambda m: None,
 ) -> ImageRef:
     """Build deepspark/<model>:<version> from the workload's own Dockerfile, if it has one,
-    else the workloads folder's shared one (model_images/Dockerfile)."""
+    else the workloads folder's shared one (model_images/Dockerfile). base: ARG BASE_IMAGE,
+    by default the CPU base of the workload's framework."""
+    base = base or default_base(workload)
     context = workload.path.parent
     own = workload.path / "Dockerfile"
     dockerfile = own if own.is_file() else context / "Dockerfile"

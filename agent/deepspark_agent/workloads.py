@@ -49,6 +49,9 @@ class Workload(BaseModel):
     # The DeepSpark model it implements: several workloads (one per framework) may share one.
     model: str = ""
     entrypoint: list[str] = Field(min_length=1)
+    # Several ranks: python's arguments in front of the entrypoint's, `{nproc}` and `{out_dir}`
+    # filled in (["-m", "paddle.distributed.launch", ...]); None: torchrun's.
+    launcher: list[str] | None = None
     quality: Quality
     configs: dict[str, Preset]
     path: Path = Path()

@@ -1,7 +1,9 @@
 """The workload side of the DeepSpark workload contract (docs/workload-contract.md).
 
 `Env` and `MLLogger` need only the standard library, so a workload in any framework can use
-them; `Workload` (PyTorch) is imported on first use.
+them. The rest is framework-free too (core.py: spec, seeding, windows and events; images.py and
+mlm.py: the mini data as numpy arrays) except the frameworks' `Workload`s, imported on first
+use: `Workload` (PyTorch, workload.py) and `paddle_workload.Workload` (PaddlePaddle).
 """
 
 import importlib

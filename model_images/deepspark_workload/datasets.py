@@ -8,10 +8,11 @@ and `sha256sum -c` checks (`<64 hex>  <relative path>` per line), made once with
 
 Before training, every listed file is hashed and compared; the run logs the manifest's own
 sha256, so two runs saw the same bytes exactly when they log the same digest. Generated (mini)
-data logs the sha256 of its tensors instead.
+data logs the sha256 of its arrays instead (arrays_sha256), the same in every framework.
 """
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -61,13 +62,32 @@ def verify_manifest(root: Path) -> tuple[str, int]:
     return file_sha256(root / MANIFEST), len(read_manifest(root))
 
 
+def arrays_sha256(*arrays: Any) -> str:
+    """sha256 over numpy arrays' shapes, dtypes and bytes, in order (generated data's identity).
+
+    The same data gives the same digest whichever framework holds it: tensors_sha256 (torch)
+    and the Paddle workload's log_generated_data hash (shape, dtype name, bytes) alike."""
+    import numpy as np  # here, so that manifests need only the standard library
+
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    return _digest((a.shape, a.dtype.name, a.tobytes()) for a in arrays)
+
+
 def tensors_sha256(*tensors: Any) -> str:
-    """sha256 over torch tensors' shapes, dtypes and bytes, in order (generated data's identity)."""
+    """arrays_sha256 of torch tensors (bfloat16 included, which numpy lacks)."""
     import torch  # here, so that a workload in another framework can check manifests without it
 
-    digest = hashlib.sha256()
-    for t in tensors:
+    def item(t: "torch.Tensor") -> tuple[tuple[int, ...], str, bytes]:
         t = t.detach().cpu().contiguous()
-        digest.update(f"{tuple(t.shape)} {t.dtype};".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        data = t.reshape(-1).view(torch.uint8).numpy().tobytes()
+        return tuple(t.shape), str(t.dtype).removeprefix("torch."), data
+
+    return _digest(item(t) for t in tensors)
+
+
+def _digest(items: Iterable[tuple[tuple[int, ...], str, bytes]]) -> str:
+    digest = hashlib.sha256()
+    for shape, dtype, data in items:
+        digest.update(f"{tuple(shape)} {dtype};".encode())
+        digest.update(data)
     return digest.hexdigest()

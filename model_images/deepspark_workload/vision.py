@@ -1,35 +1,30 @@
-"""Image classification data, shared by the ResNet-50 and Wave-MLP workloads.
+"""Image classification data for PyTorch, shared by the ResNet-50 and Wave-MLP workloads.
 
-mini: scikit-learn's 8x8 digits (shipped with the package), a fixed 80/20 split. full, speed
-mode: synthetic batches of the real shape, made once on the device. full, converge mode: an
-ImageNet-style folder, checked against its manifest and decoded with Pillow:
-
-    $DS_DATA_DIR/SHA256SUMS                  every file's sha256 (`sha256sum` format)
-    $DS_DATA_DIR/train/<class>/<image>       ImageNet-1k: 1,281,167 images in 1,000 folders
-    $DS_DATA_DIR/val/<class>/<image>         50,000 images, the same class folder names
-
-Classes are indexed by the sorted folder names of train/. Training images get an
-Inception-style random crop and a flip, validation images a centre crop.
+mini: scikit-learn's 8x8 digits, a fixed 80/20 split. full, speed mode: synthetic batches of
+the real shape, made once on the device. full, converge mode: an ImageNet-style folder,
+checked against its manifest and decoded with Pillow. The data itself (the split, the folder
+layout, the crops) is framework-free in images.py; this wraps it in torch tensors and loaders.
 """
 
 import itertools
-import math
 import os
-import random
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from .env import ContractError
+from . import images
+from .images import EXTENSIONS, Transform, center_crop, random_resized_crop
 from .workload import Workload
 
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)  # ImageNet statistics
-STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
-Transform = Callable[[Image.Image], Image.Image]
-EXTENSIONS = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
+__all__ = [
+    "EXTENSIONS", "MEAN", "STD", "ImageFolder", "Transform", "center_crop", "digits",
+    "image_folder", "load", "random_resized_crop",
+]  # fmt: skip
+MEAN = torch.from_numpy(images.MEAN)  # ImageNet statistics
+STD = torch.from_numpy(images.STD)
 
 
 def load(
@@ -64,14 +59,8 @@ def load(
 
 def digits() -> tuple[TensorDataset, TensorDataset]:
     """The 1,797 8x8 digits, 1x8x8 in [0, 1]; the 80/20 split is fixed, not drawn by the seed."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    x, y = load_digits(return_X_y=True)
-    train, val = train_test_split(range(len(y)), test_size=0.2, random_state=0, stratify=y)
-    images = torch.tensor(x, dtype=torch.float32).view(-1, 1, 8, 8) / 16
-    labels = torch.tensor(y)
-    return TensorDataset(images[train], labels[train]), TensorDataset(images[val], labels[val])
+    x_train, y_train, x_val, y_val = (torch.from_numpy(a) for a in images.digits())
+    return TensorDataset(x_train, y_train), TensorDataset(x_val, y_val)
 
 
 def image_folder(
@@ -81,80 +70,19 @@ def image_folder(
     resample: Image.Resampling = Image.Resampling.BILINEAR,
 ) -> tuple["ImageFolder", "ImageFolder"]:
     """root/train and root/val, with the classes of root/train indexed in name order."""
-    train_root = root / "train"
-    classes = sorted(d.name for d in train_root.iterdir()) if train_root.is_dir() else []
-    if not classes:
-        raise ContractError(f"{train_root} has no class folders: expected {{train,val}}/<class>/")
-    return (
-        ImageFolder(train_root, classes, lambda img: random_resized_crop(img, size, resample)),
-        ImageFolder(
-            root / "val", classes, lambda img: center_crop(img, size, crop_fraction, resample)
-        ),
-    )
+    train, val = images.image_folder(root, size, crop_fraction, resample)
+    return ImageFolder(train), ImageFolder(val)
 
 
 class ImageFolder(Dataset):
-    """Images under root/<class>/, as (normalised CHW float tensor, class index)."""
+    """An images.ImageFolder whose samples are (normalised CHW float tensor, class index)."""
 
-    def __init__(self, root: Path, classes: list[str], transform: Transform) -> None:
-        if not root.is_dir():
-            raise ContractError(f"{root} is missing: expected {{train,val}}/<class>/<image>")
-        unknown = sorted({d.name for d in root.iterdir()} - set(classes))
-        if unknown:
-            raise ContractError(f"{root} has classes the training set lacks: {unknown[:5]}")
-        self.samples = [
-            (path, label)
-            for label, name in enumerate(classes)
-            if (root / name).is_dir()
-            for path in sorted((root / name).iterdir())
-            if path.suffix.lower() in EXTENSIONS
-        ]
-        if not self.samples:
-            raise ContractError(f"{root} holds no images ({', '.join(sorted(EXTENSIONS))})")
-        self.transform = transform
+    def __init__(self, folder: images.ImageFolder) -> None:
+        self.folder, self.samples = folder, folder.samples
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.folder)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        path, label = self.samples[i]
-        with Image.open(path) as img:
-            img = self.transform(img.convert("RGB"))
-        pixels = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-        x = pixels.view(img.height, img.width, 3).permute(2, 0, 1).float() / 255
-        return (x - MEAN) / STD, label
-
-
-def random_resized_crop(
-    img: Image.Image,
-    size: int,
-    resample: Image.Resampling = Image.Resampling.BILINEAR,
-    scale: tuple[float, float] = (0.08, 1.0),
-    ratio: tuple[float, float] = (3 / 4, 4 / 3),
-) -> Image.Image:
-    """Inception-style crop of random area and aspect ratio, resized to size, random flip."""
-    w, h = img.size
-    box = (0, 0, w, h)  # if ten tries find no crop inside the image: the whole image
-    for _ in range(10):
-        area = w * h * random.uniform(*scale)
-        aspect = math.exp(random.uniform(math.log(ratio[0]), math.log(ratio[1])))
-        cw, ch = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
-        if 0 < cw <= w and 0 < ch <= h:
-            left, top = random.randint(0, w - cw), random.randint(0, h - ch)
-            box = (left, top, left + cw, top + ch)
-            break
-    img = img.resize((size, size), resample, box=box)
-    return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if random.random() < 0.5 else img
-
-
-def center_crop(
-    img: Image.Image,
-    size: int,
-    fraction: float = 0.875,
-    resample: Image.Resampling = Image.Resampling.BILINEAR,
-) -> Image.Image:
-    """Resize the short side to size / fraction (256 for 224), cut the central size x size."""
-    w, h = img.size
-    side = min(w, h) * fraction  # the crop's side in the original's pixels: one resampling
-    box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
-    return img.resize((size, size), resample, box=box)
+        x, label = self.folder[i]
+        return torch.from_numpy(x), label

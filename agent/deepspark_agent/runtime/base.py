@@ -61,11 +61,13 @@ class Outcome:
     image: ImageRef | None = None  # what a container runtime ran
 
 
-def argv(launch: Launch, python: str) -> list[str]:
-    """The workload's command line, through torchrun when it spans several ranks or nodes.
+def argv(launch: Launch, python: str, out_dir: Path | None = None) -> list[str]:
+    """The workload's command line, through torchrun when it spans several ranks or nodes,
+    or through the launcher its workload.toml names (paddle.distributed.launch).
 
     `python` replaces a "python" entrypoint: the agent's interpreter for a local process,
-    the image's `python3` in a container.
+    the image's `python3` in a container. out_dir: the run's directory as the workload sees
+    it (default launch.out_dir), for a launcher's `{out_dir}`.
     """
     workload, nproc, cluster = launch.workload, launch.spec.nproc, launch.cluster
     program, *args = workload.entrypoint
@@ -75,6 +77,11 @@ def argv(launch: Launch, python: str) -> list[str]:
         return [program, *args]
     if nproc == 1 and not cluster:
         return [python, *args]
+    if workload.launcher is not None:
+        if cluster:
+            raise LaunchError(f"{workload.name}: its own launcher runs on one node only")
+        fill = {"nproc": str(nproc), "out_dir": str(out_dir or launch.out_dir)}
+        return [python, *(arg.format(**fill) for arg in workload.launcher), *args]
     # --standalone: a local rendezvous on a free port, so parallel runs never collide.
     rendezvous = cluster.torchrun_args(launch.spec.max_seconds) if cluster else ["--standalone"]
     return [

@@ -105,8 +105,8 @@ class DockerRuntime:
         try:
             container = self.client.containers.create(
                 image.id,
-                # One rank: the image's own entrypoint. Several: torchrun in front of it.
-                entrypoint=argv(launch, python="python3") if several else None,
+                # One rank: the image's entrypoint. Several: torchrun, or the workload's launcher.
+                entrypoint=argv(launch, "python3", OUT_MOUNT) if several else None,
                 environment={
                     **launch.spec.env(OUT_MOUNT, DATA_MOUNT if launch.data_dir else None),
                     "PYTHONUNBUFFERED": "1",

@@ -1,0 +1,247 @@
+"""The framework-free half of a workload run: what every framework's `Workload` shares.
+
+Spec loading, seeding of `random` and numpy, the timed windows and their MLLOG events, SIGTERM
+as an aborted run_stop, and the data checks. A framework's `Workload` (workload.py for PyTorch,
+paddle_workload.py for PaddlePaddle) subclasses `BaseWorkload` and fills in the device, the
+process group, precision and the optimizer step; this module imports neither framework.
+"""
+
+import itertools
+import os
+import random
+import signal
+import tomllib
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, Self
+
+from .datasets import MANIFEST, arrays_sha256, verify_manifest
+from .env import ContractError, Env
+from .mllog import MLLogger
+
+PRESET_KEYS = ("target", "batch_size", "epochs", "steps_per_window")
+DIRECTIONS = ("higher", "lower")
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the main thread is, so that the run logs its abort on the way out."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated("SIGTERM")
+
+
+def _abort(log: MLLogger, exc: BaseException) -> None:
+    reason = type(exc).__name__ + (f": {exc}" if str(exc) else "")
+    log.end("run_stop", metadata={"status": "aborted", "reason": reason.splitlines()[0][:500]})
+
+
+def seed_everything(seed: int) -> None:
+    """Python's and numpy's global generators (a framework seeds its own on top)."""
+    random.seed(seed)
+    try:
+        import numpy as np
+    except ImportError:
+        pass
+    else:
+        np.random.seed(seed)
+
+
+def load_spec(path: Path, config: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """workload.toml, and its preset [configs.<config>]."""
+    with path.open("rb") as f:
+        spec = tomllib.load(f)
+    presets = spec.get("configs", {})
+    if config not in presets:
+        have = ", ".join(presets) or "no presets"
+        raise ContractError(f"DS_CONFIG={config!r}: {path} has {have}")
+    quality = spec.get("quality", {})
+    if "name" not in spec or "metric" not in quality or quality.get("direction") not in DIRECTIONS:
+        raise ContractError(f"{path} needs a name and [quality] metric, direction higher|lower")
+    preset = presets[config]
+    missing = [k for k in PRESET_KEYS if k not in preset]
+    if missing:
+        raise ContractError(f"{path}: [configs.{config}] lacks {', '.join(missing)}")
+    return spec, preset
+
+
+class BaseWorkload(AbstractContextManager):
+    """One run of a workload: what the agent asked for, where it runs, and what it logs.
+
+    A subclass sets RANK_VARIABLES (how its launcher names this process's rank and the world
+    size) and implements _setup (device, process group, the framework's seeding), framework
+    (the `framework` event's value), device_type, _sync and _teardown.
+    """
+
+    RANK_VARIABLES = ("RANK", "WORLD_SIZE")  # torchrun's
+    device_type: str  # "cpu", "cuda", "gpu", ...: the `framework` event's metadata
+
+    def __init__(self, env: Env, toml_path: Path, log: MLLogger) -> None:
+        self.env, self.log = env, log
+        self.spec, self.preset = load_spec(toml_path, env.config)
+        self.name: str = self.spec["name"]
+        if env.model not in (None, self.name):
+            raise ContractError(f"DS_MODEL={env.model!r}, but {toml_path} is {self.name!r}")
+        self.batch_size: int = env.batch_size or self.preset["batch_size"]  # per device
+        self.converge = env.mode == "converge"
+        rank, world_size = self.RANK_VARIABLES
+        self.rank = int(os.environ.get(rank, 0))
+        self.world_size = int(os.environ.get(world_size, 1))
+        self.global_batch_size = self.batch_size * self.world_size
+        self._setup()
+        seed_everything(env.seed)
+        self.windows_done = 0
+        log.event("submission_benchmark", self.name)
+        log.event("framework", self.framework(), {"device": self.device_type})
+        log.event("seed", env.seed)
+        log.start("init_start")
+
+    # What a framework fills in.
+    def _setup(self) -> None:
+        """Pick the device, join the process group, seed the framework's generators."""
+        raise NotImplementedError
+
+    def framework(self) -> str:
+        """Name and version, e.g. 'pytorch 2.13.0'."""
+        raise NotImplementedError
+
+    def _sync(self) -> None:
+        """Wait for the device's queued work (the windows' clock must not run ahead of it)."""
+
+    def _teardown(self) -> None:
+        """Leave the process group after a successful run."""
+
+    @classmethod
+    def from_env(cls, train_file: str | Path) -> Self:
+        """Set up the run described by the DS_* variables and the workload.toml beside train_file.
+
+        A bad setting is logged as an aborted run and ends the process with its message.
+        """
+        out_dir = os.environ.get("DS_OUT_DIR", "").strip()
+        rank = int(os.environ.get(cls.RANK_VARIABLES[0], 0))
+        log = MLLogger(Path(out_dir) / "mllog.log" if out_dir else None, rank)
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            return cls(Env.from_environ(), Path(train_file).with_name("workload.toml"), log)
+        except BaseException as exc:
+            _abort(log, exc)
+            if isinstance(exc, ContractError):
+                raise SystemExit(f"error: {exc}") from None
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            _abort(self.log, exc)
+            if isinstance(exc, ContractError):
+                raise SystemExit(f"error: {exc}") from None
+            return  # the exception goes on, and the process exits non-zero
+        self._sync()
+        self.log.end("run_stop", metadata={"status": "success"})
+        self._teardown()
+
+    def data_dir(self) -> Path:
+        """DS_DATA_DIR, every file checked against its SHA256SUMS; logs which data this is."""
+        root = self.env.data_dir
+        if root is None:
+            raise ContractError(
+                f"converge mode on the {self.env.config} config needs DS_DATA_DIR "
+                f"(a dataset with a {MANIFEST} manifest: docs/workload-contract.md)"
+            )
+        digest, files = verify_manifest(root)
+        self.log.event("dataset", MANIFEST, {"sha256": digest, "files": files})
+        return root
+
+    def log_generated_arrays(self, name: str, *arrays: Any) -> None:
+        """Log the identity of data made by the run itself (numpy arrays): name and sha256.
+
+        The digest depends on shapes, dtypes and bytes alone, so twins in two frameworks that
+        generate the same data log the same digest."""
+        self.log.event("dataset", name, {"sha256": arrays_sha256(*arrays), "files": 0})
+
+    def start(self) -> None:
+        """End initialisation and start the run's clock."""
+        self._sync()
+        self.log.end("init_stop")
+        self.log.event("global_batch_size", self.global_batch_size)
+        quality = self.spec["quality"]
+        self.log.event(
+            "quality_metric",
+            quality["metric"],
+            {"direction": quality["direction"], "target": self.preset["target"]},
+        )
+        self.log.start("run_start")
+
+    def total_steps(self, batches: Iterable) -> int:
+        """Optimizer steps that windows(batches) will run (for learning-rate schedules)."""
+        if self.converge:
+            return self.preset["epochs"] * len(batches)
+        return (self.env.warmup_windows + self.env.windows) * self.preset["steps_per_window"]
+
+    def windows(self, batches: Iterable) -> Iterator["Window"]:
+        """The run's timed windows over batches, which must hold batch_size samples each.
+
+        converge: one window per epoch, a full pass over batches, for the preset's epochs.
+        speed: DS_WARMUP_WINDOWS + DS_WINDOWS windows of the preset's steps_per_window,
+        cycling through batches (which may be endless, e.g. itertools.repeat).
+        """
+        if self.converge:
+            passes: Iterator[Iterable] = (
+                _one_pass(batches, epoch) for epoch in range(self.preset["epochs"])
+            )
+        else:
+            stream = itertools.chain.from_iterable(
+                _one_pass(batches, epoch) for epoch in itertools.count()
+            )
+            steps = self.preset["steps_per_window"]
+            n = self.env.warmup_windows + self.env.windows
+            passes = (itertools.islice(stream, steps) for _ in range(n))
+        for index, window_batches in enumerate(passes):
+            window = Window(self, index, window_batches)
+            yield window
+            if self.windows_done != index + 1:
+                raise RuntimeError(f"window {index} was left before its last batch")
+
+    def log_eval(self, value: float) -> None:
+        """Log the quality metric; epoch_num is the number of windows (epochs) done."""
+        self.log.event("eval_accuracy", value, {"epoch_num": self.windows_done})
+
+
+def _one_pass(batches: Iterable, epoch: int) -> Iterator:
+    """One pass over batches, telling a distributed sampler the epoch it reshuffles by:
+    torch's DataLoader holds it as .sampler, paddle's as .batch_sampler."""
+    for holder in ("sampler", "batch_sampler"):
+        set_epoch = getattr(getattr(batches, holder, None), "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch)
+    empty = True
+    for batch in batches:
+        empty = False
+        yield batch
+    if empty:
+        raise ValueError("the training data gave no batch")
+
+
+class Window:
+    """One timed block of training steps. Iterate it for its batches; evaluate after it."""
+
+    def __init__(self, workload: BaseWorkload, index: int, batches: Iterable) -> None:
+        self.workload, self.index, self.batches, self.steps = workload, index, batches, 0
+
+    def __iter__(self) -> Iterator:
+        wl = self.workload
+        wl._sync()  # the clock starts once earlier device work is done ...
+        wl.log.start("block_start", metadata={"window": self.index})
+        for batch in self.batches:
+            yield batch
+            self.steps += 1
+        wl._sync()  # ... and stops once this window's work is
+        samples = self.steps * wl.global_batch_size
+        wl.log.end("block_stop", metadata={"window": self.index, "samples_count": samples})
+        wl.windows_done += 1

@@ -1,0 +1,62 @@
+"""Train ResNet-50 (v1.5) in PaddlePaddle under the DeepSpark workload contract.
+
+The twin of model_images/resnet50 (PyTorch): the same presets, data, metric and target.
+mini: a small ResNet on 8x8 digits, seconds on a CPU. full: ResNet-50 on 224x224 ImageNet
+(converge) or synthetic batches of that shape (speed). See workload.toml for the presets.
+"""
+
+import math
+
+import paddle
+import paddle.nn.functional as F
+from paddle import nn
+from paddle.io import DataLoader
+
+from deepspark_workload.paddle_workload import Workload
+
+import data
+from model import ResNet
+
+
+@paddle.no_grad()
+def evaluate(net: nn.Layer, loader: DataLoader, wl: Workload) -> float:
+    """Top-1 accuracy over the whole validation set (each rank scores its share)."""
+    net.eval()
+    correct = total = 0
+    for x, y in loader:
+        with wl.autocast():
+            correct += int((net(x).argmax(1) == y).sum())
+        total += len(y)
+    net.train()
+    correct, total = wl.sum_over_ranks(correct, total)
+    return correct / total
+
+
+with Workload.from_env(__file__) as wl:
+    cfg = wl.preset["optim"]
+    net = ResNet(**wl.preset["model"])
+    model = wl.wrap(net)
+    train_batches, val_loader = data.load(wl)  # digits, or ImageNet with its manifest
+
+    lr = cfg["lr"] * wl.global_batch_size / cfg["lr_batch"]  # linear scaling (Goyal et al. 2017)
+    total = wl.total_steps(train_batches)
+    warmup = max(1, round(cfg["warmup"] * total))
+    schedule = paddle.optimizer.lr.LambdaDecay(  # linear warmup, then cosine decay to zero
+        lr, lambda s: min(1, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / total))
+    )
+    optimizer = paddle.optimizer.Momentum(  # SGD with momentum; weight decay on the gradient
+        schedule,
+        cfg["momentum"],
+        [p for p in net.parameters() if p.trainable],  # not BatchNorm's running statistics
+        weight_decay=cfg["weight_decay"],
+    )
+
+    wl.start()
+    for window in wl.windows(train_batches):
+        for x, y in window:
+            with wl.autocast():
+                loss = F.cross_entropy(model(x), y, label_smoothing=cfg["label_smoothing"])
+            wl.step(loss, optimizer)
+            schedule.step()
+        if wl.converge:
+            wl.log_eval(evaluate(net, val_loader, wl))
