@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import docker
 import httpx
@@ -68,6 +70,18 @@ def cli():
         return result.exit_code, result.stdout, result.stderr
 
     return invoke
+
+
+def require(module: str) -> ModuleType:
+    """Import a package the tests need: a missing one fails in CI (scripts/setup installs it),
+    and elsewhere skips the module that needs it with the reason."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        reason = f"{module} is missing: scripts/setup installs it"
+        if os.environ.get("CI"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason, allow_module_level=True)
 
 
 def _docker_unavailable(reason: str) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from workload_runs import converge, load_module, parameters, spec, speed
+from workload_runs import converge, load_module, parameters, spec
 
 NAME = "bert_large"
 PRESETS = spec(NAME)["configs"]
@@ -86,15 +86,3 @@ def test_mini_converge(tmp_path: Path) -> None:
     log = converge(NAME, tmp_path)
     stops = [e["metadata"] for e in log if e["key"] == "block_stop"]
     assert all(m["samples_count"] == 16384 for m in stops)  # 256 full batches of 64
-
-
-@pytest.mark.slow
-def test_mini_speed_two_ranks(tmp_path: Path) -> None:
-    log = speed(NAME, tmp_path, ranks=2)
-    assert {e["key"]: e for e in log}["global_batch_size"]["value"] == 2 * 64
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("precision", ["bf16", "amp"])
-def test_mini_speed_precision(tmp_path: Path, precision: str) -> None:
-    speed(NAME, tmp_path, windows=1, DS_PRECISION=precision)

@@ -5,11 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workload_runs import converge, events, load_module, parameters, run, spec, speed
+from conftest import require
+from workload_runs import converge, events, load_module, parameters, run, spec
 
 NAME, TWIN = "bert_large_paddle", "bert_large"
 PRESETS = spec(NAME)["configs"]
-paddle = pytest.importorskip("paddle")  # the `paddle` extra: scripts/setup installs it
+paddle = require("paddle")  # the `paddle` extra
 
 
 def load(name: str):
@@ -94,9 +95,3 @@ def test_mini_converge(tmp_path: Path) -> None:
     _, train, val = mlm.grammar_splits(16384, 2048, 24)
     (dataset,) = [e for e in log if e["key"] == "dataset"]
     assert dataset["metadata"]["sha256"] == arrays_sha256(train, val)  # the twin's, too
-
-
-@pytest.mark.slow
-def test_mini_speed_two_ranks(tmp_path: Path) -> None:
-    log = speed(NAME, tmp_path, ranks=2)
-    assert {e["key"]: e for e in log}["global_batch_size"]["value"] == 2 * 64

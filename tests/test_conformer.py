@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from deepspark_workload import ContractError
-from workload_runs import converge, load_module, parameters, spec, speed
+from workload_runs import converge, load_module, parameters, spec
 
 NAME = "conformer"
 PRESETS = spec(NAME)["configs"]
@@ -173,17 +173,3 @@ def test_mini_converge(tmp_path: Path) -> None:
     log = converge(NAME, tmp_path)
     stops = [e["metadata"] for e in log if e["key"] == "block_stop"]
     assert all(m["samples_count"] == 1024 // 32 * 32 for m in stops)
-
-
-@pytest.mark.slow
-def test_mini_speed_two_ranks(tmp_path: Path) -> None:
-    log = speed(NAME, tmp_path, ranks=2, DS_BATCH_SIZE="16")
-    assert all(e["metadata"]["rank"] == 0 for e in log)
-    assert {e["key"]: e for e in log}["global_batch_size"]["value"] == 2 * 16
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("precision", ["bf16", "amp"])
-def test_mini_speed_low_precision(tmp_path: Path, precision: str) -> None:
-    # fp16 matmuls are slow on a CPU: a smaller batch keeps the amp run short
-    speed(NAME, tmp_path, windows=1, DS_PRECISION=precision, DS_BATCH_SIZE="8")

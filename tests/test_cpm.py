@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deepspark_workload import ContractError
-from workload_runs import SETUP, converge, events, load_module, parameters, run, spec, speed
+from workload_runs import SETUP, converge, events, load_module, parameters, run, spec
 
 NAME = "cpm"
 PRESETS = spec(NAME)["configs"]
@@ -117,19 +117,6 @@ def test_mini_converge(tmp_path: Path) -> None:
     log = converge(NAME, tmp_path)
     stops = [e["metadata"] for e in log if e["key"] == "block_stop"]
     assert all(m["samples_count"] == 2048 for m in stops)  # 64 full batches of 32 sequences
-
-
-@pytest.mark.slow
-def test_mini_speed_two_ranks(tmp_path: Path) -> None:
-    log = speed(NAME, tmp_path, ranks=2)
-    assert {e["key"]: e for e in log}["global_batch_size"]["value"] == 2 * 32
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("precision", ["bf16", "amp"])
-def test_mini_speed_precision(tmp_path: Path, precision: str) -> None:
-    # CPU fp16 is slow (emulated): a short run at batch 8 checks that the loss-scaled step works
-    speed(NAME, tmp_path, windows=1, DS_PRECISION=precision, DS_BATCH_SIZE="8")
 
 
 @pytest.mark.slow

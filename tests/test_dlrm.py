@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 from deepspark_workload import ContractError
-from workload_runs import converge, load_module, parameters, spec, speed
+from workload_runs import converge, load_module, parameters, spec
 
 NAME = "dlrm"
 PRESETS = spec(NAME)["configs"]
@@ -169,19 +169,3 @@ def test_mini_converge(tmp_path: Path) -> None:
     log = converge(NAME, tmp_path)
     stops = [e["metadata"] for e in log if e["key"] == "block_stop"]
     assert all(m["samples_count"] == PRESETS["mini"]["train_samples"] for m in stops)
-
-
-@pytest.mark.slow
-def test_mini_speed_two_ranks(tmp_path: Path) -> None:
-    log = speed(NAME, tmp_path, ranks=2)
-    assert {e["key"]: e for e in log}["global_batch_size"]["value"] == 2 * PRESETS["mini"][
-        "batch_size"
-    ]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("precision", ["bf16", "amp"])
-def test_mini_speed_half_precision(tmp_path: Path, precision: str) -> None:
-    speed(
-        NAME, tmp_path, windows=1, DS_PRECISION=precision, DS_BATCH_SIZE="64"
-    )  # fp16: slow on CPUs

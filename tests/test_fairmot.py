@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from deepspark_workload import ContractError
-from workload_runs import converge, load_module, parameters, spec, speed
+from workload_runs import converge, load_module, parameters, spec
 
 NAME = "fairmot"
 PRESETS = spec(NAME)["configs"]
@@ -203,20 +203,3 @@ def test_mini_converge(tmp_path: Path) -> None:
     log = converge(NAME, tmp_path)
     stops = [e["metadata"] for e in log if e["key"] == "block_stop"]
     assert all(m["samples_count"] == 512 for m in stops)  # 128 videos x 4 frames, full batches
-
-
-@pytest.mark.slow
-def test_mini_speed_two_ranks(tmp_path: Path) -> None:
-    log = speed(NAME, tmp_path, ranks=2)
-    assert {e["key"]: e for e in log}["global_batch_size"]["value"] == 2 * 32
-
-
-@pytest.mark.slow
-def test_mini_speed_bf16(tmp_path: Path) -> None:
-    speed(NAME, tmp_path, DS_PRECISION="bf16")
-
-
-@pytest.mark.slow
-def test_mini_speed_amp(tmp_path: Path) -> None:
-    """fp16 autocast with loss scaling; small, since fp16 convolutions are 12x slower on a CPU."""
-    speed(NAME, tmp_path, windows=1, DS_PRECISION="amp", DS_BATCH_SIZE="4")

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from deepspark_workload import ContractError
-from workload_runs import converge, load_module, parameters, spec, speed
+from workload_runs import converge, load_module, parameters, spec
 
 NAME = "ngp_nerf"
 PRESETS = spec(NAME)["configs"]
@@ -198,17 +198,3 @@ def test_mini_converge(tmp_path: Path) -> None:
     stops = [e["metadata"] for e in log if e["key"] == "block_stop"]
     batch = PRESETS["mini"]["batch_size"]
     assert all(m["samples_count"] == 32 * 24 * 24 // batch * batch for m in stops)
-
-
-@pytest.mark.slow
-def test_mini_speed_two_ranks(tmp_path: Path) -> None:
-    log = speed(NAME, tmp_path, ranks=2)
-    assert {e["key"]: e for e in log}["global_batch_size"]["value"] == 2 * PRESETS["mini"][
-        "batch_size"
-    ]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("precision", ["bf16", "amp"])
-def test_mini_speed_autocast(tmp_path: Path, precision: str) -> None:
-    speed(NAME, tmp_path, DS_PRECISION=precision)

@@ -57,13 +57,6 @@ def test_mini_speed(tmp_path: Path) -> None:
     speed(NAME, tmp_path, windows=3, DS_BATCH_SIZE="16")
 
 
-@pytest.mark.slow
-def test_mini_speed_two_ranks(tmp_path: Path) -> None:
-    log = speed(NAME, tmp_path, ranks=2)
-    assert all(e["metadata"]["rank"] == 0 for e in log)
-    assert {e["key"]: e for e in log}["global_batch_size"]["value"] == 2 * 32
-
-
 def test_bad_setting_aborts(tmp_path: Path) -> None:
     result = run(NAME, tmp_path, DS_PRECISION="fp64")
     assert result.returncode != 0

@@ -5,11 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workload_runs import converge, events, load_module, parameters, run, spec, speed
+from conftest import require
+from workload_runs import converge, events, load_module, parameters, run, spec
 
 NAME, TWIN = "resnet50_paddle", "resnet50"
 PRESETS = spec(NAME)["configs"]
-paddle = pytest.importorskip("paddle")  # the `paddle` extra: scripts/setup installs it
+paddle = require("paddle")  # the `paddle` extra
 
 
 def load(name: str):
@@ -88,12 +89,3 @@ def test_mini_converge(tmp_path: Path) -> None:
     assert by_key["dataset"]["metadata"]["sha256"] == arrays_sha256(*images.digits())
     stops = [e["metadata"] for e in log if e["key"] == "block_stop"]
     assert all(m["samples_count"] == 1437 // 32 * 32 for m in stops)  # full batches of the split
-
-
-@pytest.mark.slow
-def test_mini_speed_two_ranks(tmp_path: Path) -> None:
-    """Two CPU ranks through paddle.distributed.launch (gloo), as the agent launches them."""
-    log = speed(NAME, tmp_path, ranks=2)
-    assert all(e["metadata"]["rank"] == 0 for e in log)
-    assert {e["key"]: e for e in log}["global_batch_size"]["value"] == 2 * 32
-    assert (tmp_path / "launch" / "workerlog.1").is_file()  # rank 1's output, kept by the run

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from deepspark_workload import ContractError
-from workload_runs import converge, load_module, parameters, spec, speed
+from workload_runs import converge, load_module, parameters, spec
 
 NAME = "satrn"
 PRESETS = spec(NAME)["configs"]
@@ -157,15 +157,3 @@ def test_mini_converge(tmp_path: Path) -> None:
     assert all(m["samples_count"] == 4096 for m in stops)
     first = next(e["value"] for e in log if e["key"] == "eval_accuracy")
     assert first < 0.2  # learnt during the run, not given
-
-
-@pytest.mark.slow
-def test_mini_speed_two_ranks(tmp_path: Path) -> None:
-    log = speed(NAME, tmp_path, ranks=2)
-    assert {e["key"]: e for e in log}["global_batch_size"]["value"] == 2 * 32
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("precision", ["bf16", "amp"])
-def test_mini_speed_mixed_precision(tmp_path: Path, precision: str) -> None:
-    speed(NAME, tmp_path, windows=1, DS_PRECISION=precision)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from deepspark_workload import ContractError
-from workload_runs import converge, load_module, parameters, spec, speed
+from workload_runs import converge, load_module, parameters, spec
 
 NAME = "tacotron2"
 PRESETS = spec(NAME)["configs"]
@@ -159,19 +159,3 @@ def test_mini_converge(tmp_path: Path) -> None:
     assert all(m["samples_count"] == MINI["utterances"] // 32 * 32 for m in stops)
     evals = [e["value"] for e in log if e["key"] == "eval_accuracy"]
     assert evals[-1] < evals[0] / 5  # the held-out loss falls steeply, not just past the line
-
-
-@pytest.mark.slow
-def test_mini_speed_two_ranks(tmp_path: Path) -> None:
-    log = speed(NAME, tmp_path, ranks=2)
-    assert {e["key"]: e for e in log}["global_batch_size"]["value"] == 2 * 32
-
-
-@pytest.mark.slow
-def test_mini_speed_bf16(tmp_path: Path) -> None:
-    speed(NAME, tmp_path, DS_PRECISION="bf16")
-
-
-@pytest.mark.slow
-def test_mini_speed_amp(tmp_path: Path) -> None:
-    speed(NAME, tmp_path, windows=1, DS_PRECISION="amp", DS_BATCH_SIZE="8")  # fp16: slow on CPUs

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from deepspark_workload import ContractError
-from workload_runs import converge, load_module, parameters, spec, speed
+from workload_runs import converge, load_module, parameters, spec
 
 NAME = "unet3d"
 PRESETS = spec(NAME)["configs"]
@@ -149,17 +149,6 @@ def test_mini_converge(tmp_path: Path) -> None:
     log = converge(NAME, tmp_path)
     stops = [e["metadata"] for e in log if e["key"] == "block_stop"]
     assert all(m["samples_count"] == 512 for m in stops)
-
-
-@pytest.mark.slow
-def test_mini_speed_two_ranks(tmp_path: Path) -> None:
-    log = speed(NAME, tmp_path, ranks=2)
-    assert {e["key"]: e for e in log}["global_batch_size"]["value"] == 2 * 16
-
-
-@pytest.mark.slow
-def test_mini_speed_bf16(tmp_path: Path) -> None:
-    speed(NAME, tmp_path, DS_PRECISION="bf16")
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deepspark_workload import vision
-from workload_runs import converge, load_module, parameters, spec, speed
+from workload_runs import converge, load_module, parameters, spec
 
 NAME = "wave_mlp"
 PRESETS = spec(NAME)["configs"]
@@ -94,15 +94,3 @@ def test_mini_converge(tmp_path: Path) -> None:
     log = converge(NAME, tmp_path)
     stops = [e["metadata"] for e in log if e["key"] == "block_stop"]
     assert all(m["samples_count"] == 1437 // 128 * 128 for m in stops)  # full batches of the split
-
-
-@pytest.mark.slow
-def test_mini_speed_two_ranks(tmp_path: Path) -> None:
-    log = speed(NAME, tmp_path, ranks=2, windows=1, DS_BATCH_SIZE="16")
-    assert {e["key"]: e for e in log}["global_batch_size"]["value"] == 2 * 16
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("precision", ["bf16", "amp"])
-def test_mini_speed_autocast(tmp_path: Path, precision: str) -> None:
-    speed(NAME, tmp_path, windows=1, DS_BATCH_SIZE="16", DS_PRECISION=precision)

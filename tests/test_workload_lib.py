@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 import os
 import re
 import signal
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require
 from deepspark_workload import ContractError, Env, MLLogger
 from deepspark_workload.datasets import tensors_sha256, verify_manifest
 from deepspark_workload.text import edit_distance
@@ -290,7 +292,7 @@ def test_edit_distance() -> None:
 def test_paddle_sampler_shuffles_by_seed_and_epoch() -> None:
     """paddle's own DistributedBatchSampler shuffles by the epoch alone; the library's mixes in
     the run's seed (as torch's DistributedSampler does), and windows() sets the epoch."""
-    pytest.importorskip("paddle")
+    require("paddle")
     from paddle.io import DataLoader
 
     from deepspark_workload.core import _one_pass
@@ -307,3 +309,14 @@ def test_paddle_sampler_shuffles_by_seed_and_epoch() -> None:
     assert order(7, 0) != order(7, 1) and order(7, 0) != order(8, 0)
     halves = order(7, 0, 0, 2) + order(7, 0, 1, 2)  # two ranks: disjoint shares of one order
     assert sorted(halves) == data
+
+
+def test_warmup_cosine_schedule() -> None:
+    from deepspark_workload.schedules import warmup_cosine
+
+    factor = warmup_cosine(0.1, 100)  # 10 warmup steps of 100
+    assert factor(0) == pytest.approx(0.1)  # 1/10 of the way up, cosine still ~1
+    assert factor(9) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.09)))  # warmup done
+    assert factor(50) == pytest.approx(0.5)  # halfway down the cosine
+    assert 0 < factor(99) < 1e-3  # next to zero at the end
+    assert warmup_cosine(0.0, 10)(0) == pytest.approx(1.0)  # no warmup asked: one step of it

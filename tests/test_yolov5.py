@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from deepspark_workload import ContractError
-from workload_runs import converge, load_module, parameters, spec, speed
+from workload_runs import converge, load_module, parameters, spec
 
 NAME = "yolov5"
 PRESETS = spec(NAME)["configs"]
@@ -262,20 +262,3 @@ def test_full_speed_batches() -> None:
 def test_mini_converge(tmp_path: Path) -> None:
     log = converge(NAME, tmp_path)
     assert {e["key"]: e for e in log}["framework"]["metadata"]["device"] == "cpu"
-
-
-@pytest.mark.slow
-def test_mini_speed_two_ranks(tmp_path: Path) -> None:
-    log = speed(NAME, tmp_path, ranks=2)
-    assert {e["key"]: e for e in log}["global_batch_size"]["value"] == 2 * 32
-
-
-@pytest.mark.slow
-def test_mini_speed_bf16(tmp_path: Path) -> None:
-    speed(NAME, tmp_path, DS_PRECISION="bf16")
-
-
-@pytest.mark.slow
-def test_mini_speed_amp(tmp_path: Path) -> None:
-    """fp16 autocast with loss scaling; a smaller batch, as fp16 is slow on a CPU."""
-    speed(NAME, tmp_path, DS_PRECISION="amp", DS_BATCH_SIZE="8")

@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from deepspark_workload import Workload
+from deepspark_workload.schedules import warmup_cosine
 
 import data
 from metrics import next_token_hits
@@ -54,9 +55,8 @@ with Workload.from_env(__file__) as wl:
         fused=wl.device.type == "cuda",
     )
     total = wl.total_steps(train_batches)
-    warmup = max(1, round(cfg["warmup"] * total))
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then cosine decay to zero
-        optimizer, lambda s: min(1, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / total))
+        optimizer, warmup_cosine(cfg["warmup"], total)
     )
 
     wl.start()

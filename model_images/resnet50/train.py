@@ -4,14 +4,13 @@ mini: a small ResNet on 8x8 digits, seconds on a CPU. full: ResNet-50 on 224x224
 (converge) or synthetic batches of that shape (speed). See workload.toml for the presets.
 """
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from deepspark_workload import Workload, vision
+from deepspark_workload.schedules import warmup_cosine
 
 from model import ResNet
 
@@ -45,9 +44,8 @@ with Workload.from_env(__file__) as wl:
         model.parameters(), lr, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]
     )
     total = wl.total_steps(train_batches)
-    warmup = max(1, round(cfg["warmup"] * total))
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then cosine decay to zero
-        optimizer, lambda s: min(1, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / total))
+        optimizer, warmup_cosine(cfg["warmup"], total)
     )
 
     wl.start()

@@ -5,14 +5,13 @@ mini: a small ResNet on 8x8 digits, seconds on a CPU. full: ResNet-50 on 224x224
 (converge) or synthetic batches of that shape (speed). See workload.toml for the presets.
 """
 
-import math
-
 import paddle
 import paddle.nn.functional as F
 from paddle import nn
 from paddle.io import DataLoader
 
 from deepspark_workload.paddle_workload import Workload
+from deepspark_workload.schedules import warmup_cosine
 
 import data
 from model import ResNet
@@ -40,9 +39,8 @@ with Workload.from_env(__file__) as wl:
 
     lr = cfg["lr"] * wl.global_batch_size / cfg["lr_batch"]  # linear scaling (Goyal et al. 2017)
     total = wl.total_steps(train_batches)
-    warmup = max(1, round(cfg["warmup"] * total))
     schedule = paddle.optimizer.lr.LambdaDecay(  # linear warmup, then cosine decay to zero
-        lr, lambda s: min(1, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / total))
+        lr, warmup_cosine(cfg["warmup"], total)
     )
     optimizer = paddle.optimizer.Momentum(  # SGD with momentum; weight decay on the gradient
         schedule,

@@ -4,8 +4,6 @@ mini: a tiny Wave-MLP on 8x8 digits, seconds on a CPU. full: Wave-MLP-T on 224x2
 (converge) or synthetic batches of that shape (speed). See workload.toml for the presets.
 """
 
-import math
-
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -13,6 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from deepspark_workload import Workload, vision
+from deepspark_workload.schedules import warmup_cosine
 
 import metrics
 from model import WaveMLP
@@ -51,9 +50,8 @@ with Workload.from_env(__file__) as wl:
     lr = cfg["lr"] * wl.global_batch_size / cfg["lr_batch"]  # scaled linearly with the batch
     optimizer = torch.optim.AdamW(groups, lr, betas=(0.9, 0.999), eps=1e-8)
     total = wl.total_steps(train_batches)
-    warmup = max(1, round(cfg["warmup"] * total))
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then cosine decay to zero
-        optimizer, lambda s: min(1, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / total))
+        optimizer, warmup_cosine(cfg["warmup"], total)
     )
     mixing = cfg["mixup"] > 0 or cfg["cutmix"] > 0
 
