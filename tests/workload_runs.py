@@ -10,13 +10,16 @@ its own copy:
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from deepspark_agent.contract import RunSpec
+from deepspark_agent.runtime.base import Launch, argv
+from deepspark_agent.workloads import load_workload
 
 MODEL_IMAGES = Path(__file__).resolve().parents[1] / "model_images"
 SETUP = [
@@ -67,22 +70,15 @@ def environ(workload: str, out: Path, **env: str) -> dict[str, str]:
 def run(
     workload: str, out: Path, *, ranks: int = 1, timeout: float = 300, **env: str
 ) -> subprocess.CompletedProcess:
-    """train.py as the agent starts it: directly, or for several ranks through the launcher
-    its workload.toml names (paddle.distributed.launch), else torchrun."""
-    launcher = [sys.executable]
-    own = spec(workload).get("launcher")
-    if ranks > 1 and own:  # filled in as the agent's runtime/base.py argv() fills it
-        launcher += [arg.format(nproc=ranks, out_dir=out) for arg in own]
-    elif ranks > 1:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        launcher += ["-m", "torch.distributed.run", "--nproc-per-node", str(ranks)]
-        launcher += ["--master-port", str(port)]
-    command = [*launcher, str(MODEL_IMAGES / workload / "train.py")]
+    """train.py as the agent's process runtime starts it (runtime/base.py's argv): directly,
+    or for several ranks through torchrun or the launcher its workload.toml names."""
+    path = MODEL_IMAGES / workload
+    run_spec = RunSpec(model=workload, config="mini", mode="speed", seed=0, nproc=ranks)
+    command = argv(Launch(load_workload(path), run_spec, out), python=sys.executable)
     return subprocess.run(
-        command, env=environ(workload, out, **env), capture_output=True, text=True, timeout=timeout
-    )
+        command, cwd=path, env=environ(workload, out, **env), capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
 
 
 def events(out: Path) -> list[dict]:

@@ -361,7 +361,7 @@ def up(
     )
     err_console.print(f"evaluation: {root}", highlight=False)
     live = err_console if as_json else console
-    results: list[Result] = []
+    models: list[tuple[Result, Path]] = []  # node 0's results, with their run sets
     outcomes: list[evaluations.ModelOutcome] = []
     try:
         for index, (entry, workload) in enumerate(entries):
@@ -382,7 +382,7 @@ def up(
                 if not as_json:
                     print_result(result, console)
                 _finish(run_set, result, as_json, collector)
-                results.append(result)
+                models.append((result, run_set))
                 succeeded = any(r.status == "success" for r in result.runs)
             outcome = evaluations.ModelOutcome(
                 model=workload.name, run_set=run_set.name, succeeded=succeeded
@@ -395,8 +395,8 @@ def up(
             highlight=False,
         )
         raise typer.Exit(130) from None
+    results = [result for result, _ in models]
     if results:  # node 0: the evaluation's own reports, all models side by side
-        models = list(zip(results, evaluations.run_sets(root), strict=True))
         (root / "report.md").write_text(markdown_table(results) + "\n")
         (root / "report.html").write_text(html_suite_report(root.name, models))
     evaluations.finish(root, outcomes)

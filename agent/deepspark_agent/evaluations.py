@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from deepspark_agent.files import read_json, write_json
+from deepspark_agent.files import read_json, stamped_path, write_json
 from deepspark_agent.results import PLAN_FILE
 from deepspark_agent.suites import Suite, SuiteError
 
@@ -48,11 +48,7 @@ def start(out: Path, suite: Suite, node_devices: int, nnodes: int = 1) -> tuple[
         node_devices=node_devices,
         nnodes=nnodes,
     )
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    path, n = out / f"{suite.name}-{stamp}", 1
-    while path.exists():
-        n += 1
-        path = out / f"{suite.name}-{stamp}.{n}"
+    path = stamped_path(out, suite.name)
     path.mkdir(parents=True)
     write_json(path / EVALUATION_FILE, evaluation)
     return path, evaluation

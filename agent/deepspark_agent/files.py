@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,3 +61,13 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def write_json(path: Path, model: BaseModel) -> None:
     write_atomic(path, (model.model_dump_json(indent=2) + "\n").encode())
+
+
+def stamped_path(parent: Path, name: str) -> Path:
+    """parent/NAME-YYYYmmdd-HHMMSS (UTC), not yet taken: .2, .3, ... for two in one second."""
+    base = parent / f"{name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}.{n}")
+    return path

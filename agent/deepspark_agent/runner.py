@@ -27,7 +27,7 @@ from deepspark_agent.assess import assess
 from deepspark_agent.contract import Mode, Precision, RunSpec
 from deepspark_agent.devices import describe_system
 from deepspark_agent.events import TOKEN, parse_line
-from deepspark_agent.files import write_json
+from deepspark_agent.files import stamped_path, write_json
 from deepspark_agent.results import (
     EVENTS_FILE,
     PLAN_FILE,
@@ -113,13 +113,7 @@ def make_plan(req: Request, runtime: str, runs: list[PlannedRun] | None = None) 
 
 def run_set_dir(out_root: Path, req: Request) -> Path:
     """A new directory name under out_root: model, config, mode and the time."""
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    base = out_root / f"{req.workload.name}-{req.config}-{req.mode}-{stamp}"
-    path, n = base, 1
-    while path.exists():  # two run sets in the same second
-        n += 1
-        path = base.with_name(f"{base.name}.{n}")
-    return path
+    return stamped_path(out_root, f"{req.workload.name}-{req.config}-{req.mode}")
 
 
 class _LiveLog:

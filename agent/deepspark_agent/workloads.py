@@ -94,14 +94,16 @@ def find_implementation(model: str, framework: str | None, root: Path | None = N
     named model."""
     if framework is None:
         return find_workload(model, root)
-    found = [w for w in list_workloads(root) if w.model == model and w.framework == framework]
-    if not found:
-        have = [w.framework for w in list_workloads(root) if w.model == model]
+    implementations: dict[str, Workload] = {}  # the first in name order, per framework
+    for w in list_workloads(root):
+        if w.model == model:
+            implementations.setdefault(w.framework, w)
+    if framework not in implementations:
         raise WorkloadError(
             f"no {framework} workload implements {model!r} "
-            f"(it has: {', '.join(have) or 'no workload at all'})"
+            f"(it has: {', '.join(implementations) or 'no workload at all'})"
         )
-    return found[0]
+    return implementations[framework]
 
 
 def find_workload(name: str, root: Path | None = None) -> Workload:
