@@ -58,6 +58,7 @@ class Workload(core.BaseWorkload):
 
     def _teardown(self) -> None:
         if dist.is_initialized():
+            dist.barrier()  # no rank tears down gloo while a peer still talks to it
             dist.destroy_process_group()
 
     def _sync(self) -> None:
