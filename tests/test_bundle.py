@@ -21,16 +21,17 @@ import pytest
 from docker.errors import DockerException, ImageNotFound
 
 from deepspark_agent.bundle import (
-    MAX_META_HEADER,
     SCHEMA_VERSION,
     BundleError,
     Manifest,
     _TarWriter,
+    check_bundle,
     create_bundle,
     image_file_name,
     import_bundle,
     verify_bundle,
 )
+from deepspark_agent.safetar import META_HEADER_LIMIT
 
 SUITE = b'name = "offline"\n\n[[workloads]]\nmodel = "sleeper"\nstability_runs = 2\n'
 TAG = "deepspark-test/tiny:1"
@@ -265,8 +266,8 @@ def test_total_size_cap(lab: Lab) -> None:
 
 def test_oversized_pax_header_is_not_read_into_memory(lab: Lab) -> None:
     pax = tarfile.TarInfo("././@PaxHeader")
-    pax.type, pax.size = tarfile.XHDTYPE, MAX_META_HEADER + 1
-    lab.bundle.write_bytes(pax.tobuf(tarfile.USTAR_FORMAT) + bytes(MAX_META_HEADER + 2048))
+    pax.type, pax.size = tarfile.XHDTYPE, META_HEADER_LIMIT + 1
+    lab.bundle.write_bytes(pax.tobuf(tarfile.USTAR_FORMAT) + bytes(META_HEADER_LIMIT + 2048))
     lab.refused(r"extended header of 1048577 bytes")
 
 
@@ -295,7 +296,7 @@ MANIFESTS: dict[str, tuple[Callable[[dict[str, bytes]], bytes], str]] = {
         ).encode(),
         r"images.0.id",
     ),
-    "too large": (lambda f: b" " * (2**20 + 1), "over the 1 MiB limit"),
+    "too large": (lambda f: b" " * (2**20 + 1), "1048577 bytes, over the limit of 1048576"),
 }
 
 
@@ -343,7 +344,7 @@ def test_compressed_bundle_is_refused_without_decompressing(lab: Lab) -> None:
     # A bomb: 16 MiB of zeros compressed once, the member repeated to 1 GiB (gzip allows
     # concatenated members); refused on its magic bytes, nothing decompressed.
     lab.bundle.write_bytes(gzip.compress(bytes(16 * 2**20), compresslevel=9) * 64)
-    lab.refused(r"compressed \(gzip\); a bundle is an uncompressed tar")
+    lab.refused(r"compressed \(gzip\); only an uncompressed tar is read")
 
 
 def _offsets(path: Path) -> dict[str, tuple[int, int]]:
@@ -536,7 +537,7 @@ def make_fake_bundle(tmp_path: Path, suite_file: Path, image: FakeImage) -> Path
 def test_import_loads_and_checks_the_id(tmp_path: Path, suite_file: Path) -> None:
     bundle = make_fake_bundle(tmp_path, suite_file, FakeImage(b'{"a": 1}', [TAG]))
     client = fake_client()
-    manifest = import_bundle(bundle, client, tmp_path)
+    manifest = import_bundle(bundle, lambda _: client, tmp_path)
     assert client.images.get(TAG).id == manifest.images[0].id == "sha256:" + sha(b'{"a": 1}')
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar", "offline.toml"]  # workdir clean
 
@@ -544,19 +545,16 @@ def test_import_loads_and_checks_the_id(tmp_path: Path, suite_file: Path) -> Non
 def test_import_tags_an_untagged_save(tmp_path: Path, suite_file: Path) -> None:
     bundle = make_fake_bundle(tmp_path, suite_file, FakeImage(b"{}", [TAG], save_tags=[]))
     client = fake_client()
-    import_bundle(bundle, client)
+    import_bundle(bundle, lambda _: client)
     assert client.images.get(TAG).id == "sha256:" + sha(b"{}")
 
 
 def test_import_refuses_a_flipped_byte_before_loading(tmp_path: Path, suite_file: Path) -> None:
     bundle = make_fake_bundle(tmp_path, suite_file, FakeImage(b"{}", [TAG]))
-    _, data = _offsets(bundle)[IMAGE_FILE]
-    raw = bytearray(bundle.read_bytes())
-    raw[data + 600] ^= 1
-    bundle.write_bytes(bytes(raw))
+    flip_a_byte(bundle)
     client = fake_client()
     with pytest.raises(BundleError, match="sha256 mismatch"):
-        import_bundle(bundle, client)
+        import_bundle(bundle, lambda _: client)
     assert client.images.loads == 0
 
 
@@ -567,7 +565,7 @@ def test_import_refuses_an_image_tar_that_tags_something_else(
     bundle = make_fake_bundle(tmp_path, suite_file, image)
     client = fake_client()
     with pytest.raises(BundleError, match="would also tag ubuntu:latest"):
-        import_bundle(bundle, client)
+        import_bundle(bundle, lambda _: client)
     assert client.images.loads == 0
 
 
@@ -576,7 +574,64 @@ def test_import_refuses_an_id_other_than_the_manifests(tmp_path: Path, suite_fil
     client = fake_client()
     client.images.load = lambda f: [FakeImage(b"other", [TAG])]
     with pytest.raises(BundleError, match=r"loaded sha256:\w+, the manifest says sha256:"):
-        import_bundle(bundle, client)
+        import_bundle(bundle, lambda _: client)
+
+
+# --- the commands, with no engine -----------------------------------------------------------
+
+
+@pytest.fixture
+def no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+
+
+def flip_a_byte(bundle: Path) -> None:
+    _, data = _offsets(bundle)[IMAGE_FILE]
+    raw = bytearray(bundle.read_bytes())
+    raw[data + 100] ^= 1
+    bundle.write_bytes(bytes(raw))
+
+
+def test_verify_checks_everything_with_no_engine(
+    cli: Any, no_engine: None, tmp_path: Path, suite_file: Path
+) -> None:
+    bundle = make_fake_bundle(tmp_path, suite_file, FakeImage(b"{}", [TAG]))
+    code, out, err = cli("bundle", "verify", str(bundle))
+    assert code == 0, err
+    assert IMAGE_FILE in out and TAG in out
+    assert f"verified {bundle}: suite offline, 2 files, 1 image(s)" in out
+    code, out, _ = cli("bundle", "verify", str(bundle), "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["verified"] and doc["suite"] == "offline"
+    assert [i["tag"] for i in doc["images"]] == [TAG]
+
+
+def test_verify_checks_the_image_tars(cli: Any, no_engine: None, lab: Lab) -> None:
+    write_tar(lab.bundle, valid_members())  # a consistent manifest; its image is no tar
+    code, out, err = cli("bundle", "verify", str(lab.bundle))
+    assert code == 1 and "verified" not in out
+    assert f"({TAG}): not a tar archive" in err and err.count("\n") == 1
+
+
+def test_import_verifies_then_says_no_engine_answers(
+    cli: Any, no_engine: None, tmp_path: Path, suite_file: Path
+) -> None:
+    bundle = make_fake_bundle(tmp_path, suite_file, FakeImage(b"{}", [TAG]))
+    code, out, err = cli("bundle", "import", str(bundle))
+    assert code == 1
+    assert f"verified {bundle}: 2 files, 1 image(s)" in out
+    assert err.startswith("error: no Docker engine answers") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", [["bundle", "import"], ["up", "--offline", "--bundle"]])
+def test_a_corrupt_bundle_is_reported_before_the_missing_engine(
+    cli: Any, no_engine: None, tmp_path: Path, suite_file: Path, command: list[str]
+) -> None:
+    bundle = make_fake_bundle(tmp_path, suite_file, FakeImage(b"{}", [TAG]))
+    flip_a_byte(bundle)
+    code, out, err = cli(*command, str(bundle))
+    assert code == 1 and "verified" not in out + err
+    assert f"member '{IMAGE_FILE}': sha256 mismatch" in err and "Docker" not in err
 
 
 # --- with a Docker engine -------------------------------------------------------------------
@@ -618,7 +673,10 @@ def test_docker_round_trip(
     with pytest.raises(ImageNotFound):
         docker_client.images.get(image_id)
 
-    assert import_bundle(bundle, docker_client, tmp_path) == manifest
+    with pytest.MonkeyPatch.context() as env:  # a lab with the bundle and no engine
+        env.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        assert check_bundle(bundle, tmp_path)[0] == manifest
+    assert import_bundle(bundle, lambda _: docker_client, tmp_path) == manifest
     assert docker_client.images.get(tag).id == image_id
 
 
@@ -640,7 +698,7 @@ def test_docker_flipped_byte_is_refused_and_nothing_loads(
     bundle.write_bytes(bytes(raw))
 
     with pytest.raises(BundleError, match="sha256 mismatch"):
-        import_bundle(bundle, docker_client, tmp_path)
+        import_bundle(bundle, lambda _: docker_client, tmp_path)
     for ref in (tag, image_id):
         with pytest.raises(ImageNotFound):
             docker_client.images.get(ref)

@@ -1,4 +1,4 @@
-"""Result bundles: hostile archives are refused before anything is written outside dest."""
+"""Result bundles: round trip and caps (hostile archives, on every way in: test_safetar.py)."""
 
 from __future__ import annotations
 
@@ -46,30 +46,9 @@ def test_an_unsigned_run_set_is_not_packed(tmp_path):
 STATEMENT = (member("statement.dsse.json"), b"{}")
 
 
-@pytest.mark.parametrize(
-    ("hostile", "problem"),
-    [
-        ((member("../escape"), b"x"), "unsafe name"),
-        ((member("/etc/passwd"), b"x"), "absolute path"),
-        ((member("link", tarfile.SYMTYPE, "/etc/passwd"), b""), "not a regular file"),
-        ((member("hard", tarfile.LNKTYPE, "statement.dsse.json"), b""), "not a regular file"),
-        ((member("fifo", tarfile.FIFOTYPE), b""), "not a regular file"),
-        ((member("dev", tarfile.CHRTYPE), b""), "not a regular file"),
-        ((member("statement.dsse.json"), b"{}"), "given twice"),
-    ],
-)
-def test_hostile_members_are_refused_and_nothing_is_left(tmp_path, hostile, problem):
-    bundle = make_tar(tmp_path / "b.tar", STATEMENT, hostile)
-    dest = tmp_path / "dest"
-    with pytest.raises(ResultBundleError, match=problem):
-        unpack(bundle, dest)
-    assert not (tmp_path / "escape").exists()
-    assert not dest.exists() or not any(dest.iterdir())
-
-
 def test_size_caps_and_missing_statement(tmp_path):
     big = make_tar(tmp_path / "big.tar", STATEMENT, (member("a"), b"x" * 100))
-    with pytest.raises(ResultBundleError, match="larger than 10 bytes"):
+    with pytest.raises(ResultBundleError, match="100 bytes, over the limit of 10"):
         unpack(big, tmp_path / "d", Limits(member_size=10))
     bare = make_tar(tmp_path / "bare.tar", (member("a"), b"x"))
     with pytest.raises(ResultBundleError, match="not a result bundle"):

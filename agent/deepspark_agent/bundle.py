@@ -8,9 +8,12 @@ seeking before a byte is extracted, and images can be streamed in without a seco
 The cost: `docker save` writes layers uncompressed, so a bundle is about the images' unpacked
 size. Compress it for transport if the link is slow; `verify_bundle` refuses a compressed one.
 
-Verification trusts nothing: every member is checked against the manifest (name, type, size)
-before extraction and against its sha256 after; any failure raises `BundleError` and removes
-what was written. The manifest is unsigned, so a bundle proves it is intact, not who made it.
+Verification trusts nothing: the archive goes through `safetar` (headers, names, types, sizes,
+tail), every member is checked against the manifest (name, size) before extraction and
+against its sha256 after, each image tar's structure and tags before any engine is asked;
+any failure raises `BundleError` and removes what was written. `check_bundle` does all of
+that with no engine at all. The manifest is unsigned, so a bundle proves it is intact, not
+who made it.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Literal, Self
@@ -37,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from deepspark_agent import __version__
 from deepspark_agent.files import first_error, read_toml
+from deepspark_agent.safetar import Archive, Limits, extraction, name_problem, read_archive
 from deepspark_agent.suites import Suite
 
 SCHEMA_VERSION = "deepspark.bundle/v1"
@@ -45,31 +49,10 @@ SUITE_NAME = "suite.toml"
 IMAGES_DIR = "images"
 DEFAULT_MAX_TOTAL = 64 * 2**30  # bytes extracted, all members together
 MAX_MANIFEST_SIZE = 2**20  # a manifest is read into memory; real ones are a few KiB
-MAX_META_HEADER = 2**20  # pax and GNU long-name headers, which tarfile reads into memory
 MAX_MEMBERS = 10_000  # a bundle has 2 + images; an image tar a few per layer
-CHUNK = 2**20
 BLOCK = tarfile.BLOCKSIZE
 
 Progress = Callable[[int, int], None]  # (bytes done, total); total is exact once done == total
-
-_NAME_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_MAX_NAME = 99  # one GNU header holds the name: see _TarWriter
-_COMPRESSED = {
-    b"\x1f\x8b": "gzip",
-    b"BZh": "bzip2",
-    b"\xfd7zXZ\x00": "xz",
-    b"\x28\xb5\x2f\xfd": "zstd",
-}
-_KIND = {
-    tarfile.SYMTYPE: "symlink",
-    tarfile.LNKTYPE: "hard link",
-    tarfile.CHRTYPE: "character device",
-    tarfile.BLKTYPE: "block device",
-    tarfile.FIFOTYPE: "FIFO",
-    tarfile.DIRTYPE: "directory",
-    tarfile.CONTTYPE: "contiguous file",
-    tarfile.GNUTYPE_SPARSE: "sparse file",
-}
 
 
 class BundleError(ValueError):
@@ -77,22 +60,6 @@ class BundleError(ValueError):
 
 
 # --- manifest -------------------------------------------------------------------------------
-
-
-def name_problem(name: str) -> str | None:
-    """Why `name` is not a safe member name (relative, plain parts, no `.` or `..`), or None."""
-    if not name:
-        return "empty name"
-    if name.startswith("/"):
-        return "absolute path"
-    for part in name.split("/"):
-        if part in ("", ".", ".."):
-            return f"unsafe name ({part or 'empty'!r} component)"
-        if not _NAME_PART.fullmatch(part):
-            return f"unsafe name ({part!r}: only letters, digits, '.', '_', '-')"
-    if len(name) > _MAX_NAME:
-        return f"name longer than {_MAX_NAME} characters"
-    return None
 
 
 class _Strict(BaseModel):
@@ -322,230 +289,41 @@ def _manifest_bytes(manifest: Manifest) -> bytes:
 # --- read -----------------------------------------------------------------------------------
 
 
-class _BoundedTarInfo(tarfile.TarInfo):
-    """Refuses oversized pax and long-name headers, which tarfile would read whole into memory."""
-
-    _META = (
-        tarfile.XHDTYPE,
-        tarfile.XGLTYPE,
-        tarfile.SOLARIS_XHDTYPE,
-        tarfile.GNUTYPE_LONGNAME,
-        tarfile.GNUTYPE_LONGLINK,
-    )
-
-    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
-        if self.type in self._META and self.size > MAX_META_HEADER:
-            raise tarfile.ReadError(f"extended header of {self.size} bytes at offset {self.offset}")
-        return super()._proc_member(tarfile_)
+def _limits(max_total: int) -> Limits:
+    return Limits(members=MAX_MEMBERS, member_size=max_total, total=max_total)
 
 
-@contextmanager
-def _open_tar(path: Path, label: str) -> Iterator[tuple[tarfile.TarFile, list[tarfile.TarInfo]]]:
-    """An uncompressed tar and its member headers, read by seeking (no data is read yet)."""
-    if not path.is_file():
-        raise BundleError(f"{label}: not a file")
-    size = path.stat().st_size
-    if size == 0:
-        raise BundleError(f"{label}: empty file")
-    with path.open("rb") as f:
-        magic = f.read(6)
-    for prefix, kind in _COMPRESSED.items():
-        if magic.startswith(prefix):
-            raise BundleError(f"{label}: compressed ({kind}); a bundle is an uncompressed tar")
-    try:
-        # Closed by `with tar` below; opening gets its own message, so not in one `with`.
-        tar = tarfile.open(path, mode="r:", tarinfo=_BoundedTarInfo)  # noqa: SIM115
-    except tarfile.TarError as exc:
-        raise BundleError(f"{label}: not a tar archive ({exc})") from None
-    with tar:
-        members = []
-        try:
-            while (member := tar.next()) is not None:
-                if len(members) == MAX_MEMBERS:
-                    raise BundleError(f"{label}: more than {MAX_MEMBERS} members")
-                members.append(member)
-        except tarfile.TarError as exc:
-            raise BundleError(f"{label}: truncated or corrupt tar archive ({exc})") from None
-        _check_tail(path, label, tar.offset, size)
-        yield tar, members
-
-
-def _check_tail(path: Path, label: str, end: int, size: int) -> None:
-    """The end-of-archive marker, then only zeros: tarfile stops quietly at a corrupt header."""
-    if end >= size:
-        raise BundleError(f"{label}: truncated (no end-of-archive marker)")
-    with path.open("rb") as f:
-        f.seek(end)
-        while chunk := f.read(CHUNK):
-            if chunk.count(0) != len(chunk):
-                raise BundleError(
-                    f"{label}: truncated or corrupt header, or data after the end, at offset {end}"
-                )
-            end += len(chunk)
-    if end != size:  # the file changed under us
-        raise BundleError(f"{label}: changed while being read")
-
-
-def _member_problem(member: tarfile.TarInfo) -> str | None:
-    if problem := name_problem(member.name):
-        return problem
-    if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
-        return f"not a regular file ({_KIND.get(member.type, f'type {member.type!r}')})"
-    return None
-
-
-def _check_members(label: str, members: list[tarfile.TarInfo]) -> dict[str, tarfile.TarInfo]:
-    by_name: dict[str, tarfile.TarInfo] = {}
-    seen: set[str] = set()
-    for member in members:
-        if problem := _member_problem(member):
-            raise BundleError(f"{label}: member {member.name!r}: {problem}")
-        if member.name.casefold() in seen:
-            raise BundleError(f"{label}: member {member.name!r}: duplicate name")
-        seen.add(member.name.casefold())
-        by_name[member.name] = member
-    return by_name
-
-
-def _read_manifest(
-    label: str, tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]
-) -> tuple[Manifest, bytes]:
-    member = members.get(MANIFEST_NAME)
+def _read_manifest(archive: Archive) -> tuple[Manifest, bytes]:
+    member = archive.member(MANIFEST_NAME)
     if member is None:
-        raise BundleError(f"{label}: no {MANIFEST_NAME}")
-    if member.size > MAX_MANIFEST_SIZE:
-        raise BundleError(f"{label}: {MANIFEST_NAME}: {member.size} bytes, over the 1 MiB limit")
-    raw = _read_small(label, tar, member)
+        raise BundleError(f"{archive.label}: no {MANIFEST_NAME}")
+    raw = archive.read_small(member, MAX_MANIFEST_SIZE)
     try:
         return Manifest.model_validate_json(raw), raw
     except ValidationError as exc:
-        raise BundleError(first_error(Path(f"{label}: {MANIFEST_NAME}"), exc)) from None
+        raise BundleError(first_error(Path(f"{archive.label}: {MANIFEST_NAME}"), exc)) from None
 
 
-def _read_small(label: str, tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
-    try:
-        src = tar.extractfile(member)
-        assert src is not None  # a regular file, checked
-        raw = src.read(member.size + 1)
-    except tarfile.TarError as exc:
-        raise BundleError(f"{label}: member {member.name!r}: unreadable ({exc})") from None
-    if len(raw) != member.size:
-        raise BundleError(f"{label}: member {member.name!r}: truncated")
-    return raw
-
-
-def _check_against_manifest(
-    label: str, members: dict[str, tarfile.TarInfo], manifest: Manifest, max_total: int
-) -> None:
+def _check_against_manifest(archive: Archive, manifest: Manifest) -> None:
+    """The archive holds exactly the manifest's files, each of its declared size."""
     listed = {f.name for f in manifest.files}
-    for name in members:
-        if name != MANIFEST_NAME and name not in listed:
-            raise BundleError(f"{label}: member {name!r}: not listed in the manifest")
+    for member in archive.members:
+        if member.name != MANIFEST_NAME and member.name not in listed:
+            raise BundleError(
+                f"{archive.label}: member {member.name!r}: not listed in the manifest"
+            )
     for entry in manifest.files:
-        member = members.get(entry.name)
+        where = f"{archive.label}: member {entry.name!r}"
+        member = archive.member(entry.name)
         if member is None:
-            raise BundleError(
-                f"{label}: member {entry.name!r}: in the manifest, not in the archive"
-            )
+            raise BundleError(f"{where}: in the manifest, not in the archive")
         if member.size != entry.size:
-            raise BundleError(
-                f"{label}: member {entry.name!r}: {member.size} bytes, "
-                f"the manifest declares {entry.size}"
-            )
-    if manifest.total_size > max_total:
-        raise BundleError(
-            f"{label}: {manifest.total_size} bytes to extract, over the limit of {max_total}"
-        )
+            raise BundleError(f"{where}: {member.size} bytes, the manifest declares {entry.size}")
 
 
-# --- extract --------------------------------------------------------------------------------
-
-
-@dataclass
-class _Extraction:
-    """What verify_bundle created under dest, so that a failure can remove exactly that."""
-
-    dest: Path
-    created: list[Path] = field(default_factory=list)
-
-    def begin(self) -> None:
-        """dest must be absent or empty: extraction never overwrites or mixes with other files."""
-        if self.dest.is_symlink() or (self.dest.exists() and not self.dest.is_dir()):
-            raise BundleError(f"{self.dest}: not a directory")
-        if self.dest.is_dir():
-            if any(self.dest.iterdir()):
-                raise BundleError(f"{self.dest}: not empty")
-        else:
-            missing = [p for p in (self.dest, *self.dest.parents) if not p.exists()]
-            self.dest.mkdir(parents=True)
-            self.created.extend(reversed(missing))
-
-    def target(self, name: str) -> Path:
-        """dest/name, its parent folders created; refuses any path that leaves dest."""
-        root = self.dest.resolve()
-        path = root.joinpath(*name.split("/"))
-        if root not in path.parents:
-            raise BundleError(f"{name}: outside {root}")
-        for parent in reversed(path.parents):
-            if root not in parent.parents:
-                continue
-            if parent.is_symlink() or (parent.exists() and not parent.is_dir()):
-                raise BundleError(f"{name}: {parent} is not a plain directory")
-            if not parent.exists():
-                parent.mkdir()
-                self.created.append(parent)
-        return path
-
-    def open_new(self, path: Path) -> IO[bytes]:
-        """Create path, failing if anything (a symlink included) is already there."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(path, flags, 0o644)
-        self.created.append(path)
-        return os.fdopen(fd, "wb")
-
-    def undo(self) -> None:
-        for path in reversed(self.created):
-            with suppress(OSError):
-                if path.is_dir() and not path.is_symlink():
-                    path.rmdir()
-                else:
-                    path.unlink()
-        self.created.clear()
-
-
-def _extract(
-    label: str, tar: tarfile.TarFile, member: tarfile.TarInfo, entry: FileEntry, out: _Extraction
-) -> None:
-    """Copy one member to dest, stopping at the first byte past its declared size."""
-    where = f"{label}: member {entry.name!r}"
-    digest, size = hashlib.sha256(), 0
+def _check_suite(label: str, path: Path) -> Suite:
     try:
-        src = tar.extractfile(member)
-        assert src is not None  # a regular file, checked
-        with out.open_new(out.target(entry.name)) as dst:
-            while chunk := src.read(min(CHUNK, entry.size + 1 - size)):
-                size += len(chunk)
-                if size > entry.size:
-                    raise BundleError(f"{where}: larger than the declared {entry.size} bytes")
-                digest.update(chunk)
-                dst.write(chunk)
-    except tarfile.TarError as exc:
-        raise BundleError(f"{where}: unreadable ({exc})") from None
-    if size != entry.size:
-        raise BundleError(f"{where}: truncated at {size} of {entry.size} bytes")
-    if digest.hexdigest() != entry.sha256:
-        raise BundleError(f"{where}: sha256 mismatch (corrupt or altered)")
-
-
-def _check_space(dest: Path, needed: int) -> None:
-    free = shutil.disk_usage(dest).free
-    if needed > free:
-        raise BundleError(f"{dest}: {needed} bytes needed to extract, {free} free")
-
-
-def _check_suite(label: str, path: Path) -> None:
-    try:
-        read_toml(path, Suite, BundleError)
+        return read_toml(path, Suite, BundleError)
     except BundleError as exc:
         raise BundleError(f"{label}: {exc}") from None
 
@@ -557,23 +335,21 @@ def verify_bundle(path: Path, dest: Path, max_total: int = DEFAULT_MAX_TOTAL) ->
     manifest; on any failure, BundleError, and dest is as it was.
     """
     label = str(path)
-    out = _Extraction(dest)
-    out.begin()
-    try:
-        with _open_tar(path, label) as (tar, headers):
-            members = _check_members(label, headers)
-            manifest, raw = _read_manifest(label, tar, members)
-            _check_against_manifest(label, members, manifest, max_total)
-            _check_space(dest, manifest.total_size)
-            for member in headers:  # archive order: one pass forward through the file
-                if member.name != MANIFEST_NAME:
-                    _extract(label, tar, member, manifest.file(member.name), out)
+    with extraction(dest, BundleError) as out:
+        with read_archive(path, label, _limits(max_total), BundleError) as archive:
+            manifest, raw = _read_manifest(archive)
+            _check_against_manifest(archive, manifest)
+            out.check_space(manifest.total_size)
+            for member in archive.members:  # archive order: one pass forward through the file
+                if member.name == MANIFEST_NAME:
+                    continue
+                if archive.extract(member, out) != manifest.file(member.name).sha256:
+                    raise BundleError(
+                        f"{label}: member {member.name!r}: sha256 mismatch (corrupt or altered)"
+                    )
         with out.open_new(out.target(MANIFEST_NAME)) as f:
             f.write(raw)
         _check_suite(label, dest / SUITE_NAME)
-    except BaseException:
-        out.undo()
-        raise
     return manifest
 
 
@@ -590,26 +366,25 @@ def _qualified(tag: str) -> str:
     return f"docker.io/{tag}"
 
 
-def _image_names(label: str, tar: tarfile.TarFile, members: list[tarfile.TarInfo]) -> set[str]:
+def _image_names(archive: Archive) -> set[str]:
     """Every name `docker load` would give the images in this `docker save` tar."""
+    label = archive.label
     meta: dict[str, tarfile.TarInfo] = {}
-    for member in members:
+    for member in archive.members:
         name = posixpath.normpath("/" + member.name).lstrip("/")
         if name in (MANIFEST_NAME, "index.json"):
-            if name in meta or not member.isreg():
-                raise BundleError(f"{label}: {name}: not exactly one regular file")
-            if member.size > MAX_MANIFEST_SIZE:
-                raise BundleError(f"{label}: {name}: {member.size} bytes, over the 1 MiB limit")
+            if name in meta:
+                raise BundleError(f"{label}: {name}: given twice")
             meta[name] = member
     if MANIFEST_NAME not in meta:
         raise BundleError(f"{label}: no {MANIFEST_NAME}; not a `docker save` archive")
     try:
-        docker_manifest = json.loads(_read_small(label, tar, meta[MANIFEST_NAME]))
+        docker_manifest = json.loads(archive.read_small(meta[MANIFEST_NAME], MAX_MANIFEST_SIZE))
         if not isinstance(docker_manifest, list) or len(docker_manifest) != 1:
             raise BundleError(f"{label}: {MANIFEST_NAME} must list exactly one image")
         names = set(docker_manifest[0].get("RepoTags") or [])
         if "index.json" in meta:
-            index = json.loads(_read_small(label, tar, meta["index.json"]))
+            index = json.loads(archive.read_small(meta["index.json"], MAX_MANIFEST_SIZE))
             for m in index.get("manifests") or []:
                 names.add((m.get("annotations") or {}).get("io.containerd.image.name", ""))
     except (ValueError, TypeError, AttributeError) as exc:
@@ -617,15 +392,16 @@ def _image_names(label: str, tar: tarfile.TarFile, members: list[tarfile.TarInfo
     return names - {""}
 
 
-def _check_image_tar(path: Path, image: ImageEntry) -> None:
-    """Refuse an image tar that names anything but its manifest tag.
+def _check_image_tar(path: Path, image: ImageEntry, max_total: int) -> None:
+    """Refuse an image tar that is not a sound tar, or names anything but its manifest tag.
 
-    Loading it would move that other tag on this host. This catches a mix-up or a crude
-    forgery; a consistent forgery needs a signed manifest to catch.
+    Its members may be links and folders (`docker save` writes both): the engine, not the
+    agent, unpacks it. Loading a tar naming another tag would move that tag on this host.
+    This catches a mix-up or a crude forgery; a consistent forgery needs a signed manifest.
     """
     label = f"{path.name} ({image.tag})"
-    with _open_tar(path, label) as (tar, members):
-        names = _image_names(label, tar, members)
+    with read_archive(path, label, _limits(max_total), BundleError, plain=False) as archive:
+        names = _image_names(archive)
     foreign = names - {image.tag, _qualified(image.tag)}
     if foreign:
         raise BundleError(f"{label}: would also tag {', '.join(sorted(foreign))}")
@@ -649,23 +425,42 @@ def _load(client: docker.DockerClient, path: Path, image: ImageEntry) -> None:
         raise BundleError(f"image {image.tag}: the engine refused it: {exc}") from None
 
 
-def import_bundle(
-    path: Path,
-    client: docker.DockerClient,
-    workdir: Path | None = None,
-    max_total: int = DEFAULT_MAX_TOTAL,
-    suite_to: Path | None = None,
-) -> Manifest:
-    """Verify the whole bundle, then load its images; nothing loads unless everything checks.
-
-    workdir holds the extracted copy while loading (default: the system temp dir); it needs
-    room for the bundle's contents. suite_to, if given, receives the bundle's (checked) suite.
-    """
+@contextmanager
+def _verified(path: Path, workdir: Path | None, max_total: int) -> Iterator[tuple[Manifest, Path]]:
+    """The bundle checked (all but loading) and extracted into a temporary directory."""
     with tempfile.TemporaryDirectory(prefix="deepspark-bundle-", dir=workdir) as tmp:
         dest = Path(tmp) / "bundle"
         manifest = verify_bundle(path, dest, max_total)
         for image in manifest.images:
-            _check_image_tar(dest / image.file, image)
+            _check_image_tar(dest / image.file, image, max_total)
+        yield manifest, dest
+
+
+def check_bundle(
+    path: Path, workdir: Path | None = None, max_total: int = DEFAULT_MAX_TOTAL
+) -> tuple[Manifest, Suite]:
+    """Everything `import_bundle` checks before it loads, with no engine: manifest, every
+    file's sha256, the image tars, the suite. workdir (default: the system temp dir) holds
+    the extracted copy meanwhile and needs room for the bundle's contents."""
+    with _verified(path, workdir, max_total) as (manifest, dest):
+        return manifest, _check_suite(str(path), dest / SUITE_NAME)
+
+
+def import_bundle(
+    path: Path,
+    connect: Callable[[Manifest], docker.DockerClient],
+    workdir: Path | None = None,
+    max_total: int = DEFAULT_MAX_TOTAL,
+    suite_to: Path | None = None,
+) -> Manifest:
+    """Verify the whole bundle, then connect to the engine and load its images.
+
+    Nothing loads unless everything checks, and no engine is asked before: a lab without
+    one learns first whether the bundle is sound. `connect` gets the verified manifest and
+    returns the engine's client. suite_to, if given, receives the bundle's (checked) suite.
+    """
+    with _verified(path, workdir, max_total) as (manifest, dest):
+        client = connect(manifest)
         for image in manifest.images:
             _load(client, dest / image.file, image)
         if suite_to is not None:

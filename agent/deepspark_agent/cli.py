@@ -12,8 +12,7 @@ from rich.table import Table
 
 from deepspark_agent import __version__, evaluations
 from deepspark_agent.assess import assess
-from deepspark_agent.bundle import import_bundle
-from deepspark_agent.cli_images import bundle_app, images_app
+from deepspark_agent.cli_images import bundle_app, images_app, import_offline
 from deepspark_agent.cli_signing import ensure_key, keys_app, sign_if_keyed, verify
 from deepspark_agent.cli_submit import CollectorOpt, pack_command, submit_after_run, submit_command
 from deepspark_agent.console import JsonOpt, console, err_console, user_errors
@@ -446,10 +445,7 @@ def _load_bundle(path: Path, suite: str | None) -> Suite:
     """Verify and load an offline bundle's images; its suite, unless one is named."""
     with tempfile.TemporaryDirectory(prefix="deepspark-suite-") as tmp:
         kept = Path(tmp) / "suite.toml"
-        with err_console.status(f"verifying {path}"):
-            manifest = import_bundle(path, engine(), suite_to=kept)
-        for image in manifest.images:
-            err_console.print(f"loaded {image.tag} {image.id}", highlight=False)
+        import_offline(path, err_console, suite_to=kept)
         # The bundle's data_dir entries are relative to where the bundle lies.
         return load_suite(suite) if suite else load_suite(str(kept), base=path.parent)
 

@@ -5,10 +5,8 @@ names relative to the run set; nothing else (the derived `result.json` and `repo
 recomputed by whoever verifies). The statement's subjects are its manifest of sha256s, so
 the bundle carries no manifest of its own: `signing.verify_subjects` checks every byte.
 
-Reading trusts nothing. `unpack` takes an uncompressed tar only (every header size is then
-the real size), refuses any member that is not a regular file with a safe relative name
-(`bundle.name_problem`: no absolute paths, `..`, links, devices, FIFOs, directories), a name
-given twice, too many members, or more bytes than the caps, before a byte is written; it
+Reading trusts nothing: `safetar` checks every header (regular files with safe relative
+names, each once, within `Limits`) and the archive's end before a byte is written. `unpack`
 writes only into a fresh directory it creates under `dest`, and removes it on any failure.
 """
 
@@ -18,16 +16,19 @@ import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepspark_agent import safetar
 from deepspark_agent.attest import STATEMENT_FILE, artifacts
-from deepspark_agent.bundle import name_problem
+from deepspark_agent.safetar import Archive, name_problem, read_archive
 
 MAX_MEMBERS = 10_000
 MAX_MEMBER_SIZE = 256 * 2**20
 MAX_TOTAL = 1 * 2**30
-CHUNK = 2**20
+MAX_STATEMENT_SIZE = 64 * 2**20  # read into memory to hash it
 
 
 class ResultBundleError(ValueError):
@@ -35,7 +36,7 @@ class ResultBundleError(ValueError):
 
 
 @dataclass(frozen=True)
-class Limits:
+class Limits(safetar.Limits):
     """What `unpack` accepts: members, bytes per member, bytes in all."""
 
     members: int = MAX_MEMBERS
@@ -79,82 +80,36 @@ def _add(tar: tarfile.TarFile, name: str, path: Path) -> None:
         tar.addfile(info, file)
 
 
+@contextmanager
+def _read(bundle: Path, limits: Limits) -> Iterator[Archive]:
+    """The bundle's archive, every header checked, with its statement."""
+    with read_archive(bundle, bundle.name, limits, ResultBundleError) as archive:
+        if archive.member(STATEMENT_FILE) is None:
+            raise ResultBundleError(f"{bundle.name}: no {STATEMENT_FILE}: not a result bundle")
+        yield archive
+
+
+def read_statement(bundle: Path, limits: Limits = Limits()) -> bytes:
+    """The statement of a result bundle whose every header checks; nothing is extracted."""
+    with _read(bundle, limits) as archive:
+        member = archive.member(STATEMENT_FILE)
+        assert member is not None  # checked by _read
+        return archive.read_small(member, MAX_STATEMENT_SIZE)
+
+
 def unpack(bundle: Path, dest: Path, limits: Limits = Limits()) -> Path:
     """Extract `bundle` into a new directory under `dest`; returns it (the run set)."""
-    label = bundle.name
-    members = _checked_members(bundle, label, limits)
     dest.mkdir(parents=True, exist_ok=True)
     run_set = Path(tempfile.mkdtemp(prefix="run-set-", dir=dest))
     try:
-        with tarfile.open(bundle, mode="r:") as tar:
-            for member in members:
-                _extract(tar, member, run_set, label)
-    except (OSError, tarfile.TarError) as exc:
-        shutil.rmtree(run_set, ignore_errors=True)
-        raise ResultBundleError(f"{label}: cannot extract: {exc}") from None
+        with (
+            _read(bundle, limits) as archive,
+            safetar.extraction(run_set, ResultBundleError) as out,
+        ):
+            out.check_space(archive.total_size)
+            for member in archive.members:
+                archive.extract(member, out)
     except BaseException:
-        shutil.rmtree(run_set, ignore_errors=True)
+        shutil.rmtree(run_set, ignore_errors=True)  # ours, fresh: nothing else is in it
         raise
     return run_set
-
-
-def _checked_members(bundle: Path, label: str, limits: Limits) -> list[tarfile.TarInfo]:
-    """Every member's header, each checked, before anything is extracted."""
-    try:
-        size = bundle.stat().st_size
-    except OSError as exc:
-        raise ResultBundleError(f"{label}: {exc.strerror}") from None
-    if size == 0:
-        raise ResultBundleError(f"{label}: empty")
-    if size > limits.total + limits.members * 3 * tarfile.BLOCKSIZE:
-        raise ResultBundleError(f"{label}: larger than {limits.total} bytes")
-    members: list[tarfile.TarInfo] = []
-    seen: set[str] = set()
-    total = 0
-    try:
-        # "r:" reads uncompressed tars only: a compressed one fails to open.
-        with tarfile.open(bundle, mode="r:") as tar:
-            while (member := tar.next()) is not None:
-                if len(members) == limits.members:
-                    raise ResultBundleError(f"{label}: more than {limits.members} members")
-                if problem := _member_problem(member, limits):
-                    raise ResultBundleError(f"{label}: {member.name!r}: {problem}")
-                if member.name.casefold() in seen:  # casefold: macOS, Windows
-                    raise ResultBundleError(f"{label}: {member.name!r}: given twice")
-                seen.add(member.name.casefold())
-                total += member.size
-                if total > limits.total:
-                    raise ResultBundleError(f"{label}: more than {limits.total} bytes in all")
-                members.append(member)
-    except tarfile.TarError as exc:
-        raise ResultBundleError(f"{label}: not an uncompressed tar archive ({exc})") from None
-    if STATEMENT_FILE not in seen:
-        raise ResultBundleError(f"{label}: no {STATEMENT_FILE}: not a result bundle")
-    return members
-
-
-def _member_problem(member: tarfile.TarInfo, limits: Limits) -> str | None:
-    if problem := name_problem(member.name):
-        return problem
-    if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
-        return "not a regular file"
-    if member.size > limits.member_size:
-        return f"larger than {limits.member_size} bytes"
-    return None
-
-
-def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path, label: str) -> None:
-    """Write one checked member under `root`: new files only, never through a link."""
-    path = root.joinpath(*member.name.split("/"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    source = tar.extractfile(member)
-    if source is None:  # checked already; an extra guard costs nothing
-        raise ResultBundleError(f"{label}: {member.name!r}: not a regular file")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    written = 0
-    with source, os.fdopen(os.open(path, flags, 0o644), "wb") as out:
-        while chunk := source.read(CHUNK):
-            written += len(chunk)
-            out.write(chunk)
-    if written != member.size:
-        raise ResultBundleError(f"{label}: {member.name!r}: truncated")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tarfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,9 +25,9 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from deepspark_agent.attest import STATEMENT_FILE
 from deepspark_agent.files import write_atomic
 from deepspark_agent.receipts import verify_receipt
+from deepspark_agent.result_bundle import ResultBundleError, read_statement
 from deepspark_agent.signing import VerificationError, default_key_dir, key_id
 
 API = "/api/v1"
@@ -93,6 +92,7 @@ def pins_path() -> Path:
 
 def submit(bundle: Path, url: str, timeout: float = DEFAULT_TIMEOUT) -> Receipt:
     """Deliver `bundle` to the collector at `url`; its verified receipt, or SubmitError."""
+    _envelope_sha256(bundle)  # checks the archive: a hostile file is never queued
     queued = enqueue(bundle)
     with httpx.Client(base_url=_base(url), timeout=timeout) as client:
         return _deliver(client, _base(url), queued)
@@ -208,11 +208,10 @@ def _read_pins() -> dict[str, dict[str, str]]:
 
 
 def _envelope_sha256(bundle: Path) -> str:
-    with tarfile.open(bundle, mode="r:") as tar:
-        member = tar.extractfile(STATEMENT_FILE)
-        if member is None:
-            raise VerificationError(f"{bundle}: no {STATEMENT_FILE}")
-        return hashlib.sha256(member.read()).hexdigest()
+    try:
+        return hashlib.sha256(read_statement(bundle)).hexdigest()
+    except ResultBundleError as exc:  # a bundle that is not sound is refused, not sent
+        raise VerificationError(str(exc)) from None
 
 
 def _base(url: str) -> str:
