@@ -206,3 +206,17 @@ def test_a_result_json_from_before_the_incomplete_state_still_reads(tmp_path: Pa
     old = json.loads(assess(tmp_path).model_dump_json())
     del old["state"], old["dimensions"]["speed_na"], old["runs"][0]["speed_na"]
     assert Result.model_validate(old).state == "complete"
+
+
+@pytest.mark.parametrize("name", BAD_LOGS)
+def test_report_prints_a_bad_log_s_reason_in_its_rows_without_a_traceback(
+    cli, tmp_path: Path, name: str
+) -> None:
+    write_json(tmp_path / PLAN_FILE, plan([SPEED_1X], nproc=1, nnodes=1))
+    write_run(tmp_path, SPEED_1X, 100, log=bad_log(name))
+    reason = BAD_LOGS[name][1]
+    code, out, err = cli("report", str(tmp_path))
+    assert code == 0 and not err
+    assert any("speed-1x" in row and f"speed: {reason}" in row for row in out.splitlines())
+    code, out, _ = cli("report", str(tmp_path), "--markdown")
+    assert code == 0 and f"| N/A: {reason} |" in out
