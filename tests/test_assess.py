@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,16 +10,18 @@ import pytest
 from deepspark_agent.assess import assess
 from deepspark_agent.devices import describe_system
 from deepspark_agent.files import write_json
+from deepspark_agent.report import seed_row
 from deepspark_agent.results import (
     PLAN_FILE,
     RUN_FILE,
     PlannedRun,
     QualityTarget,
+    Result,
     RunPlan,
     RunRecord,
     SchemaError,
 )
-from test_events import line
+from test_events import BAD_LOGS, bad_log, line, render, window_events
 
 SECOND = 1_000_000_000
 
@@ -33,8 +36,16 @@ def plan(runs: list[PlannedRun], nproc: int = 4, nnodes: int = 2) -> RunPlan:
     )  # fmt: skip
 
 
-def write_run(run_set: Path, planned: PlannedRun, speed: float, final: float | None = None):
-    """A successful run: 4 one-second windows of `speed` samples, then its final quality."""
+def write_run(
+    run_set: Path,
+    planned: PlannedRun,
+    speed: float,
+    final: float | None = None,
+    log: list[str] | None = None,
+    **record: object,
+):
+    """A successful run: 4 one-second windows of `speed` samples, then its final quality;
+    or the given log lines. `record` overrides run.json's fields."""
     lines = [line("run_start", mono_ns=0)]
     for w in range(4):
         lines.append(line("block_start", window=w, mono_ns=w * 2 * SECOND))
@@ -45,12 +56,10 @@ def write_run(run_set: Path, planned: PlannedRun, speed: float, final: float | N
     lines.append(line("run_stop", status="success", mono_ns=9 * SECOND))
     run_dir = run_set / planned.label
     run_dir.mkdir(parents=True)
-    (run_dir / "mllog.log").write_text("\n".join(lines) + "\n")
-    record = RunRecord(
-        label=planned.label, seed=planned.seed, nproc=planned.nproc, exit_code=0, wall_s=9.0,
-        mono_offset_ns=0,
-    )  # fmt: skip
-    write_json(run_dir / RUN_FILE, record)
+    (run_dir / "mllog.log").write_text("\n".join(log or lines) + "\n")
+    fields = {"exit_code": 0, "wall_s": 9.0, "mono_offset_ns": 0} | record
+    ran = RunRecord(label=planned.label, seed=planned.seed, nproc=planned.nproc, **fields)
+    write_json(run_dir / RUN_FILE, ran)
 
 
 def test_an_evaluation_takes_each_dimension_from_its_runs(tmp_path: Path) -> None:
@@ -103,3 +112,111 @@ def test_a_record_that_disagrees_with_the_plan_is_refused(tmp_path: Path) -> Non
     write_run(tmp_path, planned.model_copy(update={"seed": 7}), 100)
     with pytest.raises(SchemaError, match="does not record the run"):
         assess(tmp_path)
+
+
+SPEED_1X = PlannedRun(label="speed-1x", mode="speed", seed=0, nproc=1)
+CONVERGE = [PlannedRun(label=f"converge-{i}", mode="converge", seed=i, nproc=1) for i in range(5)]
+TWO_WINDOWS = "2 measured windows, the rule needs 3"
+
+
+@pytest.mark.parametrize("name", [*BAD_LOGS, "two windows"])
+def test_a_log_that_would_lie_gives_speed_na_with_its_reason(tmp_path: Path, name: str) -> None:
+    """Each bad log: the run keeps its status, its speed is N/A with the named reason in its
+    notes, in result.json and in the rows; nothing better is made up from the other windows."""
+    write_json(tmp_path / PLAN_FILE, plan([SPEED_1X], nproc=1, nnodes=1))
+    log = render(window_events(windows=3)) if name == "two windows" else bad_log(name)
+    write_run(tmp_path, SPEED_1X, 100, log=log)
+    reason = TWO_WINDOWS if name == "two windows" else BAD_LOGS[name][1]
+
+    result = assess(tmp_path)
+    (run,) = result.runs
+    assert run.status == "success" and run.speed is None
+    assert (run.end_to_end_speed is None) == (name in BAD_LOGS)  # no samples to trust
+    assert run.speed_na == reason and f"speed: {reason}" in run.notes
+    assert run.why == f"speed: {reason}"
+    assert result.dimensions.speed is None and result.dimensions.speed_na == reason
+    assert f"speed: {reason}" in result.notes
+    assert seed_row(result)["speed"] == f"N/A: {reason}"
+    assert Result.model_validate_json(result.model_dump_json()) == result
+
+
+def test_a_nan_accuracy_fails_its_run_not_the_set(tmp_path: Path) -> None:
+    """One seed of five ends with eval_accuracy NaN: that run failed (outside the band), the
+    other four, speed, accuracy and stability are all there, and no NaN is written."""
+    write_json(tmp_path / PLAN_FILE, plan([SPEED_1X, *CONVERGE], nproc=1, nnodes=1))
+    write_run(tmp_path, SPEED_1X, 100)
+    for planned, final in zip(CONVERGE, (0.6, float("nan"), 0.6, 0.61, 0.6), strict=True):
+        write_run(tmp_path, planned, 50, final)
+
+    result = assess(tmp_path)
+    nan = result.runs[2]
+    assert (nan.status, nan.accuracy) == ("aborted", None)
+    assert nan.reason == "final eval_accuracy is nan, not a finite number"
+    assert all(r.status == "success" for r in result.runs if r is not nan)
+    dims = result.dimensions
+    assert dims.speed.value == pytest.approx(100)
+    assert (dims.stability.runs, dims.stability.failed, dims.stability.outside) == (5, 1, 1)
+    assert dims.stability.score == pytest.approx(0.8)
+    assert dims.accuracy.value == pytest.approx(0.6)
+    assert seed_row(result)["accuracy"] == "0.6 (reached, 4 of 5 runs)"
+    assert result.state == "complete"
+    assert "NaN" not in result.model_dump_json()
+
+
+def test_runs_the_budget_cut_make_the_set_incomplete(tmp_path: Path) -> None:
+    """The smoke suite's DLRM set of issue 14: one success, two runs killed at their budget,
+    two never started. Stability is not scored; the row says incomplete, and from how many."""
+    write_json(tmp_path / PLAN_FILE, plan([SPEED_1X, *CONVERGE], nproc=1, nnodes=1))
+    write_run(tmp_path, SPEED_1X, 100)
+    write_run(tmp_path, CONVERGE[0], 50, 0.89)
+    for planned, budget in zip(CONVERGE[1:3], (300, 18), strict=True):
+        log = render(window_events(windows=2))[:-1]  # killed: no run_stop
+        error = f"killed after {budget} s budget"
+        write_run(tmp_path, planned, 50, log=log, exit_code=-9, timed_out=True, error=error)
+    for planned in CONVERGE[3:]:
+        error = "not started: the 600 s budget was spent"
+        write_run(tmp_path, planned, 0, log=[""], exit_code=None, started=False, error=error)
+
+    result = assess(tmp_path)
+    assert result.state == "incomplete"
+    assert [r.status for r in result.runs] == ["success", "success"] + ["incomplete"] * 4
+    assert result.runs[2].reason == "killed after 300 s budget"
+    assert result.runs[5].reason == "not started: the 600 s budget was spent"
+    assert result.dimensions.stability is None
+    assert any(n.startswith("stability: incomplete, 1 of 5 converge runs") for n in result.notes)
+    row = seed_row(result)
+    assert row["model"] == "m (incomplete)"
+    assert row["stability"] == "incomplete (1 of 5 runs)"
+    assert row["accuracy"] == "0.89 (reached, 1 of 5 runs)"
+    assert row["speed"].startswith("100.0/s")
+
+
+def test_a_set_the_budget_cut_entirely_reads_incomplete_not_failed(tmp_path: Path) -> None:
+    write_json(tmp_path / PLAN_FILE, plan([SPEED_1X], nproc=1, nnodes=1))
+    error = "killed after 5 s budget"
+    write_run(tmp_path, SPEED_1X, 100, log=[""], exit_code=-9, timed_out=True, error=error)
+    result = assess(tmp_path)
+    assert (result.state, result.runs[0].status) == ("incomplete", "incomplete")
+    assert seed_row(result)["speed"] == "incomplete: killed after 5 s budget"
+
+
+def test_a_result_json_from_before_the_incomplete_state_still_reads(tmp_path: Path) -> None:
+    write_json(tmp_path / PLAN_FILE, plan([SPEED_1X], nproc=1, nnodes=1))
+    write_run(tmp_path, SPEED_1X, 100)
+    old = json.loads(assess(tmp_path).model_dump_json())
+    del old["state"], old["dimensions"]["speed_na"], old["runs"][0]["speed_na"]
+    assert Result.model_validate(old).state == "complete"
+
+
+@pytest.mark.parametrize("name", BAD_LOGS)
+def test_report_prints_a_bad_log_s_reason_in_its_rows_without_a_traceback(
+    cli, tmp_path: Path, name: str
+) -> None:
+    write_json(tmp_path / PLAN_FILE, plan([SPEED_1X], nproc=1, nnodes=1))
+    write_run(tmp_path, SPEED_1X, 100, log=bad_log(name))
+    reason = BAD_LOGS[name][1]
+    code, out, err = cli("report", str(tmp_path))
+    assert code == 0 and not err
+    assert any("speed-1x" in row and f"speed: {reason}" in row for row in out.splitlines())
+    code, out, _ = cli("report", str(tmp_path), "--markdown")
+    assert code == 0 and f"| N/A: {reason} |" in out

@@ -73,7 +73,7 @@ def test_speed_four_windows_averages_middle_two() -> None:
 
 
 def test_speed_needs_three_windows() -> None:
-    with pytest.raises(MetricError, match="speed needs at least 3 measured windows, got 2"):
+    with pytest.raises(MetricError, match="2 measured windows, the rule needs 3"):
         speed(windows_1s(100, 110))
 
 

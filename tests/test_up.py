@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -184,3 +185,53 @@ def test_a_suite_selects_each_model_s_framework(sleeper_twin, tmp_path):
     (tmp_path / "paddle.toml").write_text('name = "p"\nframework = "paddlepaddle"\n' + entries)
     with pytest.raises(WorkloadError, match="no paddlepaddle workload implements 'sleeper'"):
         load_suite(str(tmp_path / "paddle.toml")).resolve()
+
+
+def test_a_nan_accuracy_in_one_seed_fails_that_run_and_the_rest_is_reported(cli, sleeper, tmp_path):
+    """Issue 14: one NaN final accuracy in 1 seed used to abort the whole stability set."""
+    (tmp_path / "nan").mkdir()
+    (tmp_path / "nan" / "behaviour").write_text("nan")  # seed 1 (converge-2) ends with NaN
+    suite_file = suite(tmp_path / "nan.toml", ENTRY.format(runs=3, extra='data_dir = "nan"\n'))
+    code, (result,), err = up(cli, suite_file, tmp_path / "out")
+    assert code == 0, err
+    assert [r.status for r in result.runs] == ["success", "success", "aborted", "success"]
+    assert result.runs[2].reason == "final eval_accuracy is nan, not a finite number"
+    dims = result.dimensions
+    assert dims.speed.windows == 5
+    assert (dims.stability.runs, dims.stability.failed) == (3, 1)
+    (root,) = (tmp_path / "out").iterdir()
+    run_set = root / "01-sleeper-mini"
+    assert "0.51 (reached, 2 of 3 runs)" in (run_set / "report.md").read_text()
+    assert (run_set / "report.html").is_file()
+    code, stdout, err = cli("verify", str(run_set / STATEMENT_FILE))
+    assert code == 0 and "verified: signed by" in stdout, err
+
+
+def test_a_budget_starved_model_is_incomplete_and_a_piped_log_keeps_every_column(
+    cli, sleeper, tmp_path
+):
+    """Issue 14: a budget that runs out read as instability, and output to a pipe cut the
+    runs table to 80 columns. Four runs of >= 1.2 s each cannot fit in 4 s: the budget kills
+    or never starts the last ones, so the model is incomplete and `up` exits 3; its stdout,
+    a pipe here, holds every run's row whole."""
+    suite_file = suite(tmp_path / "starved.toml", ENTRY.format(runs=3, extra="budget_s = 4\n"))
+    out = tmp_path / "out"
+    agent = subprocess.run(
+        [sys.executable, "-m", "deepspark_agent", "up", "--suite", str(suite_file),
+         "--runtime", "process", "--out", str(out)],
+        capture_output=True, text=True, timeout=120,  # stdout is a pipe, not a terminal
+    )  # fmt: skip
+    assert agent.returncode == 3, agent.stderr
+    lines = agent.stdout.splitlines()
+    assert "…" not in agent.stdout
+    assert any("speed-1x" in line and "success" in line for line in lines)
+    spent = "not started: the 4 s budget was spent"  # converge-3 never fits
+    assert any("converge-3" in line and "incomplete" in line and spent in line for line in lines)
+    assert re.search(r"sleeper \(incomplete\) .* incomplete \([0-2] of 3 runs\)", agent.stdout)
+    (root,) = out.iterdir()
+    result = Result.model_validate_json((root / "01-sleeper-mini" / "result.json").read_text())
+    assert result.state == "incomplete" and result.dimensions.stability is None
+    assert json.loads((root / SUMMARY_FILE).read_text())["models"][0]["complete"] is False
+    _, help_text, _ = cli("up", "--help")
+    documented = " ".join(help_text.split())
+    assert "3 incomplete: the budget killed or never started some run" in documented

@@ -6,6 +6,7 @@ result can be recomputed at any time (`deepspark-agent report`), by anyone who h
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 
@@ -42,21 +43,34 @@ def assess_run(run_dir: Path, planned: PlannedRun, plan: RunPlan) -> RunSummary:
     if (record.label, record.seed, record.nproc) != (planned.label, planned.seed, planned.nproc):
         raise SchemaError(f"{run_dir / RUN_FILE} does not record the run {plan.model} planned")
     head = {**planned.model_dump(), "image": record.image}
+    cut = record.timed_out or not record.started  # the agent's budget, not the workload
     try:
         log = read_events(event_log_path(run_dir))
     except EventLogError as exc:
         reason = record.error or str(exc)
-        return RunSummary(**head, status="aborted", reason=reason)
+        return RunSummary(**head, status="incomplete" if cut else "aborted", reason=reason)
 
     status, reason = log.status
-    if record.error:  # the runtime's account (timeout, OOM kill) wins over the log's
+    if cut:
+        status, reason = "incomplete", record.error or "killed at its time budget"
+    elif record.error:  # the runtime's account (OOM kill) wins over the log's
         status, reason = "aborted", record.error
     elif record.exit_code != 0:
         said = "run_stop success" if status == "success" else reason
         status, reason = "aborted", f"exit code {record.exit_code} ({said})"
+    accuracy = _final_quality(log)
+    if accuracy is not None and not math.isfinite(accuracy):
+        if status == "success":  # a failed run: outside the stability band, not the set's end
+            status, reason = "aborted", f"final eval_accuracy is {accuracy}, not a finite number"
+        accuracy = None  # never written: JSON has no NaN
 
     notes: list[str] = []
-    windows = log.windows(record.mono_offset_ns)
+    try:
+        windows = log.windows(record.mono_offset_ns)
+    except EventLogError as exc:  # a log that would lie measures nothing
+        windows, speed_na = [], str(exc)
+    else:
+        speed_na = None
     measured = windows[plan.warmup_windows :]
     summary = {
         **head,
@@ -64,23 +78,34 @@ def assess_run(run_dir: Path, planned: PlannedRun, plan: RunPlan) -> RunSummary:
         "reason": reason,
         "events": len(log.events),
         "malformed_lines": log.malformed,
-        "accuracy": _final_quality(log),
+        "accuracy": accuracy,
         "framework": _framework(log),
         "dataset": _dataset(log),
         "end_to_end_speed": _end_to_end_speed(log, windows),
     }
-    try:
-        summary["speed"] = metrics.speed(measured)
-    except metrics.MetricError as exc:
-        notes.append(f"speed: {exc}")
+    if speed_na is None:
+        try:
+            summary["speed"] = metrics.speed(measured)
+        except metrics.MetricError as exc:
+            speed_na = str(exc)
+    if speed_na is not None:
+        summary["speed_na"] = speed_na
+        notes.append(f"speed: {speed_na}")
     if measured:
         summary.update(_telemetry(run_dir / TELEMETRY_FILE, measured, notes))
     return RunSummary(**summary, notes=notes)
 
 
 def _final_quality(log: EventLog) -> float | None:
+    """The last eval_accuracy, non-finite values included (the caller judges them)."""
     last = log.last("eval_accuracy")
-    return float(last.value) if last and isinstance(last.value, int | float) else None
+    value = last.value if last else None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond any float
+        return math.inf
 
 
 def _framework(log: EventLog) -> str | None:
@@ -152,8 +177,10 @@ def assess(run_set: Path) -> Result:
         raise SchemaError(f"{run_set}: no runs recorded yet")
     runs = [assess_run(run_set / p.label, p, plan) for p in recorded]
     notes = [f"{p.label}: planned but not recorded" for p in plan.runs if p not in recorded]
+    complete = len(recorded) == len(plan.runs) and all(r.status != "incomplete" for r in runs)
     dims = _dimensions(plan, runs, notes)
-    return Result(plan=plan, runs=runs, dimensions=dims, notes=notes)
+    state = "complete" if complete else "incomplete"
+    return Result(plan=plan, runs=runs, dimensions=dims, state=state, notes=notes)
 
 
 def _median_speed(runs: list[RunSummary]) -> RunSummary | None:
@@ -163,6 +190,15 @@ def _median_speed(runs: list[RunSummary]) -> RunSummary | None:
         return None
     median = statistics.median_low(r.speed.value for r in timed)
     return next(r for r in timed if r.speed.value == median)
+
+
+def _speed_na(runs: list[RunSummary], none: str) -> str:
+    """Why the runs at the reported scale give no speed: the first one's own reason."""
+    if not runs:
+        return none
+    run = runs[0]
+    why = run.speed_na if run.status == "success" else f"{run.status}, {run.reason}"
+    return why if len(runs) == 1 else f"{run.label}: {why}"
 
 
 def _dimensions(plan: RunPlan, runs: list[RunSummary], notes: list[str]) -> Dimensions:
@@ -186,17 +222,26 @@ def _dimensions(plan: RunPlan, runs: list[RunSummary], notes: list[str]) -> Dime
         dims |= {name: getattr(rep, name) for name in Figures.model_fields}
         notes += [f"{rep.label}: {n}" for n in rep.notes if not n.startswith("speed")]
     else:
-        notes.append(f"speed: no successful {mode} run at {plan.nproc}x has measured windows")
+        reported = [r for r in runs if (r.mode, r.nproc, r.nnodes) == (mode, plan.nproc, 1)]
+        dims["speed_na"] = _speed_na(reported, f"no {mode} run at {plan.nproc}x recorded")
+        notes.append(f"speed: {dims['speed_na']}")
 
+    planned = [p for p in plan.runs if p.mode == "converge"]
     converge = [r for r in runs if r.mode == "converge"]
-    if converge:
+    ended = [r for r in converge if r.status != "incomplete"]  # ran to their end
+    if planned:
         values = [r.accuracy for r in converge if r.status == "success" and r.accuracy is not None]
         if values:
             q = plan.quality
             dims["accuracy"] = metrics.accuracy(statistics.median(values), q.target, q.direction)
         else:
-            notes.append("accuracy: no converge run logged eval_accuracy")
-        if len(converge) >= 2:
+            notes.append("accuracy: no successful converge run logged eval_accuracy")
+        if len(ended) < len(planned):
+            notes.append(
+                f"stability: incomplete, {len(ended)} of {len(planned)} converge runs ran to "
+                "their end (the budget cut the others, or they are not recorded)"
+            )
+        elif len(converge) >= 2:
             finals = [r.accuracy if r.status == "success" else None for r in converge]
             try:
                 dims["stability"] = metrics.stability(finals, plan.tolerance)

@@ -15,7 +15,15 @@ from deepspark_agent.assess import assess
 from deepspark_agent.cli_images import bundle_app, images_app, import_offline
 from deepspark_agent.cli_signing import ensure_key, keys_app, sign_if_keyed, verify
 from deepspark_agent.cli_submit import CollectorOpt, pack_command, submit_after_run, submit_command
-from deepspark_agent.console import JsonOpt, console, err_console, user_errors
+from deepspark_agent.console import (
+    EXIT_FAILED,
+    EXIT_INCOMPLETE,
+    EXIT_INTERRUPTED,
+    JsonOpt,
+    console,
+    err_console,
+    user_errors,
+)
 from deepspark_agent.contract import Mode, Precision
 from deepspark_agent.devices import describe_system
 from deepspark_agent.doctor import run_checks
@@ -219,7 +227,10 @@ def run(
     collector: CollectorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run one workload and print its six-dimension row."""
+    """Run one workload and print its six-dimension row.
+
+    Exit codes: 0 complete; 1 no run succeeded (or a user error); 3 incomplete (a run was
+    killed at its time budget)."""
     request = Request(
         workload=find_workload(model), config=config, mode=mode, runs=runs, nproc=nproc,
         seed=seed, batch_size=batch_size, precision=precision, tolerance=tolerance,
@@ -237,8 +248,15 @@ def run(
     else:
         print_result(result, console)
     _finish(run_set, result, as_json, collector)
-    if all(r.status != "success" for r in result.runs):
-        raise typer.Exit(1)
+    _exit([result.state == "complete"], [any(r.status == "success" for r in result.runs)])
+
+
+def _exit(complete: list[bool], succeeded: list[bool]) -> None:
+    """run's and up's exit code: a model with no successful run first, then an incomplete one."""
+    if not all(succeeded):
+        raise typer.Exit(EXIT_FAILED)
+    if not all(complete):
+        raise typer.Exit(EXIT_INCOMPLETE)
 
 
 @app.command()
@@ -329,7 +347,11 @@ def up(
     """Evaluate a suite: every model's six dimensions, reported, signed and submitted.
 
     Per model: speed at each scaling point (and across --nnodes nodes), then converge runs for
-    accuracy and stability. On nodes 1.. only the multi-node runs; node 0 reports."""
+    accuracy and stability. On nodes 1.. only the multi-node runs; node 0 reports.
+
+    Exit codes: 0 every model complete; 1 a model with no successful run (or a user error);
+    3 incomplete: the budget killed or never started some run (stability is then not
+    scored); 130 interrupted (`--resume` goes on)."""
     if registry and (offline or bundle):
         raise SuiteError("--registry pulls images; --offline and --bundle never do: pick one")
     cluster = _cluster(nnodes, node_rank, master_addr, master_port)
@@ -375,7 +397,7 @@ def up(
             runs = entry.planned_runs(evaluation.node_devices, evaluation.nnodes)
             if node_rank > 0:  # a helper node: its share of the multi-node runs; node 0 reports
                 plan = run_plan(request, run_set, live, chosen, [r for r in runs if r.nnodes > 1])
-                succeeded = _report_node_runs(run_set, plan, node_rank)
+                succeeded = complete = _report_node_runs(run_set, plan, node_rank)
             else:
                 result = execute(request, run_set, live, chosen, runs)
                 if not as_json:
@@ -383,8 +405,9 @@ def up(
                 _finish(run_set, result, as_json, collector)
                 models.append((result, run_set))
                 succeeded = any(r.status == "success" for r in result.runs)
+                complete = result.state == "complete"
             outcome = evaluations.ModelOutcome(
-                model=workload.name, run_set=run_set.name, succeeded=succeeded
+                model=workload.name, run_set=run_set.name, succeeded=succeeded, complete=complete
             )
             outcomes.append(outcome)
     except KeyboardInterrupt:  # the runtime has stopped the running workload on its way out
@@ -393,7 +416,7 @@ def up(
             "`up --resume` (same --suite and --out) goes on from there",
             highlight=False,
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     results = [result for result, _ in models]
     if results:  # node 0: the evaluation's own reports, all models side by side
         (root / "report.md").write_text(markdown_table(results) + "\n")
@@ -404,8 +427,7 @@ def up(
     elif results:
         console.print(suite_table(results, root.name, console.width))
     err_console.print(f"evaluation: {root} (report.md, report.html)", highlight=False)
-    if not all(o.succeeded for o in outcomes):
-        raise typer.Exit(1)
+    _exit([o.complete for o in outcomes], [o.succeeded for o in outcomes])
 
 
 def _cluster(nnodes: int, node_rank: int, master_addr: str | None, port: int) -> Cluster | None:

@@ -22,9 +22,25 @@ from deepspark_agent.suites import SuiteError
 from deepspark_agent.telemetry.choose import TelemetryChoiceError
 from deepspark_agent.workloads import WorkloadError
 
-# soft_wrap: a path, tag or digest printed on its own stays on one line for copying.
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# Exit codes of `run` and `up` (user errors exit EXIT_FAILED too).
+EXIT_FAILED = 1  # a model with no successful run
+EXIT_INCOMPLETE = 3  # every model has a successful run, but the budget cut some runs
+EXIT_INTERRUPTED = 130  # Ctrl-C: the runs recorded so far are kept for --resume
+# Output to a file or a pipe (CI, nohup, tee) is read later, whole: no width to fold or cut
+# tables to (a terminal keeps its own width).
+PLAIN_WIDTH = 1000
+
+
+def _console(stderr: bool = False) -> Console:
+    # soft_wrap: a path, tag or digest printed on its own stays on one line for copying.
+    made = Console(stderr=stderr, soft_wrap=True)
+    if not made.is_terminal:
+        made.width = PLAIN_WIDTH
+    return made
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 # Errors a user can cause and fix: one line on stderr, exit 1, no traceback.
 USER_ERRORS = (
@@ -56,6 +72,6 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except USER_ERRORS as exc:
             err_console.print(f"[red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(1) from None
+            raise typer.Exit(EXIT_FAILED) from None
 
     return wrapper

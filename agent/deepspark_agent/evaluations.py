@@ -39,6 +39,7 @@ class ModelOutcome(BaseModel):
     model: str
     run_set: str  # relative to the evaluation directory
     succeeded: bool  # at least one run succeeded
+    complete: bool = True  # every planned run ran to its end (none cut by the budget)
 
 
 def start(out: Path, suite: Suite, node_devices: int, nnodes: int = 1) -> tuple[Path, Evaluation]:

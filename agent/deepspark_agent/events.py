@@ -1,13 +1,17 @@
 """Read MLPerf-style `:::MLLOG {json}` event lines from a workload's output.
 
-Tolerant by design: text before the token (rank prefixes, timestamps) is ignored, lines
-without the token are counted as noise, and lines whose JSON cannot be read are counted as
-malformed. A log that ends without `run_stop` describes an aborted run, not an error.
+Tolerant of noise, strict about figures: text before the token (rank prefixes, timestamps)
+is ignored, lines without the token are counted as noise, and lines whose JSON cannot be read
+are counted as malformed. A log that ends without `run_stop` describes an aborted run, not an
+error. Windows that would make a figure lie (samples that are not a positive integer, a clock
+that goes backwards, windows that repeat or overlap, a `mono_ns` that is not a number) are an
+EventLogError naming the line, so the run's speed is N/A with that reason.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +24,7 @@ _decoder = json.JSONDecoder()
 
 
 class EventLogError(ValueError):
-    """An event log that holds nothing to measure."""
+    """An event log that holds nothing to measure, or windows that cannot be trusted."""
 
 
 @dataclass(frozen=True)
@@ -34,9 +38,50 @@ class Event:
 
     @property
     def t_ns(self) -> int | None:
-        """The event's monotonic time, when the workload logged it (contract v1 does)."""
+        """The event's monotonic time, when the workload logged it (contract v1 does).
+
+        A numeric string or an integral float is read as the number: JSON writers differ.
+        """
         mono = self.metadata.get("mono_ns")
-        return mono if isinstance(mono, int) else None
+        if isinstance(mono, str):
+            try:
+                mono = float(mono) if any(c in mono for c in ".eE") else int(mono)
+            except ValueError:
+                return None
+        return _integer(mono)
+
+    @property
+    def clock_error(self) -> str | None:
+        """Why this event's mono_ns cannot be read (it must not fall back to the wall clock)."""
+        mono = self.metadata.get("mono_ns")
+        if mono is None or self.t_ns is not None:
+            return None
+        return f"line {self.lineno}: {self.key} mono_ns {mono!r} is not a number"
+
+
+def _integer(value: object) -> int | None:
+    """An int, or a float with an integral value; None for anything else (bool included)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _samples(event: Event) -> int:
+    """A stop's samples_count, a positive integer, else an EventLogError naming the line."""
+    samples = event.metadata.get("samples_count")
+    where = f"line {event.lineno}: {event.key}"
+    if samples is None:
+        raise EventLogError(f"{where} has no samples_count")
+    count = _integer(samples)
+    if count is None:
+        raise EventLogError(f"{where} samples_count {samples!r} is not an integer")
+    if count <= 0:
+        raise EventLogError(f"{where} samples_count {count} is not positive")
+    return count
 
 
 @dataclass
@@ -73,28 +118,59 @@ class EventLog:
     def windows(self, mono_offset_ns: int = 0) -> list[Window]:
         """Completed windows in order: block_start/stop pairs, else epoch_start/stop pairs.
 
-        A start without its stop (a killed run) is dropped. Times come from metadata.mono_ns;
-        an event without it falls back to time_ms shifted by `mono_offset_ns` (monotonic minus
-        wall clock, measured by the agent), so third-party logs still line up with telemetry.
+        A start left open at the end (a killed run) is dropped. Times come from
+        metadata.mono_ns; an event without it falls back to time_ms shifted by `mono_offset_ns`
+        (monotonic minus wall clock, measured by the agent), so third-party logs still line up
+        with telemetry. A window that cannot be trusted is an EventLogError naming its line:
+        samples_count not a positive integer, a start while one is open, a stop without its
+        start, a stop not after its start, a window that starts before the previous one
+        stops, a window number logged twice, or any event's mono_ns that is not a number.
         """
+        clock = next((e.clock_error for e in self.events if e.clock_error), None)
+        if clock:
+            raise EventLogError(clock)
         kind = "block" if self.first("block_start") else "epoch"
         windows: list[Window] = []
+        numbers: dict[int, int] = {}  # window number -> line of its start
         start: Event | None = None
         for event in self.events:
             if event.key == f"{kind}_start":
-                start = event
-            elif event.key == f"{kind}_stop" and start is not None:
-                samples = event.metadata.get("samples_count")
-                if isinstance(samples, int) and samples >= 0:
-                    windows.append(
-                        Window(
-                            start_ns=self._ns(start, mono_offset_ns),
-                            stop_ns=self._ns(event, mono_offset_ns),
-                            samples=samples,
-                        )
+                if start is not None:
+                    raise EventLogError(
+                        f"line {event.lineno}: duplicate {kind}_start "
+                        f"(the one at line {start.lineno} has not stopped)"
                     )
+                start = event
+            elif event.key == f"{kind}_stop":
+                if start is None:
+                    raise EventLogError(f"line {event.lineno}: {kind}_stop without {kind}_start")
+                window = self._window(start, event, mono_offset_ns)
+                if windows and window.start_ns < windows[-1].stop_ns:
+                    raise EventLogError(
+                        f"line {start.lineno}: {kind} window starts before the previous one "
+                        "stops (overlapping windows, or a clock that went backwards)"
+                    )
+                number = _integer(start.metadata.get("window"))
+                if number is not None:
+                    if number in numbers:
+                        raise EventLogError(
+                            f"line {start.lineno}: {kind} window {number} repeats the one "
+                            f"at line {numbers[number]}"
+                        )
+                    numbers[number] = start.lineno
+                windows.append(window)
                 start = None
         return windows
+
+    def _window(self, start: Event, stop: Event, mono_offset_ns: int) -> Window:
+        samples = _samples(stop)
+        start_ns, stop_ns = self._ns(start, mono_offset_ns), self._ns(stop, mono_offset_ns)
+        if stop_ns <= start_ns:
+            raise EventLogError(
+                f"line {stop.lineno}: {stop.key} is not after its start at line {start.lineno} "
+                f"({stop_ns - start_ns} ns: a clock that went backwards)"
+            )
+        return Window(start_ns=start_ns, stop_ns=stop_ns, samples=samples)
 
     @staticmethod
     def _ns(event: Event, mono_offset_ns: int) -> int:
@@ -111,11 +187,14 @@ def parse_line(line: str, lineno: int) -> Event | None:
         metadata = obj.get("metadata") or {}
         if not isinstance(metadata, dict):
             return None
+        time_ms = float(obj["time_ms"])
+        if not math.isfinite(time_ms):
+            return None
         return Event(
             key=str(obj["key"]),
             value=obj.get("value"),
             event_type=str(obj.get("event_type", "POINT_IN_TIME")),
-            time_ms=float(obj["time_ms"]),
+            time_ms=time_ms,
             metadata=metadata,
             lineno=lineno,
         )

@@ -23,6 +23,8 @@ BYTES_PER_GB = 1e9
 STABILITY_EPSILON = 1e-12
 # Score lost per run outside the band (DeepSpark: 5 runs, 0.2 each).
 STABILITY_PENALTY_RUNS = 5
+# The trimmed mean drops one highest and one lowest window: 3 leave one to average.
+SPEED_MIN_WINDOWS = 3
 
 
 class MetricError(ValueError):
@@ -72,8 +74,11 @@ def speed(windows: Sequence[Window]) -> Speed:
     copy of each is dropped) and averages the remaining n - 2. Fewer than 3 windows leave
     nothing after trimming, so they are an error rather than a silently untrimmed mean.
     """
-    if len(windows) < 3:
-        raise MetricError(f"speed needs at least 3 measured windows, got {len(windows)}")
+    if len(windows) < SPEED_MIN_WINDOWS:
+        plural = "" if len(windows) == 1 else "s"
+        raise MetricError(
+            f"{len(windows)} measured window{plural}, the rule needs {SPEED_MIN_WINDOWS}"
+        )
     per_window = tuple(w.throughput for w in windows)
     middle = sorted(per_window)[1:-1]
     return Speed(value=statistics.fmean(middle), windows=len(windows), per_window=per_window)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from deepspark_agent.plots import result_plots
@@ -27,12 +28,15 @@ def _num(value: float | None, fmt: str = ".4g") -> str:
 
 
 def seed_row(result: Result) -> dict[str, str]:
-    """The DeepSpark table's columns, as text."""
+    """The DeepSpark table's columns, as text. An incomplete run set says so in its model
+    cell, its stability (how many converge runs ran to their end) and its accuracy (from how
+    many runs)."""
     plan, dims = result.plan, result.dimensions
     framework = next((r.framework for r in result.runs if r.framework), plan.runtime)
+    incomplete = result.state == "incomplete"
     row = {
         "task": plan.task,
-        "model": plan.model,
+        "model": plan.model + (" (incomplete)" if incomplete else ""),
         "target": f"{plan.quality.metric} {plan.quality.target:g}",
         "config": f"{framework}, {plan.config}, bs:{plan.batch_size}, {plan.nproc}x"
         + (f"*{plan.nnodes}n" if plan.nnodes > 1 else "")
@@ -45,13 +49,22 @@ def seed_row(result: Result) -> dict[str, str]:
         "stability": NA,
     }
     if not any(r.status == "success" for r in result.runs):
-        reason = next((r.reason for r in result.runs if r.reason), "no run succeeded")
-        return row | dict.fromkeys(SEED_COLUMNS[4:], "failed") | {"speed": f"failed: {reason}"}
+        # "failed" when a run failed on its own; "incomplete" when the budget cut them all
+        status = "aborted" if any(r.status == "aborted" for r in result.runs) else "incomplete"
+        word = "failed" if status == "aborted" else status
+        reason = next((r.reason for r in result.runs if r.status == status), "no run succeeded")
+        return row | dict.fromkeys(SEED_COLUMNS[4:], word) | {"speed": f"{word}: {reason}"}
     if dims.speed:
         row["speed"] = f"{dims.speed.value:.1f}/s ({dims.speed.windows} windows)"
+    elif dims.speed_na:
+        row["speed"] = f"{NA}: {dims.speed_na}"
+    converge = [r for r in result.runs if r.mode == "converge"]
+    planned = sum(p.mode == "converge" for p in plan.runs)
     if dims.accuracy:
         mark = "reached" if dims.accuracy.converged else "missed"
-        row["accuracy"] = f"{dims.accuracy.value:.4g} ({mark})"
+        counted = sum(r.status == "success" and r.accuracy is not None for r in converge)
+        of = f", {counted} of {planned} runs" if counted < planned else ""
+        row["accuracy"] = f"{dims.accuracy.value:.4g} ({mark}{of})"
     if dims.power:
         # The hardware's energy counter where it has one, else the integral of sampled power.
         energy = dims.energy_counter_j or dims.power.energy_j
@@ -68,9 +81,12 @@ def seed_row(result: Result) -> dict[str, str]:
     if dims.memory:
         row["memory (GB)"] = f"{dims.memory.mean_gb[0]:.2f}*{dims.memory.devices}"
         row["memory (GB)"] += f" ({dims.memory_scope}, {_num(dims.telemetry_hz, '.0f')} Hz)"
+    ended = sum(r.status != "incomplete" for r in converge)
     if dims.stability:
         s = dims.stability
         row["stability"] = f"{s.score:g} ({s.runs} runs, cv {_num(s.cv, '.2%')})"
+    elif ended < planned:
+        row["stability"] = f"incomplete ({ended} of {planned} runs)"
     return row
 
 
@@ -85,7 +101,7 @@ def _run_row(run: RunSummary) -> list[str]:
         _num(run.end_to_end_speed, ".1f"),
         _num(run.accuracy),
         _num(max(run.memory.peak_gb) if run.memory else None, ".2f"),
-        run.reason or "",
+        escape(run.why),  # a workload's text, not markup
     ]
 
 

@@ -103,16 +103,21 @@ class RunRecord(_Strict):
     exit_code: int | None
     wall_s: float
     error: str | None = None
-    timed_out: bool = False
+    timed_out: bool = False  # killed at its time budget (the run's own or the run set's)
+    started: bool = True  # False: the run set's budget was spent before this run's turn
     mono_offset_ns: int  # monotonic minus wall clock at launch, to place time_ms-only events
     runtime: str = "process"
     image: ImageRef | None = None
+
+
+RunStatus = Literal["success", "aborted", "incomplete"]
 
 
 class Figures(_Strict):
     """What one run measures; a result's dimensions repeat its representative run's."""
 
     speed: Speed | None = None
+    speed_na: str | None = None  # why speed is N/A, when it is
     end_to_end_speed: float | None = None
     power: Power | None = None
     memory: Memory | None = None
@@ -130,7 +135,9 @@ class RunSummary(Figures):
     seed: int
     nproc: int
     nnodes: int = 1
-    status: Literal["success", "aborted"]
+    # aborted: failed on its own (exit code, run_stop aborted, a non-finite accuracy);
+    # incomplete: the agent cut it (killed at its time budget, or never started)
+    status: RunStatus
     reason: str | None = None
     framework: str | None = None  # what the workload logged, e.g. "pytorch 2.13.0"
     dataset: str | None = None  # the data it saw: "SHA256SUMS sha256:<manifest digest>"
@@ -139,6 +146,13 @@ class RunSummary(Figures):
     events: int = 0
     malformed_lines: int = 0
     notes: list[str] = []
+
+    @property
+    def why(self) -> str:
+        """Why the run failed or was cut, else why its speed is N/A; empty when neither."""
+        if self.reason:
+            return self.reason
+        return f"speed: {self.speed_na}" if self.speed_na else ""
 
 
 class Linearity(_Strict):
@@ -167,6 +181,9 @@ class Result(_Strict):
     plan: RunPlan
     runs: list[RunSummary]  # in plan order; a run not (yet) recorded is missing
     dimensions: Dimensions
+    # incomplete: some planned run did not run to its end (the budget cut it, or it is not
+    # recorded yet), so stability is not scored and accuracy counts fewer runs than planned
+    state: Literal["complete", "incomplete"] = "complete"
     notes: list[str] = []  # why a dimension is missing, one line each
 
 

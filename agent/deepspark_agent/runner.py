@@ -235,7 +235,7 @@ def _run_all(
             if left < 1:
                 log.info("%s: not started, the time budget is spent", label)
                 record = RunRecord(
-                    label=label, seed=seed, nproc=nproc, exit_code=None, wall_s=0.0,
+                    label=label, seed=seed, nproc=nproc, exit_code=None, wall_s=0.0, started=False,
                     error=f"not started: the {req.budget_s:g} s budget was spent",
                     mono_offset_ns=time.monotonic_ns() - time.time_ns(), runtime=runtime.name,
                 )  # fmt: skip

@@ -5,6 +5,7 @@ hang: two windows, then a child process and this one sleep forever (the agent mu
 crash: two windows, then exit 3 without run_stop.
 oom: two windows, then allocate (and touch) memory until the container's limit kills it.
 garbage: no events at all, just noise.
+nan: as ok, but the run with seed 1 ends with eval_accuracy NaN (one seed of a set diverged).
 """
 
 import json
@@ -60,5 +61,6 @@ for window in range(6):
     time.sleep(0.2)
     print("some framework chatter", flush=True)
     emit("block_stop", event_type="INTERVAL_END", window=window, samples_count=100)
-    emit("eval_accuracy", 0.5 + seed / 100, epoch_num=window)
+    diverged = behaviour == "nan" and seed == 1 and window == 5
+    emit("eval_accuracy", float("nan") if diverged else 0.5 + seed / 100, epoch_num=window)
 emit("run_stop", event_type="INTERVAL_END", status="success")
