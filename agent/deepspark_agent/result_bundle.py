@@ -21,8 +21,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepspark_agent.attest import STATEMENT_FILE, artifacts
 from deepspark_agent.bundle import name_problem
+from deepspark_agent.runset import STATEMENT_FILE, raw_files
 
 MAX_MEMBERS = 10_000
 MAX_MEMBER_SIZE = 256 * 2**20
@@ -48,7 +48,7 @@ def pack_run_set(run_set: Path, out: Path) -> Path:
     statement = run_set / STATEMENT_FILE
     if not statement.is_file():
         raise ResultBundleError(f"{run_set}: not signed (no {STATEMENT_FILE})")
-    members = {path.relative_to(run_set).as_posix(): path for path in artifacts(run_set)}
+    members = {path.relative_to(run_set).as_posix(): path for path in raw_files(run_set)}
     members[STATEMENT_FILE] = statement
     for name in members:
         if problem := name_problem(name):
