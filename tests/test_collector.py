@@ -85,7 +85,7 @@ def test_a_fresh_database_gets_its_schema_through_alembic(tmp_path):
     tables = set(inspect(create_engine(s.database_url)).get_table_names())
     assert {"vendors", "keys", "submissions", "alembic_version"} <= tables
     with create_engine(s.database_url).connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
 
 
 def test_the_frameworks_migration_keeps_older_submissions(tmp_path):
@@ -112,7 +112,7 @@ def test_the_frameworks_migration_keeps_older_submissions(tmp_path):
     with engine.connect() as conn:
         row = conn.execute(text("SELECT model, implements, framework, speed FROM submissions"))
         assert row.one() == ("resnet50", "resnet50", None, 12.5)
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
 
 
 def test_submit_verifies_stores_recomputed_figures_and_signs_a_receipt(collector, bundle, run_set):
@@ -193,7 +193,8 @@ def test_claimed_figures_that_differ_are_refused(collector, run_set, tmp_path):
     claim["dimensions"]["speed"]["value"] *= 2
     sign_run_set(run_set, Result.model_validate(claim), load_private_key())
     answer = submit(client, pack_run_set(run_set, tmp_path / "inflated.tar").read_bytes())
-    assert answer.status_code == 422 and "claimed figures differ" in answer.json()["detail"]
+    assert answer.status_code == 422
+    assert "differs from its recomputation at result.dimensions.speed" in answer.json()["detail"]
     assert rows(s) == 0
 
 
@@ -316,6 +317,16 @@ def test_postgres_gets_the_schema_and_keeps_one_row_per_envelope(postgres_url, b
         again = submit(client, bundle)
         assert again.status_code == 200
         assert again.json()["submission_id"] == first.json()["submission_id"]
+
+        # Re-encoded, the same statement is the same submission (the payload-key index).
+        def spaced(name: str, data: bytes) -> bytes:
+            if name != STATEMENT_FILE:
+                return data
+            return json.dumps(json.loads(data), indent=5).encode()
+
+        replay = submit(client, retar(bundle, spaced))
+        assert replay.status_code == 200 and replay.json()["created"] is False
+        assert replay.json()["submission_id"] == first.json()["submission_id"]
         (listed,) = client.get("/api/v1/results", params={"model": "sleeper"}).json()
         assert listed["id"] == first.json()["submission_id"]
 

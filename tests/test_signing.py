@@ -303,8 +303,11 @@ def test_envelope_shape_and_round_trip(
     compact = json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert payload == compact.encode()
     key.public_key().verify(base64.b64decode(signature["sig"]), pae(PAYLOAD_TYPE, payload))
-    assert verify_envelope(envelope, keyring([key.public_key()])) == statement
-    assert verify_envelope(json.dumps(envelope).encode(), keyring([key.public_key()])) == statement
+    assert verify_envelope(envelope, keyring([key.public_key()])).statement == statement
+    assert (
+        verify_envelope(json.dumps(envelope).encode(), keyring([key.public_key()])).statement
+        == statement
+    )
 
 
 def test_securesystemslib_verifies_our_envelope(
@@ -321,7 +324,7 @@ def test_we_verify_a_securesystemslib_envelope(
     )
     theirs = Envelope(json.dumps(statement).encode(), PAYLOAD_TYPE, {})
     theirs.sign(signer)
-    assert verify_envelope(theirs.to_dict(), keyring([key.public_key()])) == statement
+    assert verify_envelope(theirs.to_dict(), keyring([key.public_key()])).statement == statement
 
 
 def flipped(data: bytes, position: int) -> bytes:
@@ -375,22 +378,64 @@ def test_url_safe_base64_is_accepted(
     urlsafe["payload"] = base64.urlsafe_b64encode(base64.b64decode(envelope["payload"])).decode()
     sig = base64.b64decode(envelope["signatures"][0]["sig"])
     urlsafe["signatures"][0]["sig"] = base64.urlsafe_b64encode(sig).decode()
-    assert verify_envelope(urlsafe, keyring([key.public_key()])) == statement
+    assert verify_envelope(urlsafe, keyring([key.public_key()])).statement == statement
 
 
-def test_one_good_signature_by_a_trusted_key_is_enough(
+def test_unknown_keys_are_ignored_and_the_verified_keys_named(
     envelope: dict[str, Any], statement: dict[str, Any], key: Ed25519PrivateKey
 ) -> None:
     stranger = Ed25519PrivateKey.generate()
     payload = base64.b64decode(envelope["payload"])
-    good = envelope["signatures"][0]
     unknown = {
         "keyid": key_id(stranger.public_key()),
         "sig": b64(stranger.sign(pae(PAYLOAD_TYPE, payload))),
     }
-    bad = {"keyid": good["keyid"], "sig": b64(stranger.sign(pae(PAYLOAD_TYPE, payload)))}
-    mixed = dict(envelope, signatures=[unknown, bad, good])
-    assert verify_envelope(mixed, keyring([key.public_key()])) == statement
+    other = Ed25519PrivateKey.generate()
+    second = {
+        "keyid": key_id(other.public_key()),
+        "sig": b64(other.sign(pae(PAYLOAD_TYPE, payload))),
+    }
+    mixed = dict(envelope, signatures=[unknown, second, envelope["signatures"][0]])
+    verified = verify_envelope(mixed, keyring([key.public_key(), other.public_key()]))
+    assert verified.statement == statement
+    # Only trusted keys whose signatures verified, in envelope order; never the stranger.
+    assert verified.key_ids == (key_id(other.public_key()), key_id(key.public_key()))
+    assert verified.payload_sha256 == hashlib.sha256(payload).hexdigest()
+
+
+def test_a_signature_naming_a_trusted_key_that_fails_refuses_the_envelope(
+    envelope: dict[str, Any], key: Ed25519PrivateKey
+) -> None:
+    """Issue 14, item 1: a garbage signature under vendor A's key id, listed before vendor B's
+    valid one, must not let the envelope through as A's (nor at all: it is a forgery)."""
+    vendor_a = Ed25519PrivateKey.generate()
+    garbage = {"keyid": key_id(vendor_a.public_key()), "sig": b64(bytes(64))}
+    forged = dict(envelope, signatures=[garbage, envelope["signatures"][0]])
+    with pytest.raises(VerificationError, match=f"signature by {garbage['keyid']} does not"):
+        verify_envelope(forged, keyring([vendor_a.public_key(), key.public_key()]))
+    # A verifier that trusts only B ignores the unknown key id and names B, never A.
+    verified = verify_envelope(forged, keyring([key.public_key()]))
+    assert verified.key_ids == (key_id(key.public_key()),)
+
+
+def test_the_payload_digest_survives_re_encoding_and_re_signing(
+    envelope: dict[str, Any], statement: dict[str, Any], key: Ed25519PrivateKey
+) -> None:
+    trusted = keyring([key.public_key()])
+    first = verify_envelope(json.dumps(envelope).encode(), trusted)
+    spaced = verify_envelope(json.dumps(envelope, indent=7).encode(), trusted)
+    urlsafe = dict(
+        envelope, payload=base64.urlsafe_b64encode(base64.b64decode(envelope["payload"])).decode()
+    )
+    assert (
+        first.payload_sha256
+        == spaced.payload_sha256
+        == verify_envelope(urlsafe, trusted).payload_sha256
+    )
+    assert (
+        verify_envelope(sign_envelope(statement, key), trusted).payload_sha256
+        == first.payload_sha256
+    )
 
 
 def with_sig(envelope: dict[str, Any], sig: str) -> dict[str, Any]:
@@ -597,4 +642,4 @@ def test_signed_result_end_to_end(run_dir: Path, tmp_path: Path) -> None:
     statement = make_statement(subjects_under(run_dir, paths), PREDICATE)
     envelope = sign_envelope(statement, load_private_key(tmp_path / "keys"))
     trusted = keyring([load_public_key(info.public_path)])
-    verify_subjects(verify_envelope(json.dumps(envelope).encode(), trusted), run_dir)
+    verify_subjects(verify_envelope(json.dumps(envelope).encode(), trusted).statement, run_dir)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest import ServedCollector
+from deepspark_agent.result_bundle import pack_run_set
+from deepspark_agent.runset import STATEMENT_FILE
+from deepspark_agent.signing import key_id, load_private_key
 from deepspark_agent.submit import outbox_dir, pins_path, rejected_dir
 from test_attest import signed_run
 
@@ -110,3 +115,31 @@ def test_a_packed_bundle_travels_and_is_submitted_as_a_file(cli, collector, run_
     assert carried.exists()  # the user's file stays; only the outbox copy is removed
     code, _, err = cli("pack", str(tmp_path / "carried"), "--out", str(tmp_path / "x.tar"))
     assert code == 1 and "error:" in err and err.count("\n") == 1
+
+
+def test_a_vendor_claim_and_a_statement_replayed_first(cli, collector, run_set):
+    """The receipt names the statement and who is credited; a replay of our statement that
+    reached the collector first is our submission, and its receipt verifies."""
+    collector.register("acme")
+    code, (refused,), _ = submit(cli, str(run_set), "--collector", collector.url, "--vendor", "x")
+    assert code == 1 and refused["status"] == "rejected"
+    assert "HTTP 403: not signed by a registered, unrevoked key of vendor 'x'" in refused["detail"]
+
+    envelope = json.loads((run_set / STATEMENT_FILE).read_text())
+    spaced = run_set.parent / "replayed"
+    shutil.copytree(run_set, spaced)
+    (spaced / STATEMENT_FILE).write_text(json.dumps(envelope, indent=8))
+    bundle = pack_run_set(spaced, run_set.parent / "replayed.tar").read_bytes()
+    headers = {"Content-Type": "application/x-tar"}
+    first = httpx.post(f"{collector.url}/api/v1/submissions", content=bundle, headers=headers)
+    assert first.status_code == 201, first.text
+
+    code, (ours,), err = submit(cli, str(run_set), "--collector", collector.url, "--vendor", "acme")
+    assert code == 0, err
+    assert ours["status"] == "duplicate" and ours["detail"] == "receipt verified"
+    receipt = ours["receipt"]
+    assert receipt["submission_id"] == first.json()["submission_id"]
+    assert receipt["vendor"] == "acme"
+    assert receipt["key_id"] == key_id(load_private_key().public_key())
+    assert receipt["envelope_sha256"] == first.json()["envelope_sha256"]  # the replay's bytes
+    assert len(collector.results()) == 1

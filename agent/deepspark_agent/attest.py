@@ -1,9 +1,10 @@
-"""Sign a run set's result, and verify one: signature, artifacts, and recomputed figures.
+"""Sign a run set's result, and verify one: signature, artifacts, and the recomputed result.
 
-The statement's subjects are the raw artifacts the agent recorded (events, telemetry, run
-and plan records); its predicate is the result. Verification trusts none of the claimed
-figures: it checks the signature, every artifact against its digest, then recomputes the
-result from the artifacts and compares it with the claim.
+The statement's subjects are the run set's raw artifacts (`runset`); its predicate is the
+result, a pure function of them. Verification trusts nothing the predicate claims: it checks
+the signature, every raw artifact against its digest, then recomputes the whole result from
+the artifacts (what cannot be measured, such as the system description and the config, comes
+from the signed `plan.json`) and compares it with the whole predicate.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from pydantic import ValidationError
 
 from deepspark_agent.assess import assess
 from deepspark_agent.files import write_atomic
-from deepspark_agent.results import RESULT_FILE, Result
+from deepspark_agent.results import Result
+from deepspark_agent.runset import STATEMENT_FILE, is_raw, raw_files
 from deepspark_agent.signing import (
     VerificationError,
     keyring,
@@ -33,55 +34,68 @@ from deepspark_agent.signing import (
     verify_subjects,
 )
 
-STATEMENT_FILE = "statement.dsse.json"
-# Written from the artifacts, not artifacts themselves: the predicate carries the result.
-DERIVED = {RESULT_FILE, "report.md", STATEMENT_FILE}
-
 
 @dataclass(frozen=True)
 class Verified:
-    key_id: str
+    key_ids: tuple[str, ...]  # the trusted keys whose signatures verified
     artifacts: int
     result: Result
 
 
-def artifacts(run_set: Path) -> list[Path]:
-    """Every file the run set holds but the derived ones at its top."""
-    derived = {run_set / name for name in DERIVED}
-    return sorted(p for p in run_set.rglob("*") if p.is_file() and p not in derived)
+def predicate(result: Result) -> dict[str, Any]:
+    """The statement's predicate for `result`: what verification recomputes and compares."""
+    return {"result": result.model_dump(mode="json")}
 
 
 def sign_run_set(run_set: Path, result: Result, key: Ed25519PrivateKey) -> Path:
     """Write the DSSE envelope of the run set's in-toto statement beside its files."""
-    statement = make_statement(
-        subjects_under(run_set, artifacts(run_set)),
-        {"result": result.model_dump(mode="json")},
-    )
+    statement = make_statement(subjects_under(run_set, raw_files(run_set)), predicate(result))
     path = run_set / STATEMENT_FILE
     write_atomic(path, (json.dumps(sign_envelope(statement, key), indent=2) + "\n").encode())
     return path
 
 
-def check_artifacts(statement: Mapping[str, Any], run_set: Path) -> None:
-    """Every subject matches its digest, and no file beside them goes unsigned (an extra
-    run-N would change the recomputation)."""
-    verify_subjects(statement, run_set)
-    signed = {subject["name"] for subject in statement["subject"]} | DERIVED
-    present = {p.relative_to(run_set).as_posix() for p in run_set.rglob("*") if p.is_file()}
+def check_artifacts(statement: Mapping[str, Any], run_set: Path) -> int:
+    """Every raw subject matches its digest, and no raw file goes unsigned (an extra run-N
+    would change the recomputation); the number of raw artifacts checked.
+
+    Subjects that are not raw (older agents signed report.html and their bookkeeping) are
+    not read by the recomputation, so they are neither required nor checked."""
+    raw = [subject for subject in statement["subject"] if is_raw(subject["name"])]
+    verify_subjects({**statement, "subject": raw}, run_set)
+    signed = {subject["name"] for subject in raw}
+    present = {path.relative_to(run_set).as_posix() for path in raw_files(run_set)}
     if extra := sorted(present - signed):
         raise VerificationError(f"unsigned files beside the signed artifacts: {extra[0]}")
+    return len(raw)
 
 
-def check_figures(statement: Mapping[str, Any], run_set: Path) -> Result:
-    """The result recomputed from the artifacts, if the claimed figures equal it."""
-    try:
-        claimed = Result.model_validate(statement["predicate"]["result"])
-    except (KeyError, TypeError, ValidationError):
-        raise VerificationError("the statement's predicate holds no valid result") from None
+def check_result(statement: Mapping[str, Any], run_set: Path) -> Result:
+    """The result recomputed from the artifacts, if the whole predicate equals its own."""
     recomputed = assess(run_set)
-    if recomputed.dimensions != claimed.dimensions:
-        raise VerificationError("claimed figures differ from those recomputed from the artifacts")
+    if (where := first_difference(statement["predicate"], predicate(recomputed))) is not None:
+        at = f" at {where}" if where else ""
+        raise VerificationError(f"the predicate differs from its recomputation{at}")
     return recomputed
+
+
+def first_difference(claimed: Any, actual: Any, path: str = "") -> str | None:
+    """The path of the first place where two JSON values differ (types too), or None."""
+    if isinstance(claimed, dict) and isinstance(actual, dict):
+        for name in [*actual, *(k for k in claimed if k not in actual)]:
+            where = f"{path}.{name}" if path else str(name)
+            if name not in claimed or name not in actual:
+                return where
+            if (found := first_difference(claimed[name], actual[name], where)) is not None:
+                return found
+        return None
+    if isinstance(claimed, list) and isinstance(actual, list):
+        for index, (mine, theirs) in enumerate(zip(claimed, actual, strict=False)):
+            if (found := first_difference(mine, theirs, f"{path}[{index}]")) is not None:
+                return found
+        same = len(claimed) == len(actual)
+        return None if same else f"{path}[{min(len(claimed), len(actual))}]"
+    return None if type(claimed) is type(actual) and claimed == actual else path
 
 
 def verify_run_set(envelope: Path, public_keys: list[Ed25519PublicKey]) -> Verified:
@@ -91,10 +105,7 @@ def verify_run_set(envelope: Path, public_keys: list[Ed25519PublicKey]) -> Verif
         raw = envelope.read_bytes()
     except OSError as exc:
         raise VerificationError(f"{envelope}: {exc.strerror}") from None
-    keys = keyring(public_keys)
-    statement = verify_envelope(raw, keys)
-    check_artifacts(statement, run_set)
-    recomputed = check_figures(statement, run_set)
-    # verify_envelope accepted it, so a trusted key signed it: name that key.
-    signer = next(s["keyid"] for s in json.loads(raw)["signatures"] if s["keyid"] in keys)
-    return Verified(key_id=signer, artifacts=len(statement["subject"]), result=recomputed)
+    signed = verify_envelope(raw, keyring(public_keys))
+    checked = check_artifacts(signed.statement, run_set)
+    recomputed = check_result(signed.statement, run_set)
+    return Verified(key_ids=signed.key_ids, artifacts=checked, result=recomputed)

@@ -39,6 +39,7 @@ from deepspark_agent.report import (
 )
 from deepspark_agent.results import RUN_FILE, Result, RunPlan, RunRecord, read_model
 from deepspark_agent.runner import Request, execute, run_plan, run_set_dir
+from deepspark_agent.runset import REPORT_HTML, REPORT_MD
 from deepspark_agent.runtime.base import Cluster, LaunchError, Runtime
 from deepspark_agent.runtime.docker import DockerRuntime
 from deepspark_agent.runtime.process import ProcessRuntime
@@ -194,8 +195,8 @@ def choose_runtime(
 def _finish(run_set: Path, result: Result, as_json: bool, collector: str | None) -> None:
     """The run set's Markdown row, signature and submission; where it lies."""
     out = err_console if as_json else console
-    (run_set / "report.md").write_text(markdown_table([result]) + "\n")
-    (run_set / "report.html").write_text(html_report(result, run_set))
+    (run_set / REPORT_MD).write_text(markdown_table([result]) + "\n")
+    (run_set / REPORT_HTML).write_text(html_report(result, run_set))
     sign_if_keyed(run_set, result, out)
     if collector:
         submit_after_run(run_set, collector, out)

@@ -84,11 +84,11 @@ def verify(
         typer.Option(help="Trusted public key (PEM); repeatable. Default: this host's own."),
     ] = None,
 ) -> None:
-    """Check a signed result: signature, every artifact's digest, and the recomputed figures."""
+    """Check a signed result: signature, every artifact's digest, and the recomputed result."""
     keys = [load_public_key(p) for p in pubkey or [default_key_dir() / PUBLIC_KEY_NAME]]
     verified = verify_run_set(envelope, keys)
     console.print(
-        f"verified: signed by {verified.key_id}, {verified.artifacts} artifacts match their "
-        "digests, the figures match their recomputation",
+        f"verified: signed by {', '.join(verified.key_ids)}, {verified.artifacts} artifacts "
+        "match their digests, the whole result matches its recomputation",
         highlight=False,
     )

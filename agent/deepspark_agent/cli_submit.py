@@ -22,20 +22,22 @@ CollectorOpt = Annotated[
 COLORS = {"created": "green", "duplicate": "green", "queued": "yellow"}
 
 
-def submit_run_set(run_set: Path, url: str, timeout: float = DEFAULT_TIMEOUT) -> Outcome:
+def submit_run_set(
+    run_set: Path, url: str, timeout: float = DEFAULT_TIMEOUT, vendor: str | None = None
+) -> Outcome:
     """Pack the signed run set and submit it; what became of it, named by the run set.
 
     A file instead of a directory is a result bundle already packed (`deepspark-agent pack`,
     carried out of an air-gapped site): it is submitted as it is.
     """
     if run_set.is_file():
-        return outcome(run_set, lambda: submit(run_set, url, timeout))
+        return outcome(run_set, lambda: submit(run_set, url, timeout, vendor))
     with tempfile.TemporaryDirectory(prefix="deepspark-submit-") as tmp:
         try:
             bundle = pack_run_set(run_set, Path(tmp) / "bundle.tar")
         except ResultBundleError as exc:
             return Outcome(str(run_set), "error", str(exc))
-        result = outcome(bundle, lambda: submit(bundle, url, timeout))
+        result = outcome(bundle, lambda: submit(bundle, url, timeout, vendor))
     return dataclasses.replace(result, bundle=str(run_set))
 
 
@@ -67,14 +69,22 @@ def submit_command(
         bool, typer.Option("--flush", help="Also retry every bundle queued in the outbox.")
     ] = False,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds per request.")] = DEFAULT_TIMEOUT,
+    vendor: Annotated[
+        str | None,
+        typer.Option(
+            "--vendor",
+            help="Claim whose results these are: the collector credits only a verified key of "
+            "this vendor (needed when keys of several vendors signed).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Submit signed run sets to a collector; exit 1 if any is rejected or still queued."""
     if not run_dirs and not flush_outbox:
         raise typer.BadParameter("name run directories to submit, or --flush")
-    results = [submit_run_set(run_set, collector, timeout) for run_set in run_dirs or []]
+    results = [submit_run_set(run_set, collector, timeout, vendor) for run_set in run_dirs or []]
     if flush_outbox:
-        results += flush(collector, timeout)
+        results += flush(collector, timeout, vendor)
     if as_json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:

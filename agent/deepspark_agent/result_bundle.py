@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepspark_agent import safetar
-from deepspark_agent.attest import STATEMENT_FILE, artifacts
+from deepspark_agent.runset import STATEMENT_FILE, raw_files
 from deepspark_agent.safetar import Archive, name_problem, read_archive
 
 MAX_MEMBERS = 10_000
@@ -49,7 +49,7 @@ def pack_run_set(run_set: Path, out: Path) -> Path:
     statement = run_set / STATEMENT_FILE
     if not statement.is_file():
         raise ResultBundleError(f"{run_set}: not signed (no {STATEMENT_FILE})")
-    members = {path.relative_to(run_set).as_posix(): path for path in artifacts(run_set)}
+    members = {path.relative_to(run_set).as_posix(): path for path in raw_files(run_set)}
     members[STATEMENT_FILE] = statement
     for name in members:
         if problem := name_problem(name):

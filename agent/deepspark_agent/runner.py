@@ -41,6 +41,7 @@ from deepspark_agent.results import (
     SchemaError,
     read_model,
 )
+from deepspark_agent.runset import AGENT_LOG
 from deepspark_agent.runtime.base import Cluster, Launch, Runtime
 from deepspark_agent.workloads import Workload
 
@@ -188,7 +189,7 @@ def run_plan(
 @contextmanager
 def _agent_log(run_set: Path) -> Iterator[None]:
     """The agent's log lines about this run set, in its agent.log (appended: resumes add)."""
-    handler = logging.FileHandler(run_set / "agent.log")
+    handler = logging.FileHandler(run_set / AGENT_LOG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)

@@ -5,9 +5,10 @@ each with its sha256, and whose predicate holds the figures. It travels in a DSS
 (`sign_envelope`): the signature is Ed25519 over DSSE's pre-authentication encoding (`pae`)
 of the payload type and the payload bytes, so neither can be swapped without breaking it.
 
-Verification fails closed: `verify_envelope` returns the statement only once a trusted key's
-signature verifies and the statement is well formed, and `verify_subjects` then checks every
-artifact on disk against its signed digest. Anything else raises `VerificationError`.
+Verification fails closed: `verify_envelope` returns the statement, with the trusted keys
+that signed it, only once a trusted key's signature verifies, no signature naming a trusted
+key fails, and the statement is well formed; `verify_subjects` then checks every artifact on
+disk against its signed digest. Anything else raises `VerificationError`.
 
 Keys are PKCS8 PEM files, the private one unencrypted and guarded by its file mode (0600),
 as SSH keys are. A key's id is the sha256 of its raw 32-byte public key.
@@ -391,17 +392,62 @@ def _decode_signatures(signatures: object) -> list[tuple[str, bytes]]:
     return decoded
 
 
+@dataclass(frozen=True)
+class VerifiedStatement:
+    """A statement and the trusted keys whose signatures over it verified (envelope order).
+
+    `payload_sha256` names the statement, not its envelope: re-encoding the envelope or
+    re-signing the same statement keeps it, so it is what identifies one submission.
+    """
+
+    statement: Statement
+    key_ids: tuple[str, ...]
+    payload_sha256: str
+
+
 def verify_envelope(
     envelope: Mapping[str, Any] | bytes | str, public_keys: Mapping[str, Ed25519PublicKey]
-) -> Statement:
-    """The statement in a DSSE envelope, once a signature by a trusted key verifies.
+) -> VerifiedStatement:
+    """The statement in a DSSE envelope and the trusted keys that signed it.
 
-    `public_keys` maps key ids to trusted keys (see `keyring`). The envelope is accepted if at
-    least one signature whose keyid is in `public_keys` verifies over the PAE; signatures by
-    unknown keys or that fail are otherwise ignored, as DSSE's multi-signature rule says. A
-    malformed envelope, a payload type other than in-toto's, or a payload that is not a
-    DeepSpark result Statement is refused whatever its signatures. Raises VerificationError.
+    `public_keys` maps key ids to trusted keys (see `keyring`). Signatures by keys not in
+    `public_keys` are ignored. A signature that names a trusted key but does not verify is a
+    forgery and refuses the whole envelope (DSSE would ignore it; we fail closed, so that a
+    bundle can never be credited to a key that did not sign it). At least one trusted
+    signature must verify. A malformed envelope, a payload type other than in-toto's, or a
+    payload that is not a DeepSpark result Statement is refused whatever its signatures.
+    Raises VerificationError.
     """
+    envelope, payload = _open_envelope(envelope)
+    signatures = _decode_signatures(envelope.get("signatures"))
+    message = pae(PAYLOAD_TYPE, payload)
+    verified: list[str] = []
+    for keyid, signature in signatures:
+        key = public_keys.get(keyid)
+        if key is None:
+            continue
+        try:
+            key.verify(signature, message)
+        except InvalidSignature:
+            raise VerificationError(
+                f"signature by {keyid} does not verify (a forged signature refuses the envelope)"
+            ) from None
+        if keyid not in verified:
+            verified.append(keyid)
+    if not verified:
+        keyids = ", ".join(keyid for keyid, _ in signatures)
+        raise VerificationError(f"no signature by a trusted key (keyids: {keyids})")
+    digest = hashlib.sha256(payload).hexdigest()
+    return VerifiedStatement(_parse_statement(payload), tuple(verified), digest)
+
+
+def payload_sha256(envelope: Mapping[str, Any] | bytes | str) -> str:
+    """The sha256 of an in-toto envelope's payload, unverified: what names a submission."""
+    return hashlib.sha256(_open_envelope(envelope)[1]).hexdigest()
+
+
+def _open_envelope(envelope: Mapping[str, Any] | bytes | str) -> tuple[Mapping[str, Any], bytes]:
+    """The envelope as an object, and its payload's bytes, once it is shaped as in-toto's."""
     if isinstance(envelope, bytes | str):
         envelope = _strict_json(envelope, "envelope")
     if not isinstance(envelope, Mapping):
@@ -410,24 +456,7 @@ def verify_envelope(
         raise VerificationError(
             f"payloadType is {envelope.get('payloadType')!r}, not {PAYLOAD_TYPE!r}"
         )
-    payload = _b64decode(envelope.get("payload"), "payload")
-    signatures = _decode_signatures(envelope.get("signatures"))
-    message = pae(PAYLOAD_TYPE, payload)
-    failed = []
-    for keyid, signature in signatures:
-        key = public_keys.get(keyid)
-        if key is None:
-            continue
-        try:
-            key.verify(signature, message)
-        except InvalidSignature:
-            failed.append(keyid)
-            continue
-        return _parse_statement(payload)
-    if failed:
-        raise VerificationError(f"signature by {failed[0]} does not verify")
-    keyids = ", ".join(keyid for keyid, _ in signatures)
-    raise VerificationError(f"no signature by a trusted key (keyids: {keyids})")
+    return envelope, _b64decode(envelope.get("payload"), "payload")
 
 
 def _parse_statement(payload: bytes) -> Statement:

@@ -7,6 +7,10 @@ be reached, times out, answers 5xx or asks us to slow down (429) leaves the bund
 for `flush`; any other 4xx is a rejection: the bundle moves to `outbox/rejected/` for
 inspection and is never retried.
 
+A receipt names the statement (its payload's sha256) and the key and vendor credited: the
+same statement re-encoded or re-signed by the same key is one submission, so its receipt may
+name the envelope the collector first stored rather than the bytes we sent.
+
 The collector's key is trusted on first use: the first key seen for a collector URL is
 pinned in `collector-keys.json` beside the signing key, and a collector that later presents
 another key is refused before anything is sent (remove its pin if the change is expected).
@@ -28,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from deepspark_agent.files import write_atomic
 from deepspark_agent.receipts import verify_receipt
 from deepspark_agent.result_bundle import ResultBundleError, read_statement
-from deepspark_agent.signing import VerificationError, default_key_dir, key_id
+from deepspark_agent.signing import VerificationError, default_key_dir, key_id, payload_sha256
 
 API = "/api/v1"
 PINS_FILE = "collector-keys.json"
@@ -56,9 +60,12 @@ class KeyMismatch(SubmitError):
 @dataclass(frozen=True)
 class Receipt:
     submission_id: int
-    envelope_sha256: str
+    envelope_sha256: str  # the envelope stored: ours, or an earlier one of the same statement
+    payload_sha256: str  # the statement: always the one sent
+    key_id: str  # the signing key the result is credited to, and its vendor
+    vendor: str
     received_at: str
-    created: bool  # False: the collector already held this envelope
+    created: bool  # False: the collector already held this statement, signed by this key
     collector_key_id: str
 
 
@@ -90,19 +97,22 @@ def pins_path() -> Path:
     return default_key_dir() / PINS_FILE
 
 
-def submit(bundle: Path, url: str, timeout: float = DEFAULT_TIMEOUT) -> Receipt:
-    """Deliver `bundle` to the collector at `url`; its verified receipt, or SubmitError."""
-    _envelope_sha256(bundle)  # checks the archive: a hostile file is never queued
+def submit(
+    bundle: Path, url: str, timeout: float = DEFAULT_TIMEOUT, vendor: str | None = None
+) -> Receipt:
+    """Deliver `bundle` to the collector at `url`; its verified receipt, or SubmitError.
+    `vendor` claims whose result it is: the collector then credits only that vendor's key."""
+    _payload_sha256(bundle)  # checks the archive: a hostile file is never queued
     queued = enqueue(bundle)
     with httpx.Client(base_url=_base(url), timeout=timeout) as client:
-        return _deliver(client, _base(url), queued)
+        return _deliver(client, _base(url), queued, vendor)
 
 
-def flush(url: str, timeout: float = DEFAULT_TIMEOUT) -> list[Outcome]:
+def flush(url: str, timeout: float = DEFAULT_TIMEOUT, vendor: str | None = None) -> list[Outcome]:
     """Retry every bundle queued in the outbox, oldest first."""
     queued = sorted(outbox_dir().glob("*.tar"), key=lambda p: p.stat().st_mtime)
     with httpx.Client(base_url=_base(url), timeout=timeout) as client:
-        return [outcome(p, lambda p=p: _deliver(client, _base(url), p)) for p in queued]
+        return [outcome(p, lambda p=p: _deliver(client, _base(url), p, vendor)) for p in queued]
 
 
 def outcome(bundle: Path, attempt: Callable[[], Receipt]) -> Outcome:
@@ -131,13 +141,14 @@ def enqueue(bundle: Path) -> Path:
     return target
 
 
-def _deliver(client: httpx.Client, url: str, queued: Path) -> Receipt:
+def _deliver(client: httpx.Client, url: str, queued: Path, vendor: str | None) -> Receipt:
     public = _collector_key(client, url)
     try:
         answer = client.post(
             f"{API}/submissions",
             content=queued.read_bytes(),
             headers={"Content-Type": "application/x-tar"},
+            params={"vendor": vendor} if vendor is not None else None,
         )
     except httpx.TransportError as exc:
         raise Queued(f"{url}: {_reason(exc)}; queued in {queued.parent}") from None
@@ -148,7 +159,7 @@ def _deliver(client: httpx.Client, url: str, queued: Path) -> Receipt:
         kept.parent.mkdir(parents=True, exist_ok=True)
         queued.replace(kept)
         raise Rejected(f"HTTP {answer.status_code}: {_detail(answer)} (kept in {kept})")
-    receipt = _check_receipt(answer.json(), public, _envelope_sha256(queued))
+    receipt = _check_receipt(answer.json(), public, _payload_sha256(queued))
     queued.unlink(missing_ok=True)  # only now: the collector has signed for it
     return receipt
 
@@ -159,14 +170,17 @@ def _check_receipt(body: Any, public: Ed25519PublicKey, sent: str) -> Receipt:
         receipt = Receipt(
             submission_id=int(signed["submission_id"]),
             envelope_sha256=str(signed["envelope_sha256"]),
+            payload_sha256=str(signed["payload_sha256"]),
+            key_id=str(signed["key_id"]),
+            vendor=str(signed["vendor"]),
             received_at=str(signed["received_at"]),
             created=bool(body["created"]),
             collector_key_id=key_id(public),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise VerificationError(f"receipt does not verify: {exc}") from None
-    if receipt.envelope_sha256 != sent:
-        raise VerificationError("the receipt names another envelope than the one sent")
+    if receipt.payload_sha256 != sent:
+        raise VerificationError("the receipt names another statement than the one sent")
     return receipt
 
 
@@ -207,9 +221,9 @@ def _read_pins() -> dict[str, dict[str, str]]:
         return {}
 
 
-def _envelope_sha256(bundle: Path) -> str:
+def _payload_sha256(bundle: Path) -> str:
     try:
-        return hashlib.sha256(read_statement(bundle)).hexdigest()
+        return payload_sha256(read_statement(bundle))
     except ResultBundleError as exc:  # a bundle that is not sound is refused, not sent
         raise VerificationError(str(exc)) from None
 

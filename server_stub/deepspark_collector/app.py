@@ -26,7 +26,13 @@ from deepspark_agent.signing import key_id
 from deepspark_collector import db, store, web
 from deepspark_collector.ratelimit import RateLimiter
 from deepspark_collector.settings import Settings
-from deepspark_collector.verify import Rejected, read_envelope, verify_submission
+from deepspark_collector.verify import (
+    Rejected,
+    Signed,
+    check_run_set,
+    check_signature,
+    read_envelope,
+)
 
 API = "/api/v1"
 BUNDLE_FILE = "bundle.tar"
@@ -55,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
         engine.dispose()
 
     db.migrate(engine)  # at creation, so that an app that exists has its schema
+    store.fill_payload_digests(factory, settings.artifacts_dir)  # rows from before 0003
     app = FastAPI(title="DeepSpark collector", version="1", lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
@@ -109,7 +116,10 @@ def create_app(settings: Settings) -> FastAPI:
     # --- submissions ----------------------------------------------------------------------
 
     @app.post(f"{API}/submissions")
-    async def submit(request: Request) -> JSONResponse:
+    async def submit(request: Request, vendor: str | None = None) -> JSONResponse:
+        """A result bundle; `vendor` claims whose result it is (a verified, unrevoked key of
+        that vendor must have signed it); without it, every verified key must be one
+        vendor's."""
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.max_body:
             raise Rejected(413, f"a result bundle may be at most {settings.max_body} bytes")
@@ -118,12 +128,14 @@ def create_app(settings: Settings) -> FastAPI:
             bundle = work / BUNDLE_FILE
             await _receive(request, bundle, settings.max_body)
             client = request.client.host if request.client else "unknown"
-            status, body = await run_in_threadpool(_process, bundle, work, client)
+            status, body = await run_in_threadpool(_process, bundle, work, client, vendor)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return JSONResponse(body, status_code=status)
 
-    def _process(bundle: Path, work: Path, client: str) -> tuple[int, dict[str, Any]]:
+    def _process(
+        bundle: Path, work: Path, client: str, vendor: str | None
+    ) -> tuple[int, dict[str, Any]]:
         # Before verification only the sender's address is known: a claimed key id is not
         # charged, so that forged bundles naming a vendor's key cannot use up its budget.
         if not limiter.allow(f"address {client}"):
@@ -135,24 +147,33 @@ def create_app(settings: Settings) -> FastAPI:
         except ResultBundleError as exc:
             raise Rejected(400, f"not a valid result bundle: {exc}") from None
         envelope = read_envelope(run_set)
-        existing = store.find_submission(factory, envelope.sha256)
-        if existing is not None:
-            return 200, _receipt_body(existing, created=False)
         keys = store.key_states(factory, envelope.keyids)
-        accepted = verify_submission(run_set, envelope, keys)
-        if not limiter.allow(f"key {accepted.key_id}"):  # the key that really signed
+        signed = check_signature(envelope, keys, vendor)  # cheap: before any charge
+        # The same statement by the same key (re-encoded, re-signed, replayed) is the same
+        # submission: answered before the key's limit is charged or anything is recomputed.
+        existing = store.find_submission(factory, signed.payload_sha256, signed.key_id)
+        if existing is not None:
+            return 200, _receipt_body(existing, signed, created=False)
+        if not limiter.allow(f"key {signed.key_id}"):  # the key that really signed
             raise Rejected(429, "too many submissions for this key; try again later")
-        row, created = store.add_submission(factory, accepted)
-        kept = settings.artifacts_dir / envelope.sha256
+        result = check_run_set(run_set, signed)
+        try:
+            row, created = store.add_submission(factory, signed, result)
+        except store.Conflict as exc:
+            raise Rejected(409, str(exc)) from None
+        kept = settings.artifacts_dir / row.envelope_sha256
         if created and not kept.exists():  # the verified files, for download and plots
             kept.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(run_set, kept)
-        return (201 if created else 200), _receipt_body(row, created)
+        return (201 if created else 200), _receipt_body(row, signed, created)
 
-    def _receipt_body(row: db.Submission, created: bool) -> dict[str, Any]:
+    def _receipt_body(row: db.Submission, signed: Signed, created: bool) -> dict[str, Any]:
         receipt = {
             "submission_id": row.id,
             "envelope_sha256": row.envelope_sha256,
+            "payload_sha256": signed.payload_sha256,
+            "key_id": row.key_id,
+            "vendor": signed.vendor,
             "received_at": row.received_at.isoformat(),
         }
         return {

@@ -13,7 +13,17 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event
+from sqlalchemy import (
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -41,12 +51,19 @@ class Key(Base):
 
 
 class Submission(Base):
-    """One verified run set; every figure is the collector's recomputation, not the claim."""
+    """One verified run set; every figure is the collector's recomputation, not the claim.
+
+    One row per statement and signing key (payload_sha256, key_id): a DSSE envelope is
+    malleable (re-encoded, re-signed), its statement's bytes are not. envelope_sha256 names
+    the envelope first accepted, whose files are kept under its digest."""
 
     __tablename__ = "submissions"
+    __table_args__ = (Index("ux_submissions_payload_key", "payload_sha256", "key_id", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     envelope_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    # NULL only for rows stored before revision 0003 whose kept envelope could not be read.
+    payload_sha256: Mapped[str | None] = mapped_column(String(64))
     key_id: Mapped[str] = mapped_column(ForeignKey("keys.key_id"), index=True)
     model: Mapped[str] = mapped_column(String(200), index=True)  # the workload
     # The DeepSpark model it implements (the workload's own name before plans said) and the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -14,9 +15,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from deepspark_agent.results import Result
-from deepspark_agent.signing import key_id
+from deepspark_agent.runset import STATEMENT_FILE
+from deepspark_agent.signing import key_id, verify_envelope
 from deepspark_collector.db import Key, Submission, Vendor, transaction
-from deepspark_collector.verify import Accepted, KeyState
+from deepspark_collector.verify import KeyState, Signed
 
 
 class Conflict(ValueError):
@@ -71,27 +73,38 @@ def revoke_key(factory: sessionmaker[Session], kid: str) -> datetime:
 
 
 def key_states(factory: sessionmaker[Session], kids: list[str]) -> dict[str, KeyState]:
+    """The registered keys among `kids`, each with its vendor's name."""
+    query = select(Key, Vendor.name).join(Vendor).where(Key.key_id.in_(kids))
     with factory() as session:
-        keys = session.scalars(select(Key).where(Key.key_id.in_(kids))).all()
         return {
-            k.key_id: KeyState(parse_public_key(k.public_key_pem), k.revoked_at is not None)
-            for k in keys
+            key.key_id: KeyState(
+                parse_public_key(key.public_key_pem), vendor, key.revoked_at is not None
+            )
+            for key, vendor in session.execute(query).all()
         }
 
 
-def find_submission(factory: sessionmaker[Session], envelope_sha256: str) -> Submission | None:
+def find_submission(
+    factory: sessionmaker[Session], payload_sha256: str, kid: str
+) -> Submission | None:
+    """The row of this statement signed by this key, however its envelope was encoded."""
     with factory() as session:
         return session.scalar(
-            select(Submission).where(Submission.envelope_sha256 == envelope_sha256)
+            select(Submission).where(
+                Submission.payload_sha256 == payload_sha256, Submission.key_id == kid
+            )
         )
 
 
-def add_submission(factory: sessionmaker[Session], accepted: Accepted) -> tuple[Submission, bool]:
-    """The stored row and whether it is new: the same envelope twice is one row."""
-    result = accepted.result
+def add_submission(
+    factory: sessionmaker[Session], signed: Signed, result: Result
+) -> tuple[Submission, bool]:
+    """The stored row and whether it is new: one row per statement and key. `result` is the
+    recomputed one."""
     row = Submission(
-        envelope_sha256=accepted.envelope_sha256,
-        key_id=accepted.key_id,
+        envelope_sha256=signed.envelope_sha256,
+        payload_sha256=signed.payload_sha256,
+        key_id=signed.key_id,
         model=result.plan.model,
         implements=result.plan.implements or result.plan.model,
         framework=result.plan.framework,
@@ -107,11 +120,48 @@ def add_submission(factory: sessionmaker[Session], accepted: Accepted) -> tuple[
         with transaction(factory) as session:
             session.add(row)
         return row, True
-    except IntegrityError:  # a concurrent upload of the same envelope won
-        existing = find_submission(factory, accepted.envelope_sha256)
-        if existing is None:
-            raise
+    except IntegrityError:  # a concurrent upload of the same statement won, or this envelope
+        existing = find_submission(factory, signed.payload_sha256, signed.key_id)
+        if existing is None:  # is stored already, credited to another of its signers
+            raise Conflict("this envelope is stored already under another signing key") from None
         return existing, False
+
+
+def fill_payload_digests(factory: sessionmaker[Session], artifacts_dir: Path) -> int:
+    """Give rows stored before revision 0003 their statement's digest, from the envelope kept
+    with them, verified again with their key; the number filled. A row without a readable
+    kept envelope, or a replay of a statement already stored for its key (older collectors
+    stored those as new rows), keeps NULL: still listed, only never matched."""
+    query = (
+        select(Submission, Key.public_key_pem)
+        .join(Key, Key.key_id == Submission.key_id)
+        .where(Submission.payload_sha256.is_(None))
+        .order_by(Submission.id)
+    )
+    filled = 0
+    with transaction(factory) as session:
+        older = session.execute(query).all()
+        if not older:
+            return 0
+        taken = set(
+            session.execute(
+                select(Submission.payload_sha256, Submission.key_id).where(
+                    Submission.payload_sha256.is_not(None)
+                )
+            ).tuples()
+        )
+        for row, pem in older:
+            try:
+                raw = (artifacts_dir / row.envelope_sha256 / STATEMENT_FILE).read_bytes()
+                signed = verify_envelope(raw, {row.key_id: parse_public_key(pem)})
+            except (OSError, ValueError):  # unreadable, or no longer verifies
+                continue
+            if (signed.payload_sha256, row.key_id) in taken:
+                continue
+            taken.add((signed.payload_sha256, row.key_id))
+            row.payload_sha256 = signed.payload_sha256
+            filled += 1
+    return filled
 
 
 def platform(result: Result) -> str:
@@ -152,6 +202,7 @@ def row_summary(row: Submission, vendor: str) -> dict[str, Any]:
         "stability": row.stability,
         "linearity": row.linearity,
         "envelope_sha256": row.envelope_sha256,
+        "payload_sha256": row.payload_sha256,
         "received_at": row.received_at.isoformat(),
     }
 

@@ -1,8 +1,11 @@
-"""Verify one unpacked submission: who signed it, every artifact, every figure.
+"""Verify one unpacked submission: who signed it, every artifact, the whole result.
 
-The same three checks as `deepspark-agent verify` (`signing.verify_envelope`,
-`signing.verify_subjects`, `assess.assess`), composed here so that each failure carries
-the HTTP status a client can act on. Fails closed: anything unexpected is a `Rejected`.
+The same checks as `deepspark-agent verify` (`signing.verify_envelope`,
+`attest.check_artifacts`, `attest.check_result`), split in two so that the cheap one (the
+signature, and so the key and vendor to credit) runs before the collector charges a key's
+rate limit or looks for the same statement stored already, and the expensive one
+(artifacts, recomputation) only after. Each failure carries the HTTP status a client can act
+on. Fails closed: anything unexpected is a `Rejected`.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from deepspark_agent.attest import STATEMENT_FILE, check_artifacts, check_figures
+from deepspark_agent.attest import check_artifacts, check_result
 from deepspark_agent.results import Result
-from deepspark_agent.signing import VerificationError, verify_envelope
+from deepspark_agent.runset import STATEMENT_FILE
+from deepspark_agent.signing import Statement, VerificationError, verify_envelope
 
 MAX_ENVELOPE = 64 * 2**20
 
@@ -36,6 +40,7 @@ class KeyState:
     """A registered key as verification needs it."""
 
     public_key: Ed25519PublicKey
+    vendor: str
     revoked: bool
 
 
@@ -47,10 +52,17 @@ class Envelope:
 
 
 @dataclass(frozen=True)
-class Accepted:
+class Signed:
+    """An envelope whose signature verified: the key (and its vendor) it is credited to.
+
+    `payload_sha256` and `key_id` identify the submission: the same statement re-encoded or
+    re-signed by the same key is the same submission, whatever its envelope's bytes."""
+
     key_id: str
+    vendor: str
+    payload_sha256: str
     envelope_sha256: str
-    result: Result  # recomputed from the artifacts
+    statement: Statement
 
 
 def read_envelope(run_set: Path) -> Envelope:
@@ -69,33 +81,53 @@ def read_envelope(run_set: Path) -> Envelope:
     return Envelope(raw, hashlib.sha256(raw).hexdigest(), keyids)
 
 
-def trusted_keys(envelope: Envelope, keys: Mapping[str, KeyState]) -> dict[str, Ed25519PublicKey]:
-    """The registered, unrevoked keys among the envelope's signers; 401 or 403 if none."""
-    known = {k: keys[k] for k in envelope.keyids if k in keys}
-    if not known:
+def check_signature(
+    envelope: Envelope, keys: Mapping[str, KeyState], vendor: str | None = None
+) -> Signed:
+    """The key and vendor to credit: a registered, unrevoked key whose signature verified, of
+    the claimed `vendor`; without a claim, the verified keys must all be one vendor's.
+
+    Every registered key named in the envelope is checked, revoked or not, so that a
+    signature naming one that does not verify (a forgery) refuses the whole envelope."""
+    if not keys:
         raise Rejected(401, f"unknown signing key: {', '.join(envelope.keyids)} is not registered")
-    active = {k: state.public_key for k, state in known.items() if not state.revoked}
-    if not active:
-        raise Rejected(403, f"revoked signing key: {', '.join(known)}")
-    return active
-
-
-def verify_submission(run_set: Path, envelope: Envelope, keys: Mapping[str, KeyState]) -> Accepted:
-    """Signature, artifacts, then recomputation; `Rejected` with the first failure."""
-    active = trusted_keys(envelope, keys)
     try:
-        statement = verify_envelope(envelope.raw, active)
+        verified = verify_envelope(envelope.raw, {k: s.public_key for k, s in keys.items()})
     except VerificationError as exc:
         raise Rejected(401, f"bad signature: {exc}") from None
-    signer = next(k for k in envelope.keyids if k in active)
+    active = [k for k in verified.key_ids if not keys[k].revoked]
+    if not active:
+        raise Rejected(403, f"revoked signing key: {', '.join(verified.key_ids)}")
+    if vendor is not None:
+        active = [k for k in active if keys[k].vendor == vendor]
+        if not active:
+            raise Rejected(403, f"not signed by a registered, unrevoked key of vendor {vendor!r}")
+    vendors = sorted({keys[k].vendor for k in active})
+    if len(vendors) > 1:
+        raise Rejected(
+            400,
+            f"ambiguous: signed by keys of vendors {', '.join(vendors)}; "
+            "claim one (?vendor=NAME, `submit --vendor NAME`)",
+        )
+    signer = active[0]
+    return Signed(
+        key_id=signer,
+        vendor=keys[signer].vendor,
+        payload_sha256=verified.payload_sha256,
+        envelope_sha256=envelope.sha256,
+        statement=verified.statement,
+    )
+
+
+def check_run_set(run_set: Path, signed: Signed) -> Result:
+    """Artifacts, then the whole result recomputed; `Rejected` with the first failure."""
     try:
-        check_artifacts(statement, run_set)
+        check_artifacts(signed.statement, run_set)
     except VerificationError as exc:
         raise Rejected(422, f"artifact mismatch: {exc}") from None
     try:
-        recomputed = check_figures(statement, run_set)
+        return check_result(signed.statement, run_set)
     except VerificationError as exc:
         raise Rejected(422, str(exc)) from None
     except (ValueError, OSError) as exc:  # SchemaError, unreadable artifacts
         raise Rejected(422, f"the artifacts cannot be assessed: {exc}") from None
-    return Accepted(key_id=signer, envelope_sha256=envelope.sha256, result=recomputed)

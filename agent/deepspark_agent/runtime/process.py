@@ -15,14 +15,12 @@ from pathlib import Path
 import psutil
 
 from deepspark_agent.results import STDOUT_FILE, TELEMETRY_FILE
+from deepspark_agent.runset import GROUP_FILE
 from deepspark_agent.runtime.base import Launch, Outcome, SamplerFactory, argv, no_samplers
 from deepspark_agent.telemetry import DEFAULT_HZ, ProcessTreeSampler, Recorder
 
 TERM_GRACE_S = 10.0  # after SIGTERM, time for the workload to log run_stop before SIGKILL
 POLL_S = 0.2
-# The running group's id and start time, in the run's directory: if the agent itself is
-# killed (SIGKILL leaves it no time to clean up), a resumed agent can stop what it left.
-GROUP_FILE = "process-group.json"
 
 
 class ProcessRuntime:
