@@ -17,7 +17,14 @@ from deepspark_agent.attest import STATEMENT_FILE
 from deepspark_agent.report import seed_row
 from deepspark_agent.results import Result, RunPlan
 from deepspark_agent.runner import Request, implementation
-from deepspark_agent.workloads import BUILT_IN, WORKLOADS_ENV, find_workload, folder_digest
+from deepspark_agent.workloads import (
+    BUILT_IN,
+    WORKLOADS_ENV,
+    Preset,
+    Workload,
+    find_workload,
+    folder_digest,
+)
 
 BUILT_IN_NAMES = {p.parent.name for p in BUILT_IN.glob("*/workload.toml")}
 
@@ -136,3 +143,15 @@ def test_a_plan_written_before_implementations_still_loads(cli, sleeper, tmp_pat
     plan = json.loads(out)["plan"]
     assert plan.pop("implementation")["origin"] == "vendor"  # tests/data is not the catalog
     assert RunPlan.model_validate(plan).implementation is None
+
+
+def test_the_contracts_workload_toml_example_is_a_real_workload():
+    """docs/workload-contract.md's complete example is contract_only's workload.toml, and
+    sets every key the agent reads."""
+    doc = (Path(__file__).parents[1] / "docs" / "workload-contract.md").read_text()
+    example = doc.split("```toml\n")[1].split("```")[0]
+    toml = (DATA / "workloads" / "contract_only" / "workload.toml").read_text()
+    assert example == "".join(line for line in toml.splitlines(True) if not line.startswith("#"))
+    workload = find_workload("contract_only", [DATA / "workloads"])
+    assert workload.model_fields_set >= set(Workload.model_fields) - {"launcher"}
+    assert workload.configs["mini"].model_fields_set == set(Preset.model_fields)

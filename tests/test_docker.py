@@ -146,6 +146,19 @@ def test_run_image_measures_a_vendors_image_for_a_catalog_model(
     assert leftovers(docker_client) == []
 
 
+def test_an_added_folder_builds_with_its_own_dockerfile_and_runs_in_docker(
+    cli, base_image, docker_client, tmp_path
+):
+    added = ("--workloads", str(DATA / "workloads"))
+    code, out, err = cli("images", "build", "contract_only", *added, "--base", base_image)
+    assert code == 0, err
+    assert out.startswith("built deepspark/contract_only:0.1.0 sha256:")
+    code, result, err = run(cli, tmp_path, "contract_only", *added, "--runtime", "docker")
+    assert code == 0, err
+    assert result.runs[0].status == "success" and result.runs[0].image.tag.endswith("only:0.1.0")
+    assert result.plan.implementation.origin == "vendor" and leftovers(docker_client) == []
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
