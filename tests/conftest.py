@@ -38,7 +38,7 @@ def own_config_dir(tmp_path_factory, monkeypatch) -> Path:
 
 @pytest.fixture
 def sleeper(monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the agent at the test workloads (the framework-free `sleeper`)."""
+    """Add the test workloads (the framework-free `sleeper`, `contract_only`) to the catalog."""
     root = DATA / "workloads"
     monkeypatch.setenv(WORKLOADS_ENV, str(root))
     return root
@@ -46,8 +46,8 @@ def sleeper(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def sleeper_twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Test workloads where `sleeper` (framework "none") has a twin, `sleeper_twin`, that
-    implements the same model in framework "twin"."""
+    """Test workloads added to the catalog, where `sleeper` (framework "none") has a twin,
+    `sleeper_twin`, that implements the same model in framework "twin"."""
     root = tmp_path / "workloads"
     for name in ("sleeper", "sleeper_twin"):
         shutil.copytree(DATA / "workloads" / "sleeper", root / name)

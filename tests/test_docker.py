@@ -12,6 +12,7 @@ from docker.errors import ImageNotFound
 
 from conftest import DATA, assert_telemetry_covers_the_run
 from deepspark_agent import images
+from deepspark_agent.report import seed_row
 from deepspark_agent.results import Result
 from deepspark_agent.runtime.docker import RUN_LABEL, device_options
 from deepspark_agent.workloads import find_workload
@@ -22,8 +23,22 @@ ROOT = Path(__file__).parents[1]
 
 @pytest.fixture(scope="module")
 def sleeper_image(docker_client, base_image) -> str:
-    workload = find_workload("sleeper", DATA / "workloads")
+    workload = find_workload("sleeper", [DATA / "workloads"])
     return images.build(docker_client, workload, base_image).id
+
+
+VENDOR_IMAGE = "vendor.example/acme/resnet50:test"
+
+
+@pytest.fixture(scope="module")
+def vendor_image(docker_client, base_image) -> str:
+    """A vendor's own image: the contract-only workload FROM the project's CPU base, under a
+    name of the vendor's."""
+    image, _ = docker_client.images.build(
+        path=str(DATA / "workloads"), dockerfile="contract_only/Dockerfile", tag=VENDOR_IMAGE,
+        buildargs={"BASE_IMAGE": base_image}, rm=True, forcerm=True,
+    )  # fmt: skip
+    return image.id
 
 
 def run(cli, out: Path, *args: str) -> tuple[int, Result | None, str]:
@@ -105,6 +120,59 @@ def test_a_missing_image_is_a_clear_error_and_never_pulled(
     assert code == 1
     assert "image deepspark/sleeper:0.0.0-never-built is not present locally" in err
     assert "never pulls implicitly" in err
+
+
+def test_run_image_measures_a_vendors_image_for_a_catalog_model(
+    cli, vendor_image, docker_client, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # a relative --out: the container sees its mount, /ds/out
+    code, out, err = cli("run", "resnet50", "--image", VENDOR_IMAGE, "-o", "runs", "--json")
+    assert code == 0, err
+    result = Result.model_validate_json(out)
+    (ran,) = result.runs
+    assert ran.status == "success", ran.reason
+    assert ran.image.id == vendor_image and ran.framework == "none (cpu)"  # as the image logged it
+    # The catalog's resnet50 gives the preset, metric and target; the image declares no framework.
+    plan = result.plan
+    assert (plan.quality.metric, plan.quality.target, plan.batch_size) == ("top1", 0.9, 32)
+    assert plan.framework is None and plan.runtime == "docker"
+    recorded = plan.implementation
+    assert (recorded.origin, recorded.kind) == ("vendor", "image")
+    assert (recorded.source, recorded.digest) == (VENDOR_IMAGE, vendor_image)
+    assert 100 < result.dimensions.speed.value < 640  # 64 samples in each ~0.1 s window
+    assert seed_row(result)["config"] == "none (cpu), mini, bs:32, 1x, fp32, vendor image"
+    (run_set,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run_set / "plan.json").read_text())["implementation"]["kind"] == "image"
+    assert leftovers(docker_client) == []
+
+
+def test_an_added_folder_builds_with_its_own_dockerfile_and_runs_in_docker(
+    cli, base_image, docker_client, tmp_path
+):
+    added = ("--workloads", str(DATA / "workloads"))
+    code, out, err = cli("images", "build", "contract_only", *added, "--base", base_image)
+    assert code == 0, err
+    assert out.startswith("built deepspark/contract_only:0.1.0 sha256:")
+    code, result, err = run(cli, tmp_path, "contract_only", *added, "--runtime", "docker")
+    assert code == 0, err
+    assert result.runs[0].status == "success" and result.runs[0].image.tag.endswith("only:0.1.0")
+    assert result.plan.implementation.origin == "vendor" and leftovers(docker_client) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--image", "vendor.example/nosuch:1"), "image vendor.example/nosuch:1 is not present"),
+        (("--image", VENDOR_IMAGE, "--nproc", "2"), "--image runs the image's own ENTRYPOINT"),
+        (("--image", VENDOR_IMAGE, "--runtime", "process"), "as one rank in docker"),
+    ],
+)
+def test_run_image_refuses_what_it_cannot_run_in_one_line(
+    cli, vendor_image, tmp_path, args, message
+):
+    code, _, err = cli("run", "resnet50", *args, "--out", str(tmp_path / "out"))
+    assert code == 1 and len(err.strip().splitlines()) == 1 and message in err
+    assert not (tmp_path / "out").exists()  # refused before anything started
 
 
 def test_device_options_map_each_vendor_form():

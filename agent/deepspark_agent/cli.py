@@ -20,6 +20,7 @@ from deepspark_agent.console import (
     EXIT_INCOMPLETE,
     EXIT_INTERRUPTED,
     JsonOpt,
+    WorkloadsOpt,
     console,
     err_console,
     user_errors,
@@ -41,7 +42,7 @@ from deepspark_agent.results import RUN_FILE, Result, RunPlan, RunRecord, read_m
 from deepspark_agent.runner import Request, execute, run_plan, run_set_dir
 from deepspark_agent.runset import REPORT_HTML, REPORT_MD
 from deepspark_agent.runtime.base import Cluster, LaunchError, Runtime
-from deepspark_agent.runtime.docker import DockerRuntime
+from deepspark_agent.runtime.docker import DockerRuntime, image_ref
 from deepspark_agent.runtime.process import ProcessRuntime
 from deepspark_agent.suites import Suite, SuiteError, load_suite
 from deepspark_agent.telemetry import DEFAULT_HZ
@@ -79,9 +80,9 @@ def main(
 
 @app.command()
 @user_errors
-def doctor(as_json: JsonOpt = False) -> None:
+def doctor(workloads: WorkloadsOpt = None, as_json: JsonOpt = False) -> None:
     """Check what this host has for running workloads: one line per check."""
-    checks = run_checks()
+    checks = run_checks(workloads or [])
     if as_json:
         print(json.dumps([c.__dict__ for c in checks], indent=2))
     else:
@@ -119,18 +120,23 @@ def devices_(as_json: JsonOpt = False) -> None:
 
 @models_app.command("list")
 @user_errors
-def models_list(as_json: JsonOpt = False) -> None:
-    """List the workloads: the DeepSpark model each implements, in which framework, its
-    quality target and configs."""
-    workloads = list_workloads()
+def models_list(workloads: WorkloadsOpt = None, as_json: JsonOpt = False) -> None:
+    """List the workloads: the DeepSpark model each implements, in which framework, whose
+    implementation it is (the project's reference, or a vendor's added folder), its quality
+    target and configs."""
+    catalog = list_workloads(workloads or [])
     if as_json:
-        print(json.dumps([w.model_dump(mode="json") for w in workloads], indent=2))
+        print(json.dumps([w.model_dump(mode="json") for w in catalog], indent=2))
         return
-    table = Table("workload", "model", "framework", "task", "metric", "configs (target, batch)")
-    for w in workloads:
+    table = Table(
+        "workload", "model", "framework", "implementation", "task", "metric",
+        "configs (target, batch)",
+    )  # fmt: skip
+    for w in catalog:
         configs = ", ".join(f"{n} ({p.target:g}, bs {p.batch_size})" for n, p in w.configs.items())
         metric = f"{w.quality.metric} ({w.quality.direction})"
-        table.add_row(w.name, w.model, w.framework, w.task, metric, configs)
+        origin = "reference" if w.reference else f"vendor ({w.path})"
+        table.add_row(w.name, w.model, w.framework, origin, w.task, metric, configs)
     console.print(table)
 
 
@@ -220,6 +226,14 @@ def run(
     max_seconds: Annotated[float | None, typer.Option(min=1, help="Per-run budget.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Dataset directory (full configs).")] = None,
     out: OutOpt = Path("runs"),
+    workloads: WorkloadsOpt = None,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            help="A vendor's contract-following image to measure for MODEL (its own "
+            "ENTRYPOINT/CMD, one rank), instead of the workload's image; implies docker."
+        ),
+    ] = None,
     runtime: RuntimeOpt = "auto",
     devices: DevicesOpt = "none",
     memory_limit: MemoryOpt = None,
@@ -232,13 +246,19 @@ def run(
 
     Exit codes: 0 complete; 1 no run succeeded (or a user error); 3 incomplete (a run was
     killed at its time budget)."""
+    workload = find_workload(model, workloads or [])
+    workload.preset(config)  # fail before any run on an unknown preset
+    vendor_image = None
+    if image:  # measured for the catalog's model: its presets, metric and target
+        if runtime == "process" or nproc > 1:
+            raise LaunchError("--image runs the image's own ENTRYPOINT as one rank in docker")
+        runtime, vendor_image = "docker", image_ref(engine(), image)
     request = Request(
-        workload=find_workload(model), config=config, mode=mode, runs=runs, nproc=nproc,
+        workload=workload, config=config, mode=mode, runs=runs, nproc=nproc,
         seed=seed, batch_size=batch_size, precision=precision, tolerance=tolerance,
         warmup_windows=warmup_windows, windows=windows, max_seconds=max_seconds,
-        data_dir=data_dir,
+        data_dir=data_dir, image=vendor_image,
     )  # fmt: skip
-    request.workload.preset(config)  # fail before any run on an unknown preset
     chosen = choose_runtime(
         runtime, [request.workload], devices, memory_limit, telemetry, telemetry_hz
     )
@@ -310,6 +330,7 @@ def up(
         ),
     ] = None,
     out: OutOpt = Path("runs"),
+    workloads: WorkloadsOpt = None,
     resume: Annotated[
         bool, typer.Option(help="Go on with the newest unfinished evaluation of the suite.")
     ] = False,
@@ -365,11 +386,11 @@ def up(
     else:
         found = len(describe_system().accelerators) if devices != "none" else 1
         node_devices = max(1, found)
-    entries = spec.resolve()  # fail fast on a typo
+    entries = spec.resolve(workloads or [])  # fail fast on a typo
     for entry, workload in entries:
         workload.preset(entry.config)
         entry.scaling(node_devices)
-    _preflight()
+    _preflight(workloads or [])
     if node_rank == 0:
         ensure_key(err_console)
     if registry:
@@ -442,9 +463,9 @@ def _cluster(nnodes: int, node_rank: int, master_addr: str | None, port: int) ->
     return Cluster(nnodes=nnodes, node_rank=node_rank, master_addr=master_addr, master_port=port)
 
 
-def _preflight() -> None:
+def _preflight(workloads: list[Path]) -> None:
     """up's doctor step: one line of what this host has; stop where a required part is missing."""
-    checks = run_checks()
+    checks = run_checks(workloads)
     err_console.print(
         "doctor: " + ", ".join(f"{c.name} {c.status}" for c in checks), highlight=False
     )

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from deepspark_agent import images
 from deepspark_agent.bundle import Manifest, check_bundle, create_bundle, import_bundle
-from deepspark_agent.console import JsonOpt, console, err_console, user_errors
+from deepspark_agent.console import JsonOpt, WorkloadsOpt, console, err_console, user_errors
 from deepspark_agent.suites import load_suite, suite_path
 from deepspark_agent.workloads import find_workload
 
@@ -76,11 +76,12 @@ def build(
         str | None,
         typer.Option(help="Base image (ARG BASE_IMAGE); default: the CPU base of its framework."),
     ] = None,
+    workloads: WorkloadsOpt = None,
 ) -> None:
     """Build deepspark/<model>:<version> (model_images/Dockerfile, or the workload's own)."""
     client = images.engine()
     for name in models:
-        workload = find_workload(name)
+        workload = find_workload(name, workloads or [])
         with err_console.status(f"building {workload.image}") as status:
 
             def show(message: dict[str, Any], image: str = workload.image) -> None:
@@ -99,12 +100,14 @@ def push(
     registry: RegistryOpt,
     username: UserOpt = None,
     password_stdin: PasswordOpt = False,
+    workloads: WorkloadsOpt = None,
 ) -> None:
     """Push images to a registry; prints each pushed reference with its digest."""
     client, auth = images.engine(), _auth(username, password_stdin)
     for name in models:
+        workload = find_workload(name, workloads or [])
         with _bars() as progress:
-            pinned = images.push(client, find_workload(name), registry, auth, LayerBars(progress))
+            pinned = images.push(client, workload, registry, auth, LayerBars(progress))
         console.print(pinned, highlight=False)
 
 
@@ -118,16 +121,16 @@ def pull(
     ] = None,
     username: UserOpt = None,
     password_stdin: PasswordOpt = False,
+    workloads: WorkloadsOpt = None,
 ) -> None:
     """Pull images by tag or digest and tag them with their local names."""
     client, auth = images.engine(), _auth(username, password_stdin)
     if digest and len(models) > 1:
         raise images.ImageError("--digest names one image: pull one model at a time")
     for name in models:
+        workload = find_workload(name, workloads or [])
         with _bars() as progress:
-            ref = images.pull(
-                client, find_workload(name), registry, digest, auth, LayerBars(progress)
-            )
+            ref = images.pull(client, workload, registry, digest, auth, LayerBars(progress))
         console.print(f"pulled {ref.tag} {ref.id}", highlight=False)
 
 
@@ -158,10 +161,11 @@ def bundle_create(
     suite: Annotated[
         str, typer.Option(help="Suite name or path; its workloads' images.")
     ] = "smoke",
+    workloads: WorkloadsOpt = None,
 ) -> None:
     """Write the suite and its workloads' images (docker save) into one verified archive."""
     path = suite_path(suite)
-    tags = sorted({workload.image for _, workload in load_suite(suite).resolve()})
+    tags = sorted({w.image for _, w in load_suite(suite).resolve(workloads or [])})
     with Progress(*_BYTES_COLUMNS, console=err_console) as progress:
         task = progress.add_task(f"bundle {len(tags)} image(s)", total=None)
         manifest = create_bundle(

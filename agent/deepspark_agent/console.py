@@ -1,9 +1,11 @@
-"""What every command shares: the consoles, the --json option, one-line user errors."""
+"""What every command shares: the consoles, the --json and --workloads options, one-line user
+errors."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
@@ -63,6 +65,13 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+WorkloadsOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--workloads",
+        help="A folder of workloads (a vendor's own) added to the built-in catalog; repeatable.",
+    ),
+]
 
 
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:

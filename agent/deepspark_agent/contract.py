@@ -27,7 +27,8 @@ class RunSpec:
     max_seconds: float = 600.0
 
     def env(self, out_dir: Path, data_dir: Path | None = None) -> dict[str, str]:
-        """The DS_* variables a workload reads."""
+        """The DS_* variables a workload reads; out_dir and data_dir are absolute paths as
+        the workload sees them (it starts in its own folder, not the agent's)."""
         return {
             "DS_CONTRACT_VERSION": str(CONTRACT_VERSION),
             "DS_MODEL": self.model,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Literal
 
 from deepspark_agent.devices import node_counts
-from deepspark_agent.workloads import WorkloadError, list_workloads, workloads_dir
+from deepspark_agent.workloads import WorkloadError, list_workloads, workload_roots
 
 Status = Literal["ok", "missing", "warn"]
 
@@ -53,13 +55,14 @@ def _devices() -> Check:
     return Check("accelerators", "ok", ", ".join(f"{n} {vendor}" for vendor, n in found.items()))
 
 
-def _workloads() -> Check:
+def _workloads(extra: Sequence[Path]) -> Check:
     try:
-        names = [w.name for w in list_workloads()]
+        names = [w.name for w in list_workloads(extra)]
+        roots = ", ".join(map(str, workload_roots(extra)))
     except WorkloadError as exc:
         return Check("workloads", "missing", str(exc), required=True)
-    return Check("workloads", "ok", f"{len(names)} in {workloads_dir()}: {', '.join(names)}", True)
+    return Check("workloads", "ok", f"{len(names)} in {roots}: {', '.join(names)}", True)
 
 
-def run_checks() -> list[Check]:
-    return [_python(), _workloads(), _torch(), _docker(), _devices()]
+def run_checks(extra_workloads: Sequence[Path] = ()) -> list[Check]:
+    return [_python(), _workloads(extra_workloads), _torch(), _docker(), _devices()]

@@ -27,6 +27,14 @@ def _num(value: float | None, fmt: str = ".4g") -> str:
     return NA if value is None else format(value, fmt)
 
 
+def _implementation(result: Result) -> str:
+    """The config cell's mark of a vendor's implementation; none for the project's own."""
+    implementation = result.plan.implementation
+    if implementation is None or implementation.origin == "reference":
+        return ""
+    return ", vendor image" if implementation.kind == "image" else ", vendor"
+
+
 def seed_row(result: Result) -> dict[str, str]:
     """The DeepSpark table's columns, as text. An incomplete run set says so in its model
     cell, its stability (how many converge runs ran to their end) and its accuracy (from how
@@ -40,7 +48,8 @@ def seed_row(result: Result) -> dict[str, str]:
         "target": f"{plan.quality.metric} {plan.quality.target:g}",
         "config": f"{framework}, {plan.config}, bs:{plan.batch_size}, {plan.nproc}x"
         + (f"*{plan.nnodes}n" if plan.nnodes > 1 else "")
-        + f", {plan.precision}",
+        + f", {plan.precision}"
+        + _implementation(result),
         "speed": NA,
         "accuracy": NA,
         "power (W)": NA,

@@ -50,6 +50,17 @@ class PlannedRun(_Strict):
     nnodes: int = 1
 
 
+class Implementation(_Strict):
+    """Whose code the runs measure, pinned by digest: the project's reference workload (a
+    folder of the built-in catalog) or a vendor's (an added folder, or an image of its own)."""
+
+    origin: Literal["reference", "vendor"]
+    kind: Literal["folder", "image"]
+    source: str  # the workload's folder, or the image as given (--image)
+    digest: str  # a folder's sha256 (workloads.folder_digest), or the image's id
+    repo_digests: list[str] = []  # an image's registry digests, once pushed or pulled
+
+
 class RunPlan(_Strict):
     """What the user asked for; written before the first run starts."""
 
@@ -59,6 +70,7 @@ class RunPlan(_Strict):
     model: str  # the workload
     implements: str | None = None  # the DeepSpark model it implements (None: plans before it)
     framework: str | None = None  # as the workload declares it: pytorch, paddlepaddle, ...
+    implementation: Implementation | None = None  # None: plans before it
     task: str
     config: str
     precision: Precision

@@ -33,6 +33,8 @@ from deepspark_agent.results import (
     PLAN_FILE,
     RESULT_FILE,
     RUN_FILE,
+    ImageRef,
+    Implementation,
     PlannedRun,
     QualityTarget,
     Result,
@@ -43,7 +45,7 @@ from deepspark_agent.results import (
 )
 from deepspark_agent.runset import AGENT_LOG
 from deepspark_agent.runtime.base import Cluster, Launch, Runtime
-from deepspark_agent.workloads import Workload
+from deepspark_agent.workloads import Workload, folder_digest
 
 log = logging.getLogger("deepspark_agent")
 
@@ -67,6 +69,7 @@ class Request:
     budget_s: float | None = None  # all of the run set's runs together
     data_dir: Path | None = None
     cluster: Cluster | None = None  # this node's place in the plan's multi-node runs
+    image: ImageRef | None = None  # a vendor's image, run instead of the workload's own
 
 
 BASELINE_LABEL = "baseline-1x"
@@ -83,6 +86,20 @@ def planned_runs(req: Request) -> list[PlannedRun]:
     return runs
 
 
+def implementation(req: Request) -> Implementation:
+    """What the plan measures: a vendor's image, or a workload folder pinned by its digest."""
+    if req.image:
+        return Implementation(
+            origin="vendor", kind="image", source=req.image.tag, digest=req.image.id,
+            repo_digests=req.image.repo_digests,
+        )  # fmt: skip
+    workload = req.workload
+    return Implementation(
+        origin="reference" if workload.reference else "vendor", kind="folder",
+        source=str(workload.path), digest=folder_digest(workload.path),
+    )  # fmt: skip
+
+
 def make_plan(req: Request, runtime: str, runs: list[PlannedRun] | None = None) -> RunPlan:
     preset = req.workload.preset(req.config)
     runs = runs or planned_runs(req)
@@ -91,7 +108,9 @@ def make_plan(req: Request, runtime: str, runs: list[PlannedRun] | None = None) 
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         model=req.workload.name,
         implements=req.workload.model,
-        framework=req.workload.framework,
+        # A vendor's image declares no framework: its `framework` event says which it ran.
+        framework=None if req.image else req.workload.framework,
+        implementation=implementation(req),
         task=req.workload.task,
         config=req.config,
         precision=req.precision,
@@ -258,8 +277,9 @@ def _run_all(
             mono_offset_ns = time.monotonic_ns() - time.time_ns()
             log.info("%s: starting seed %d on %d rank(s)", label, seed, nproc)
             cluster = req.cluster if planned.nnodes > 1 else None
+            image = req.image.tag if req.image else None
             outcome = runtime.run(
-                Launch(req.workload, spec, run_dir, req.data_dir, cluster),
+                Launch(req.workload, spec, run_dir, req.data_dir, cluster, image),
                 # Called within this iteration only; defaults bind this run's bar and counter.
                 on_tick=lambda t=task, v=live: progress.update(t, completed=v.poll(), rate=v.rate),
             )

@@ -8,6 +8,7 @@ runs that give accuracy and stability; and a time budget for all of the model's 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -83,11 +84,12 @@ class Suite(BaseModel):
     framework: str | None = None  # each model's framework where its entry names none
     workloads: list[SuiteEntry] = Field(min_length=1)
 
-    def resolve(self) -> list[tuple[SuiteEntry, Workload]]:
-        """Each entry with the workload that runs it; a clear error for a model the catalog
-        lacks in the framework asked for."""
+    def resolve(self, extra: Sequence[Path] = ()) -> list[tuple[SuiteEntry, Workload]]:
+        """Each entry with the workload that runs it (from the catalog and the extra workload
+        folders); a clear error for a model they lack in the framework asked for."""
         return [
-            (e, find_implementation(e.model, e.framework or self.framework)) for e in self.workloads
+            (e, find_implementation(e.model, e.framework or self.framework, extra))
+            for e in self.workloads
         ]
 
 

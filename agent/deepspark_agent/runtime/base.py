@@ -50,6 +50,13 @@ class Launch:
     out_dir: Path  # the run's directory, mounted writable as DS_OUT_DIR
     data_dir: Path | None = None
     cluster: Cluster | None = None  # None: a run on this node alone
+    image: str | None = None  # a vendor's image, run instead of the workload's own
+
+    def __post_init__(self) -> None:
+        # Absolute: a workload starts in its own folder, not in the agent's working directory.
+        object.__setattr__(self, "out_dir", self.out_dir.resolve())
+        if self.data_dir is not None:
+            object.__setattr__(self, "data_dir", self.data_dir.resolve())
 
 
 @dataclass(frozen=True)

@@ -96,16 +96,19 @@ class DockerRuntime:
         self.shm_size, self.mem_limit = shm_size, mem_limit
 
     def run(self, launch: Launch, on_tick: Callable[[], None] = lambda: None) -> Outcome:
-        image = image_ref(self.client, launch.workload.image)
-        volumes = {str(launch.out_dir.resolve()): {"bind": str(OUT_MOUNT), "mode": "rw"}}
+        image = image_ref(self.client, launch.image or launch.workload.image)
+        volumes = {str(launch.out_dir): {"bind": str(OUT_MOUNT), "mode": "rw"}}
         if launch.data_dir:
-            volumes[str(launch.data_dir.resolve())] = {"bind": str(DATA_MOUNT), "mode": "ro"}
+            volumes[str(launch.data_dir)] = {"bind": str(DATA_MOUNT), "mode": "ro"}
         several = launch.spec.nproc > 1 or launch.cluster is not None
+        if several and launch.image:
+            raise LaunchError(f"image {launch.image} runs its own ENTRYPOINT: one rank, one node")
         started = time.monotonic()
         try:
             container = self.client.containers.create(
                 image.id,
-                # One rank: the image's entrypoint. Several: torchrun, or the workload's launcher.
+                # One rank (and a vendor's image): the image's own ENTRYPOINT and CMD. Several:
+                # torchrun, or the workload's launcher.
                 entrypoint=argv(launch, "python3", OUT_MOUNT) if several else None,
                 environment={
                     **launch.spec.env(OUT_MOUNT, DATA_MOUNT if launch.data_dir else None),
@@ -118,7 +121,7 @@ class DockerRuntime:
                 shm_size=self.shm_size,
                 mem_limit=self.mem_limit,
                 memswap_limit=self.mem_limit,  # no swap beyond the limit: a real OOM, not thrash
-                labels={RUN_LABEL: str(launch.out_dir.resolve())},
+                labels={RUN_LABEL: str(launch.out_dir)},
                 **self.devices,
             )
         except (APIError, DockerException) as exc:

@@ -16,7 +16,14 @@ import psutil
 
 from deepspark_agent.results import STDOUT_FILE, TELEMETRY_FILE
 from deepspark_agent.runset import GROUP_FILE
-from deepspark_agent.runtime.base import Launch, Outcome, SamplerFactory, argv, no_samplers
+from deepspark_agent.runtime.base import (
+    Launch,
+    LaunchError,
+    Outcome,
+    SamplerFactory,
+    argv,
+    no_samplers,
+)
 from deepspark_agent.telemetry import DEFAULT_HZ, ProcessTreeSampler, Recorder
 
 TERM_GRACE_S = 10.0  # after SIGTERM, time for the workload to log run_stop before SIGKILL
@@ -31,6 +38,8 @@ class ProcessRuntime:
 
     def run(self, launch: Launch, on_tick: Callable[[], None] = lambda: None) -> Outcome:
         """Run to completion or to the spec's deadline, killing the whole process group then."""
+        if launch.image:
+            raise LaunchError(f"image {launch.image} runs in the docker runtime, not as a process")
         env = {
             **os.environ,
             **launch.spec.env(launch.out_dir, launch.data_dir),
