@@ -181,6 +181,28 @@ def test_an_older_signed_run_set_still_verifies(cli, sleeper, tmp_path):
     assert "9 artifacts match their digests" in out  # the raw ones
 
 
+def test_a_predicate_without_fields_added_later_verifies_while_they_hold_defaults(
+    cli, sleeper, tmp_path
+):
+    """An older agent's predicate lacks the fields added since (state, speed_na): it verifies
+    as long as their recomputed values are the defaults; a figure it lacks does not."""
+    run_set, result = signed_run(cli, tmp_path)
+    key = load_private_key()
+    older = predicate(result)
+    del older["result"]["state"]
+    for run in older["result"]["runs"]:
+        del run["speed_na"]
+    statement = make_statement(subjects_under(run_set, raw_files(run_set)), older)
+    (run_set / STATEMENT_FILE).write_text(json.dumps(sign_envelope(statement, key)))
+    code, _, err = cli("verify", str(run_set / STATEMENT_FILE))
+    assert code == 0, err
+    del older["result"]["dimensions"]["speed"]
+    statement = make_statement(subjects_under(run_set, raw_files(run_set)), older)
+    (run_set / STATEMENT_FILE).write_text(json.dumps(sign_envelope(statement, key)))
+    code, _, err = cli("verify", str(run_set / STATEMENT_FILE))
+    assert code == 1 and "recomputation at result.dimensions.speed" in err
+
+
 def test_verify_names_the_key_that_verified_and_refuses_a_forged_signature(cli, sleeper, tmp_path):
     """Issue 14, item 1, at home: a garbage signature under vendor A's key id listed first,
     then this host's (vendor B's) valid one."""
@@ -213,3 +235,8 @@ def test_first_difference_names_the_path():
     assert first_difference({"a": 1, "z": None}, {"a": 1}) == "z"
     assert first_difference({"a": True}, {"a": 1}) == "a"  # types too
     assert first_difference({"a": 1}, {"a": 1.0}) == "a"
+    # A key the claim lacks is no difference only where its value is a default (absent in lean).
+    assert first_difference({"a": 1}, {"a": 1, "new": None}, {"a": 1}) is None
+    assert first_difference({"a": 1}, {"a": 1, "new": 2}, {"a": 1, "new": 2}) == "new"
+    assert first_difference({"r": [{}]}, {"r": [{"x": 0}]}, {"r": [{}]}) is None
+    assert first_difference({"r": [{}]}, {"r": [{"x": 5}]}, {"r": [{"x": 5}]}) == "r[0].x"

@@ -255,7 +255,7 @@ def test_rows_from_before_0003_get_their_payload_digest_at_start(bundle, tmp_pat
     assert rows(s) == 1
 
 
-def test_the_0003_migration_keeps_older_rows(tmp_path):
+def test_the_0003_and_0004_migrations_keep_older_rows(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = db.make_engine(url)
     config = db.alembic_config(url)
@@ -278,6 +278,9 @@ def test_the_0003_migration_keeps_older_rows(tmp_path):
             )
     db.migrate(engine)
     with engine.connect() as conn:
-        got = conn.execute(text("SELECT envelope_sha256, payload_sha256 FROM submissions"))
-        assert sorted(got.all()) == [("e1", None), ("e2", None)]
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+        got = conn.execute(
+            text("SELECT envelope_sha256, payload_sha256, implementation FROM submissions")
+        )
+        # Older rows name no implementation: the leaderboard lists them apart (0004).
+        assert sorted(got.all()) == [("e1", None, None), ("e2", None, None)]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"

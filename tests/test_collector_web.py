@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from conftest import ADMIN, ServedCollector
+from conftest import ADMIN, DATA, ServedCollector
+from deepspark_agent import workloads
 from deepspark_agent.result_bundle import pack_run_set
 from deepspark_collector.app import create_app
 from test_attest import signed_run
@@ -201,3 +202,54 @@ def test_one_model_on_two_frameworks_compares_side_by_side(cli, sleeper_twin, tm
         )
         missing = client.get("/compare", params={**sides, "fb": "paddlepaddle"})
         assert missing.status_code == 404 and f"on {platform} · paddlepaddle" in missing.text
+
+
+def test_reference_and_vendor_implementations_rank_in_separate_divisions(
+    cli, tmp_path, monkeypatch
+):
+    """A result of the catalog's own workload and one of a vendor's folder implementing the
+    same model: the API says which is which (and filters by it), and the leaderboard ranks
+    them in two divisions, as MLPerf separates closed from open."""
+    catalog, vendor = tmp_path / "catalog", tmp_path / "vendor"
+    shutil.copytree(DATA / "workloads" / "sleeper", catalog / "sleeper")
+    shutil.copytree(DATA / "workloads" / "sleeper", vendor / "acme_sleeper")
+    toml = vendor / "acme_sleeper" / "workload.toml"
+    toml.write_text(
+        toml.read_text().replace('name = "sleeper"', 'name = "acme_sleeper"\nmodel = "sleeper"')
+    )
+    monkeypatch.setattr(workloads, "BUILT_IN", catalog)  # the sleeper stands for the catalog
+    monkeypatch.delenv(workloads.WORKLOADS_ENV, raising=False)
+    assert cli("keys", "init")[0] == 0
+    bundles = {}
+    for workload in ("sleeper", "acme_sleeper"):
+        out = tmp_path / "runs" / workload
+        args = ("--runtime", "process", "--mode", "converge", "--runs", "2", "--out", str(out))
+        assert cli("run", workload, "--workloads", str(vendor), *args)[0] == 0
+        (run_set,) = out.iterdir()
+        bundles[workload] = pack_run_set(run_set, tmp_path / f"{workload}.tar").read_bytes()
+    with TestClient(create_app(collector_settings(tmp_path / "collector"))) as client:
+        register(client)
+        ids = {
+            w: client.post("/api/v1/submissions", content=b, headers=TAR).json()["submission_id"]
+            for w, b in bundles.items()
+        }
+        listed = client.get("/api/v1/results", params={"model": "sleeper"}).json()
+        assert {(r["model"], r["implementation"]) for r in listed} == {
+            ("sleeper", "reference"),
+            ("acme_sleeper", "vendor"),
+        }
+        only = client.get("/api/v1/results", params={"implementation": "vendor"}).json()
+        assert [r["id"] for r in only] == [ids["acme_sleeper"]]
+        assert client.get("/api/v1/results", params={"implementation": "x"}).status_code == 422
+        compared = client.get(
+            "/api/v1/compare", params={"model": "sleeper", "implementation": "reference"}
+        ).json()
+        assert [r["id"] for r in compared["platforms"]] == [ids["sleeper"]]
+        page = client.get("/models/sleeper").text
+        reference = page.partition('data-division="reference"')[2].partition("</table>")[0]
+        vendor_table = page.partition('data-division="vendor"')[2].partition("</table>")[0]
+        assert f'/results/{ids["sleeper"]}"' in reference
+        assert f'/results/{ids["acme_sleeper"]}"' not in reference
+        assert f'/results/{ids["acme_sleeper"]}"' in vendor_table
+        assert "Reference implementations" in page and "Vendor implementations" in page
+        assert "not recorded" not in page

@@ -71,27 +71,43 @@ def check_artifacts(statement: Mapping[str, Any], run_set: Path) -> int:
 
 
 def check_result(statement: Mapping[str, Any], run_set: Path) -> Result:
-    """The result recomputed from the artifacts, if the whole predicate equals its own."""
+    """The result recomputed from the artifacts, if the whole predicate equals its own.
+
+    A field the predicate lacks passes only where its recomputed value is the schema's
+    default: fields added to the schema later (an older agent signed without them) cannot
+    hide a figure, since a non-default value must be claimed to verify."""
     recomputed = assess(run_set)
-    if (where := first_difference(statement["predicate"], predicate(recomputed))) is not None:
+    lean = {"result": recomputed.model_dump(mode="json", exclude_defaults=True)}
+    where = first_difference(statement["predicate"], predicate(recomputed), lean)
+    if where is not None:
         at = f" at {where}" if where else ""
         raise VerificationError(f"the predicate differs from its recomputation{at}")
     return recomputed
 
 
-def first_difference(claimed: Any, actual: Any, path: str = "") -> str | None:
-    """The path of the first place where two JSON values differ (types too), or None."""
+def first_difference(claimed: Any, actual: Any, lean: Any = None, path: str = "") -> str | None:
+    """The path of the first place where two JSON values differ (types too), or None.
+
+    `lean` is `actual` without its default values (None: every value counts): a key that
+    `claimed` lacks is no difference when `lean` lacks it too."""
     if isinstance(claimed, dict) and isinstance(actual, dict):
+        lean = lean if isinstance(lean, dict) else None
         for name in [*actual, *(k for k in claimed if k not in actual)]:
             where = f"{path}.{name}" if path else str(name)
+            if name not in claimed and name in actual and lean is not None and name not in lean:
+                continue  # a default the signer's schema did not have yet
             if name not in claimed or name not in actual:
                 return where
-            if (found := first_difference(claimed[name], actual[name], where)) is not None:
+            inner = lean.get(name) if lean is not None else None
+            if (found := first_difference(claimed[name], actual[name], inner, where)) is not None:
                 return found
         return None
     if isinstance(claimed, list) and isinstance(actual, list):
-        for index, (mine, theirs) in enumerate(zip(claimed, actual, strict=False)):
-            if (found := first_difference(mine, theirs, f"{path}[{index}]")) is not None:
+        leans = (
+            lean if isinstance(lean, list) and len(lean) == len(actual) else [None] * len(actual)
+        )
+        for index, (mine, theirs, inner) in enumerate(zip(claimed, actual, leans, strict=False)):
+            if (found := first_difference(mine, theirs, inner, f"{path}[{index}]")) is not None:
                 return found
         same = len(claimed) == len(actual)
         return None if same else f"{path}[{min(len(claimed), len(actual))}]"

@@ -192,8 +192,11 @@ def create_app(settings: Settings) -> FastAPI:
         config: str | None = None,
         suite: str | None = None,
         mode: str | None = None,
+        implementation: store.Origin | None = None,
     ) -> list[dict[str, Any]]:
-        return store.list_results(factory, model, vendor, device, config or suite, mode)
+        return store.list_results(
+            factory, model, vendor, device, config or suite, mode, implementation
+        )
 
     @app.get(f"{API}/results/{{submission_id}}")
     def get_result(submission_id: web.SubmissionId) -> dict[str, Any]:
@@ -225,8 +228,12 @@ def create_app(settings: Settings) -> FastAPI:
         return web.artifact_files(settings.artifacts_dir / sha)
 
     @app.get(f"{API}/compare")
-    def compare(model: str) -> dict[str, Any]:
-        return {"model": model, "platforms": store.compare(factory, model)}
+    def compare(model: str, implementation: store.Origin | None = None) -> dict[str, Any]:
+        return {
+            "model": model,
+            "implementation": implementation,
+            "platforms": store.compare(factory, model, implementation),
+        }
 
     @app.get(f"{API}/collector-key")
     def public_key() -> dict[str, str]:

@@ -70,6 +70,9 @@ class Submission(Base):
     # framework it declares: one model on two frameworks compares side by side.
     implements: Mapped[str] = mapped_column(String(200), index=True)
     framework: Mapped[str | None] = mapped_column(String(100))
+    # Whose code ran: "reference" (the project's workload) or "vendor" (a vendor's folder or
+    # image), as the signed plan records it; NULL for results from agents before that record.
+    implementation: Mapped[str | None] = mapped_column(String(20), index=True)
     config: Mapped[str] = mapped_column(String(200))
     mode: Mapped[str] = mapped_column(String(20))
     nproc: Mapped[int] = mapped_column(Integer)

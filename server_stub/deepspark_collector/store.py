@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -19,6 +19,10 @@ from deepspark_agent.runset import STATEMENT_FILE
 from deepspark_agent.signing import key_id, verify_envelope
 from deepspark_collector.db import Key, Submission, Vendor, transaction
 from deepspark_collector.verify import KeyState, Signed
+
+# Whose implementation a result measures, as its signed plan records it: the leaderboard's
+# divisions, like MLPerf's closed (reference code) and open (a vendor's own) divisions.
+Origin = Literal["reference", "vendor"]
 
 
 class Conflict(ValueError):
@@ -108,6 +112,7 @@ def add_submission(
         model=result.plan.model,
         implements=result.plan.implements or result.plan.model,
         framework=result.plan.framework,
+        implementation=result.plan.implementation.origin if result.plan.implementation else None,
         config=result.plan.config,
         mode=result.plan.mode,
         nproc=result.plan.nproc,
@@ -191,6 +196,7 @@ def row_summary(row: Submission, vendor: str) -> dict[str, Any]:
         "model": row.model,
         "implements": row.implements,
         "framework": row.framework,
+        "implementation": row.implementation,
         "config": row.config,
         "mode": row.mode,
         "nproc": row.nproc,
@@ -214,10 +220,12 @@ def list_results(
     device: str | None = None,
     config: str | None = None,
     mode: str | None = None,
+    implementation: str | None = None,
     with_result: bool = False,
 ) -> list[dict[str, Any]]:
     """Result summaries, oldest first; with_result adds each whole result (one query). model
-    is a workload's name or the DeepSpark model it implements (every framework's)."""
+    is a workload's name or the DeepSpark model it implements (every framework's);
+    implementation is "reference" or "vendor"."""
     query = (
         select(Submission, Vendor.name)
         .join(Key, Key.key_id == Submission.key_id)
@@ -231,6 +239,7 @@ def list_results(
         (Submission.platform, device),
         (Submission.config, config),
         (Submission.mode, mode),
+        (Submission.implementation, implementation),
     ):
         if value is not None:
             query = query.where(column == value)
@@ -258,11 +267,14 @@ def get_result(factory: sessionmaker[Session], submission_id: int) -> dict[str, 
     return {**row_summary(row, vendor), "result": json.loads(row.result_json)}
 
 
-def compare(factory: sessionmaker[Session], model: str) -> list[dict[str, Any]]:
+def compare(
+    factory: sessionmaker[Session], model: str, implementation: str | None = None
+) -> list[dict[str, Any]]:
     """The best speed per platform and framework for `model`, fastest first, with that row's
-    figures: two platforms, or one platform on two frameworks, side by side."""
+    figures: two platforms, or one platform on two frameworks, side by side. implementation
+    ("reference" or "vendor") keeps the comparison within one division."""
     best: dict[tuple[str, str | None], dict[str, Any]] = {}
-    for row in list_results(factory, model=model):
+    for row in list_results(factory, model=model, implementation=implementation):
         if row["speed"] is None:
             continue
         side = (row["platform"], row["framework"])

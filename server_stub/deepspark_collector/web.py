@@ -1,9 +1,9 @@
 """The collector's web pages: server-rendered HTML, no JavaScript, nothing fetched from elsewhere.
 
 `/` lists the models, `/models/{model}` is a leaderboard in the seed table's columns (best speed
-first), `/compare?model=&a=&b=[&fa=&fb=]` sets two platforms (or one platform on two frameworks)
-side by side with ratios, `/results/{id}` is
-one result with its plots. Pages read what the API reads (`store`); every cell is the
+first; reference implementations and vendors' own ranked apart), `/compare?model=&a=&b=[&fa=&fb=]`
+sets two platforms (or one platform on two frameworks) side by side with ratios, `/results/{id}`
+is one result with its plots. Pages read what the API reads (`store`); every cell is the
 collector's recomputed figure formatted as the agent's own row (`report.seed_row`). Plots are
 inline SVG made here; Jinja's autoescape escapes every value a template prints.
 """
@@ -93,16 +93,34 @@ def index(request: Request) -> HTMLResponse:
     return _render("index.html", models=[models[name] for name in sorted(models)])
 
 
+# The leaderboard's divisions, in order: like MLPerf's closed and open divisions, results of
+# the project's reference code rank apart from those of a vendor's own implementation.
+DIVISIONS = (
+    ("reference", "Reference implementations",
+     "The project's own workloads: the same code on every platform."),
+    ("vendor", "Vendor implementations",
+     "A vendor's own folder or image, measured by the same agent against the same target."),
+    (None, "Implementation not recorded",
+     "Submitted by an agent that did not yet record whose implementation ran."),
+)  # fmt: skip
+
+
 @router.get("/models/{model}", response_class=HTMLResponse)
 def leaderboard(request: Request, model: str) -> HTMLResponse:
     rows = _rows(request, model)
     platforms = sorted({r["summary"]["platform"] for r in rows})
+    divisions = [
+        {"name": name, "title": title, "note": note, "rows": chosen}
+        for origin, title, note in DIVISIONS
+        if (chosen := [r for r in rows if r["summary"]["implementation"] == origin])
+        for name in [origin or "unrecorded"]
+    ]
     return _render(
         "model.html",
         status_code=200 if rows else 404,
         model=model,
         columns=COLUMNS,
-        rows=rows,
+        divisions=divisions,
         platforms=platforms,
     )
 
