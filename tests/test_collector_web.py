@@ -169,23 +169,34 @@ def test_an_id_beyond_sqlite_integers_is_a_client_error(tmp_path):
         assert c.get(f"/api/v1/results/{2**63}").status_code == 422  # found by the property
 
 
+def signed_bundles(cli, tmp_path, names: tuple[str, ...], *options: str) -> dict[str, bytes]:
+    """Each workload run (2 converge runs, process runtime), signed and packed."""
+    assert cli("keys", "init")[0] == 0
+    bundles = {}
+    for workload in names:
+        out = tmp_path / "runs" / workload
+        args = ("--runtime", "process", "--mode", "converge", "--runs", "2", "--out", str(out))
+        assert cli("run", workload, *options, *args)[0] == 0
+        (run_set,) = out.iterdir()
+        bundles[workload] = pack_run_set(run_set, tmp_path / f"{workload}.tar").read_bytes()
+    return bundles
+
+
+def submit_all(client: TestClient, bundles: dict[str, bytes]) -> dict[str, int]:
+    """Register the test vendor and key, submit every bundle: their submission ids."""
+    register(client)
+    return {
+        w: client.post("/api/v1/submissions", content=b, headers=TAR).json()["submission_id"]
+        for w, b in bundles.items()
+    }
+
+
 def test_one_model_on_two_frameworks_compares_side_by_side(cli, sleeper_twin, tmp_path):
     """The same model, two workloads in two frameworks, one host: the compare page puts the
     frameworks side by side, and the model's results list both."""
-    assert cli("keys", "init")[0] == 0
-    bundles = {}
-    for workload in ("sleeper", "sleeper_twin"):
-        out = tmp_path / workload
-        args = ("--runtime", "process", "--mode", "converge", "--runs", "2", "--out", str(out))
-        assert cli("run", workload, *args)[0] == 0
-        (run_set,) = out.iterdir()
-        bundles[workload] = pack_run_set(run_set, tmp_path / f"{workload}.tar").read_bytes()
+    bundles = signed_bundles(cli, tmp_path, ("sleeper", "sleeper_twin"))
     with TestClient(create_app(collector_settings(tmp_path / "collector"))) as client:
-        register(client)
-        ids = {
-            w: client.post("/api/v1/submissions", content=b, headers=TAR).json()["submission_id"]
-            for w, b in bundles.items()
-        }
+        ids = submit_all(client, bundles)
         listed = client.get("/api/v1/results", params={"model": "sleeper"}).json()
         assert {(r["model"], r["implements"], r["framework"]) for r in listed} == {
             ("sleeper", "sleeper", "none"),
@@ -219,20 +230,9 @@ def test_reference_and_vendor_implementations_rank_in_separate_divisions(
     )
     monkeypatch.setattr(workloads, "BUILT_IN", catalog)  # the sleeper stands for the catalog
     monkeypatch.delenv(workloads.WORKLOADS_ENV, raising=False)
-    assert cli("keys", "init")[0] == 0
-    bundles = {}
-    for workload in ("sleeper", "acme_sleeper"):
-        out = tmp_path / "runs" / workload
-        args = ("--runtime", "process", "--mode", "converge", "--runs", "2", "--out", str(out))
-        assert cli("run", workload, "--workloads", str(vendor), *args)[0] == 0
-        (run_set,) = out.iterdir()
-        bundles[workload] = pack_run_set(run_set, tmp_path / f"{workload}.tar").read_bytes()
+    bundles = signed_bundles(cli, tmp_path, ("sleeper", "acme_sleeper"), "--workloads", str(vendor))
     with TestClient(create_app(collector_settings(tmp_path / "collector"))) as client:
-        register(client)
-        ids = {
-            w: client.post("/api/v1/submissions", content=b, headers=TAR).json()["submission_id"]
-            for w, b in bundles.items()
-        }
+        ids = submit_all(client, bundles)
         listed = client.get("/api/v1/results", params={"model": "sleeper"}).json()
         assert {(r["model"], r["implementation"]) for r in listed} == {
             ("sleeper", "reference"),
