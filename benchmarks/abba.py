@@ -13,9 +13,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from deepspark_agent.contract import RunSpec
-from deepspark_agent.events import read_events
-from deepspark_agent.metrics import speed
+from deepspark_core.contract import RunSpec
+from deepspark_core.events import read_events
+from deepspark_core.metrics import speed
 
 Arm = Callable[[RunSpec, Path], None]  # runs spec with DS_OUT_DIR = the given directory
 

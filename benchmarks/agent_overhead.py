@@ -12,10 +12,10 @@ from pathlib import Path
 
 from abba import compare, parse_args
 
-from deepspark_agent.contract import RunSpec
 from deepspark_agent.runtime.base import Launch
 from deepspark_agent.runtime.process import ProcessRuntime
 from deepspark_agent.workloads import find_workload
+from deepspark_core.contract import RunSpec
 
 workload = find_workload("resnet50")
 

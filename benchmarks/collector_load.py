@@ -27,13 +27,13 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
-from deepspark_agent.attest import sign_run_set
-from deepspark_agent.result_bundle import pack_run_set
-from deepspark_agent.results import PLAN_FILE, RESULT_FILE, Result
-from deepspark_agent.signing import PUBLIC_KEY_NAME, init_keys, load_private_key
 from deepspark_agent.workloads import WORKLOADS_ENV
 from deepspark_collector.app import create_app
 from deepspark_collector.settings import RateLimit, Settings
+from deepspark_core.attest import sign_run_set
+from deepspark_core.result_bundle import pack_run_set
+from deepspark_core.results import PLAN_FILE, RESULT_FILE, Result
+from deepspark_core.signing import PUBLIC_KEY_NAME, init_keys, load_private_key
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "load-test-token"

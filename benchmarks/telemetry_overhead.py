@@ -18,9 +18,10 @@ from pathlib import Path
 
 from abba import compare, parse_args
 
-from deepspark_agent.contract import RunSpec
-from deepspark_agent.telemetry import ProcessTreeSampler, Recorder, load_series, sample_rate_hz
+from deepspark_agent.telemetry import ProcessTreeSampler, Recorder
 from deepspark_agent.workloads import find_workload
+from deepspark_core.contract import RunSpec
+from deepspark_core.series import load_series, sample_rate_hz
 
 workload = find_workload("resnet50")
 costs: list[float] = []  # sampler CPU seconds per second of sampling

@@ -19,11 +19,11 @@ from docker.errors import DockerException, ImageNotFound
 from typer.testing import CliRunner
 
 from deepspark_agent.cli import app
-from deepspark_agent.events import read_events
 from deepspark_agent.images import DEFAULT_BASE, default_base
-from deepspark_agent.signing import PUBLIC_KEY_NAME, default_key_dir
 from deepspark_agent.telemetry import DEFAULT_HZ
 from deepspark_agent.workloads import WORKLOADS_ENV, Workload
+from deepspark_core.events import read_events
+from deepspark_core.signing import PUBLIC_KEY_NAME, default_key_dir
 
 DATA = Path(__file__).parent / "data"
 

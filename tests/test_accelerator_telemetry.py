@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA
-from deepspark_agent.events import read_events
-from deepspark_agent.results import Result
 from deepspark_agent.telemetry.choose import nvml_available
+from deepspark_core.events import read_events
+from deepspark_core.results import Result
 
 SMI = DATA / "vendor-smi"
 H100 = "nvidia-smi__query-gpu-csv-header-units__nvgpuexp-h100-590.48.01-{}.txt"

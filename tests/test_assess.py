@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from deepspark_agent.assess import assess
 from deepspark_agent.devices import describe_system
-from deepspark_agent.files import write_json
-from deepspark_agent.report import seed_row
-from deepspark_agent.results import (
+from deepspark_core.assess import assess
+from deepspark_core.files import write_json
+from deepspark_core.report import seed_row
+from deepspark_core.results import (
     PLAN_FILE,
     RUN_FILE,
     PlannedRun,

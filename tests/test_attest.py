@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from deepspark_agent.attest import STATEMENT_FILE, first_difference, predicate, sign_run_set
-from deepspark_agent.results import Result
-from deepspark_agent.runset import raw_files
-from deepspark_agent.signing import (
+from deepspark_core.attest import STATEMENT_FILE, first_difference, predicate, sign_run_set
+from deepspark_core.results import Result
+from deepspark_core.runset import raw_files
+from deepspark_core.signing import (
     key_id,
     load_private_key,
     make_statement,

@@ -31,7 +31,7 @@ from deepspark_agent.bundle import (
     import_bundle,
     verify_bundle,
 )
-from deepspark_agent.safetar import META_HEADER_LIMIT
+from deepspark_core.safetar import META_HEADER_LIMIT
 
 SUITE = b'name = "offline"\n\n[[workloads]]\nmodel = "sleeper"\nstability_runs = 2\n'
 TAG = "deepspark-test/tiny:1"

@@ -13,9 +13,6 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA
-from deepspark_agent.attest import STATEMENT_FILE
-from deepspark_agent.report import seed_row
-from deepspark_agent.results import Result, RunPlan
 from deepspark_agent.runner import Request, implementation
 from deepspark_agent.workloads import (
     BUILT_IN,
@@ -25,6 +22,9 @@ from deepspark_agent.workloads import (
     find_workload,
     folder_digest,
 )
+from deepspark_core.attest import STATEMENT_FILE
+from deepspark_core.report import seed_row
+from deepspark_core.results import Result, RunPlan
 
 BUILT_IN_NAMES = {p.parent.name for p in BUILT_IN.glob("*/workload.toml")}
 

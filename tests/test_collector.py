@@ -15,14 +15,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, inspect, text
 
 from conftest import ADMIN, TOKEN, ServedCollector
-from deepspark_agent.attest import STATEMENT_FILE, sign_run_set
-from deepspark_agent.receipts import verify_receipt
-from deepspark_agent.result_bundle import pack_run_set
-from deepspark_agent.results import Result
-from deepspark_agent.signing import PUBLIC_KEY_NAME, default_key_dir, load_private_key
 from deepspark_collector import db
 from deepspark_collector.app import create_app
 from deepspark_collector.settings import RateLimit, Settings
+from deepspark_core.attest import STATEMENT_FILE, sign_run_set
+from deepspark_core.receipts import verify_receipt
+from deepspark_core.result_bundle import pack_run_set
+from deepspark_core.results import Result
+from deepspark_core.signing import PUBLIC_KEY_NAME, default_key_dir, load_private_key
 from test_attest import signed_run
 
 TAR = {"Content-Type": "application/x-tar"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deepspark_agent.result_bundle import Limits, ResultBundleError, pack_run_set, unpack
+from deepspark_core.result_bundle import Limits, ResultBundleError, pack_run_set, unpack
 
 
 def make_tar(path: Path, *members: tuple[tarfile.TarInfo, bytes]) -> Path:

@@ -19,14 +19,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from conftest import ADMIN
-from deepspark_agent.attest import STATEMENT_FILE, sign_run_set
-from deepspark_agent.receipts import verify_receipt
-from deepspark_agent.result_bundle import pack_run_set
-from deepspark_agent.results import Result
-from deepspark_agent.signing import PAYLOAD_TYPE, key_id, load_private_key, pae
 from deepspark_collector import db
 from deepspark_collector.app import create_app
 from deepspark_collector.settings import RateLimit
+from deepspark_core.attest import STATEMENT_FILE, sign_run_set
+from deepspark_core.receipts import verify_receipt
+from deepspark_core.result_bundle import pack_run_set
+from deepspark_core.results import Result
+from deepspark_core.signing import PAYLOAD_TYPE, key_id, load_private_key, pae
 from test_attest import ALTERED, sign_as_older_agents_did, signed_run
 from test_collector import TAR, register, retar, rows, settings, submit
 

@@ -23,8 +23,8 @@ from schemathesis.checks import not_a_server_error
 
 from conftest import ADMIN, DATA, ServedCollector
 from deepspark_agent import workloads
-from deepspark_agent.result_bundle import pack_run_set
 from deepspark_collector.app import create_app
+from deepspark_core.result_bundle import pack_run_set
 from test_attest import signed_run
 from test_collector import TAR, register
 from test_collector import settings as collector_settings

@@ -11,13 +11,12 @@ import pytest
 
 from deepspark_agent import devices
 from deepspark_agent.devices import (
-    Accelerator,
-    SystemDescription,
     describe_system,
     detect_accelerators,
     node_counts,
     visible_devices_env,
 )
+from deepspark_core.system import Accelerator, SystemDescription
 
 GiB = 1 << 30
 

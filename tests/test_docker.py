@@ -12,10 +12,10 @@ from docker.errors import ImageNotFound
 
 from conftest import DATA, assert_telemetry_covers_the_run
 from deepspark_agent import images
-from deepspark_agent.report import seed_row
-from deepspark_agent.results import Result
 from deepspark_agent.runtime.docker import RUN_LABEL, device_options
 from deepspark_agent.workloads import find_workload
+from deepspark_core.report import seed_row
+from deepspark_core.results import Result
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).parents[1]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from deepspark_agent.events import EventLogError, parse_lines, read_events
-from deepspark_agent.metrics import Window
+from deepspark_core.events import EventLogError, parse_lines, read_events
+from deepspark_core.metrics import Window
 
 
 def line(key: str, value=None, prefix: str = "", time_ms: float = 0.0, **metadata) -> str:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from deepspark_agent.results import Result
+from deepspark_core.results import Result
 
 pytestmark = pytest.mark.slow
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from deepspark_agent.contract import RunSpec
 from deepspark_agent.runtime.base import Cluster, Launch, LaunchError, argv
 from deepspark_agent.workloads import find_workload
+from deepspark_core.contract import RunSpec
 
 
 def launch(name: str, nproc: int, cluster: Cluster | None = None) -> Launch:

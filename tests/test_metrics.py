@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from deepspark_agent.metrics import (
+from deepspark_core.metrics import (
     Accuracy,
     MetricError,
     Sample,

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from deepspark_agent import images
-from deepspark_agent.results import RUN_FILE, Result, RunRecord
 from deepspark_agent.runtime.docker import RUN_LABEL
 from deepspark_agent.workloads import find_workload
+from deepspark_core.results import RUN_FILE, Result, RunRecord
 
 SUITE = """name = "pair"
 [[workloads]]

@@ -6,8 +6,8 @@ import re
 import pytest
 from PIL import Image
 
-from deepspark_agent.plots import bar_chart, spread_chart
-from deepspark_agent.results import Result
+from deepspark_core.plots import bar_chart, spread_chart
+from deepspark_core.results import Result
 from test_collector_web import CHROMIUM_ARGS, chromium
 
 

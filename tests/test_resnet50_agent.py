@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from deepspark_agent.metrics import linearity
-from deepspark_agent.results import Result
 from deepspark_agent.suites import load_suite
+from deepspark_core.metrics import linearity
+from deepspark_core.results import Result
 
 pytestmark = pytest.mark.slow
 

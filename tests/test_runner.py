@@ -10,10 +10,10 @@ import psutil
 import pytest
 
 from conftest import assert_telemetry_covers_the_run
-from deepspark_agent.assess import assess, event_log_path
-from deepspark_agent.events import read_events
-from deepspark_agent.metrics import speed
-from deepspark_agent.results import RESULT_FILE, Result
+from deepspark_core.assess import assess, event_log_path
+from deepspark_core.events import read_events
+from deepspark_core.metrics import speed
+from deepspark_core.results import RESULT_FILE, Result
 
 
 def run_json(cli, tmp_path: Path, *args: str, runtime: str = "process") -> tuple[int, Result, Path]:
@@ -143,8 +143,8 @@ def test_the_agent_imports_no_framework():
 
     code = (
         "import importlib, pkgutil, sys\n"
-        "import deepspark_agent, deepspark_collector\n"
-        "for package in (deepspark_agent, deepspark_collector):\n"
+        "import deepspark_agent, deepspark_collector, deepspark_core\n"
+        "for package in (deepspark_agent, deepspark_collector, deepspark_core):\n"
         "    for module in pkgutil.walk_packages(package.__path__, package.__name__ + '.'):\n"
         # __main__ runs the CLI; migrations are Alembic's scripts, run by Alembic
         "        if not module.name.endswith('__main__') and '.migrations' not in module.name:\n"

@@ -17,11 +17,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import TOKEN
-from deepspark_agent.result_bundle import Limits, ResultBundleError, unpack
-from deepspark_agent.safetar import META_HEADER_LIMIT
 from deepspark_agent.submit import outbox_dir
 from deepspark_collector.app import create_app
 from deepspark_collector.settings import RateLimit, Settings
+from deepspark_core.result_bundle import Limits, ResultBundleError, unpack
+from deepspark_core.safetar import META_HEADER_LIMIT
 from test_bundle import Member, reg, special, valid_members
 
 NO_ENGINE = "unix:///nonexistent/docker.sock"

@@ -11,8 +11,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from conftest import ADMIN, DATA
-from deepspark_agent.result_bundle import pack_run_set
 from deepspark_collector.app import create_app
+from deepspark_core.result_bundle import pack_run_set
 from test_collector import TAR, settings
 
 FIXTURE = DATA / "signed-2026-12-05"

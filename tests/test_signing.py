@@ -19,8 +19,8 @@ from securesystemslib import exceptions as sslib_exceptions
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
-from deepspark_agent import signing
-from deepspark_agent.signing import (
+from deepspark_core import signing
+from deepspark_core.signing import (
     PAYLOAD_TYPE,
     PREDICATE_TYPE,
     PRIVATE_KEY_NAME,

@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from conftest import ServedCollector
-from deepspark_agent.result_bundle import pack_run_set
-from deepspark_agent.runset import STATEMENT_FILE
-from deepspark_agent.signing import key_id, load_private_key
 from deepspark_agent.submit import outbox_dir, pins_path, rejected_dir
+from deepspark_core.result_bundle import pack_run_set
+from deepspark_core.runset import STATEMENT_FILE
+from deepspark_core.signing import key_id, load_private_key
 from test_attest import signed_run
 
 

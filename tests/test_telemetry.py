@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from deepspark_agent.metrics import Sample
 from deepspark_agent.telemetry import (
     ProcessTreeSampler,
     Recorder,
     cgroup,
-    load_series,
-    sample_rate_hz,
 )
 from deepspark_agent.telemetry.cgroup import CgroupSampler
+from deepspark_core.metrics import Sample
+from deepspark_core.series import load_series, sample_rate_hz
 
 
 def write(path: Path, text: str) -> None:

@@ -13,12 +13,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from deepspark_agent.attest import STATEMENT_FILE
 from deepspark_agent.evaluations import EVALUATION_FILE, SUMMARY_FILE
-from deepspark_agent.results import RUN_FILE, Result
 from deepspark_agent.runtime.process import GROUP_FILE
 from deepspark_agent.suites import load_suite
 from deepspark_agent.workloads import WorkloadError
+from deepspark_core.attest import STATEMENT_FILE
+from deepspark_core.results import RUN_FILE, Result
 
 ENTRY = '[[workloads]]\nmodel = "sleeper"\ndevices = [1]\nstability_runs = {runs}\n{extra}'
 

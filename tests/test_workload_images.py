@@ -5,8 +5,8 @@ import json
 import pytest
 
 from deepspark_agent import images
-from deepspark_agent.results import Result
 from deepspark_agent.workloads import list_workloads
+from deepspark_core.results import Result
 
 pytestmark = pytest.mark.docker
 WORKLOADS = [w.name for w in list_workloads()]

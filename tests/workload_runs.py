@@ -17,9 +17,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from deepspark_agent.contract import RunSpec
 from deepspark_agent.runtime.base import Launch, argv
 from deepspark_agent.workloads import load_workload
+from deepspark_core.contract import RunSpec
 
 MODEL_IMAGES = Path(__file__).resolve().parents[1] / "model_images"
 SETUP = [

@@ -39,9 +39,10 @@ from docker.models.images import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deepspark_agent import __version__
-from deepspark_agent.files import first_error, read_toml
-from deepspark_agent.safetar import Archive, Limits, extraction, name_problem, read_archive
 from deepspark_agent.suites import Suite
+from deepspark_core.errors import DeepSparkError
+from deepspark_core.files import first_error, read_toml
+from deepspark_core.safetar import Archive, Limits, extraction, name_problem, read_archive
 
 SCHEMA_VERSION = "deepspark.bundle/v1"
 MANIFEST_NAME = "manifest.json"
@@ -55,7 +56,7 @@ BLOCK = tarfile.BLOCKSIZE
 Progress = Callable[[int, int], None]  # (bytes done, total); total is exact once done == total
 
 
-class BundleError(ValueError):
+class BundleError(DeepSparkError):
     """A bundle that cannot be created, or that is invalid, corrupt or unsafe."""
 
 

@@ -11,7 +11,6 @@ import typer
 from rich.table import Table
 
 from deepspark_agent import __version__, evaluations
-from deepspark_agent.assess import assess
 from deepspark_agent.cli_images import bundle_app, images_app, import_offline
 from deepspark_agent.cli_signing import ensure_key, keys_app, sign_if_keyed, verify
 from deepspark_agent.cli_submit import CollectorOpt, pack_command, submit_after_run, submit_command
@@ -25,29 +24,29 @@ from deepspark_agent.console import (
     err_console,
     user_errors,
 )
-from deepspark_agent.contract import Mode, Precision
 from deepspark_agent.devices import describe_system
 from deepspark_agent.doctor import run_checks
-from deepspark_agent.files import write_atomic
 from deepspark_agent.images import ImageError, engine
 from deepspark_agent.images import pull as pull_image
-from deepspark_agent.report import (
-    html_report,
-    html_suite_report,
-    markdown_table,
-    print_result,
-    suite_table,
-)
-from deepspark_agent.results import RUN_FILE, Result, RunPlan, RunRecord, read_model
 from deepspark_agent.runner import Request, execute, run_plan, run_set_dir
-from deepspark_agent.runset import REPORT_HTML, REPORT_MD
 from deepspark_agent.runtime.base import Cluster, LaunchError, Runtime
 from deepspark_agent.runtime.docker import DockerRuntime, image_ref
 from deepspark_agent.runtime.process import ProcessRuntime
 from deepspark_agent.suites import Suite, SuiteError, load_suite
+from deepspark_agent.tables import print_result, suite_table
 from deepspark_agent.telemetry import DEFAULT_HZ
 from deepspark_agent.telemetry.choose import accelerator_samplers
 from deepspark_agent.workloads import Workload, find_workload, list_workloads
+from deepspark_core.assess import assess
+from deepspark_core.contract import Mode, Precision
+from deepspark_core.files import write_atomic
+from deepspark_core.report import (
+    html_report,
+    html_suite_report,
+    markdown_table,
+)
+from deepspark_core.results import RUN_FILE, Result, RunPlan, RunRecord, read_model
+from deepspark_core.runset import REPORT_HTML, REPORT_MD
 
 app = typer.Typer(
     help="DeepSpark Bench host agent: run training workloads, measure six dimensions.",

@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from deepspark_agent.attest import sign_run_set, verify_run_set
 from deepspark_agent.console import JsonOpt, console, user_errors
-from deepspark_agent.results import Result
-from deepspark_agent.signing import (
+from deepspark_core.attest import sign_run_set, verify_run_set
+from deepspark_core.results import Result
+from deepspark_core.signing import (
     PRIVATE_KEY_NAME,
     PUBLIC_KEY_NAME,
     default_key_dir,

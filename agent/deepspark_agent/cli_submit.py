@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 
 from deepspark_agent.console import JsonOpt, console, user_errors
-from deepspark_agent.result_bundle import ResultBundleError, pack_run_set
 from deepspark_agent.submit import DEFAULT_TIMEOUT, Outcome, flush, outbox_dir, outcome, submit
+from deepspark_core.result_bundle import ResultBundleError, pack_run_set
 
 CollectorOpt = Annotated[
     str | None,

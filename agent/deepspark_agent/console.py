@@ -11,18 +11,7 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from deepspark_agent.bundle import BundleError
-from deepspark_agent.events import EventLogError
-from deepspark_agent.images import ImageError
-from deepspark_agent.metrics import MetricError
-from deepspark_agent.result_bundle import ResultBundleError
-from deepspark_agent.results import SchemaError
-from deepspark_agent.runtime.base import LaunchError
-from deepspark_agent.signing import SigningError, VerificationError
-from deepspark_agent.submit import SubmitError
-from deepspark_agent.suites import SuiteError
-from deepspark_agent.telemetry.choose import TelemetryChoiceError
-from deepspark_agent.workloads import WorkloadError
+from deepspark_core.errors import DeepSparkError
 
 # Exit codes of `run` and `up` (user errors exit EXIT_FAILED too).
 EXIT_FAILED = 1  # a model with no successful run
@@ -45,22 +34,7 @@ console = _console()
 err_console = _console(stderr=True)
 
 # Errors a user can cause and fix: one line on stderr, exit 1, no traceback.
-USER_ERRORS = (
-    WorkloadError,
-    SuiteError,
-    SchemaError,
-    EventLogError,
-    LaunchError,
-    MetricError,
-    ImageError,
-    BundleError,
-    ResultBundleError,
-    TelemetryChoiceError,
-    SigningError,
-    VerificationError,
-    SubmitError,
-    OSError,
-)
+USER_ERRORS = (DeepSparkError, OSError)
 P = ParamSpec("P")
 R = TypeVar("R")
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from deepspark_agent.files import read_json, stamped_path, write_json
-from deepspark_agent.results import PLAN_FILE
 from deepspark_agent.suites import Suite, SuiteError
+from deepspark_core.files import read_json, stamped_path, write_json
+from deepspark_core.results import PLAN_FILE
 
 EVALUATION_FILE, SUMMARY_FILE = "evaluation.json", "summary.json"
 

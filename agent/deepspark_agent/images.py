@@ -14,9 +14,10 @@ from typing import Any
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound
 
-from deepspark_agent.results import ImageRef
 from deepspark_agent.runtime.docker import image_ref
 from deepspark_agent.workloads import IMAGE_NAMESPACE, Workload
+from deepspark_core.errors import DeepSparkError
+from deepspark_core.results import ImageRef
 
 DEFAULT_BASE = "deepspark/base:cpu"
 # The CPU base each framework's workloads build FROM (scripts/build-base-image [FLAVOR],
@@ -26,7 +27,7 @@ Auth = dict[str, str] | None  # {"username": ..., "password": ...}; None: the Do
 Progress = Callable[[dict[str, Any]], None]  # one decoded message of the engine's stream
 
 
-class ImageError(RuntimeError):
+class ImageError(DeepSparkError):
     """An image operation the engine or the registry refused."""
 
 

@@ -23,12 +23,14 @@ from rich.progress import (
 )
 
 from deepspark_agent import __version__
-from deepspark_agent.assess import assess
-from deepspark_agent.contract import Mode, Precision, RunSpec
 from deepspark_agent.devices import describe_system
-from deepspark_agent.events import TOKEN, parse_line
-from deepspark_agent.files import stamped_path, write_json
-from deepspark_agent.results import (
+from deepspark_agent.runtime.base import Cluster, Launch, Runtime
+from deepspark_agent.workloads import Workload, folder_digest
+from deepspark_core.assess import assess
+from deepspark_core.contract import Mode, Precision, RunSpec
+from deepspark_core.events import TOKEN, parse_line
+from deepspark_core.files import stamped_path, write_json
+from deepspark_core.results import (
     EVENTS_FILE,
     PLAN_FILE,
     RESULT_FILE,
@@ -43,9 +45,7 @@ from deepspark_agent.results import (
     SchemaError,
     read_model,
 )
-from deepspark_agent.runset import AGENT_LOG
-from deepspark_agent.runtime.base import Cluster, Launch, Runtime
-from deepspark_agent.workloads import Workload, folder_digest
+from deepspark_core.runset import AGENT_LOG
 
 log = logging.getLogger("deepspark_agent")
 

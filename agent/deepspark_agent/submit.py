@@ -29,10 +29,11 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from deepspark_agent.files import write_atomic
-from deepspark_agent.receipts import verify_receipt
-from deepspark_agent.result_bundle import ResultBundleError, read_statement
-from deepspark_agent.signing import VerificationError, default_key_dir, key_id, payload_sha256
+from deepspark_core.errors import DeepSparkError
+from deepspark_core.files import write_atomic
+from deepspark_core.receipts import verify_receipt
+from deepspark_core.result_bundle import ResultBundleError, read_statement
+from deepspark_core.signing import VerificationError, default_key_dir, key_id, payload_sha256
 
 API = "/api/v1"
 PINS_FILE = "collector-keys.json"
@@ -41,7 +42,7 @@ DEFAULT_TIMEOUT = 60.0
 RETRY_STATUSES = {408, 429}
 
 
-class SubmitError(Exception):
+class SubmitError(DeepSparkError):
     """A submission that did not end in a verified receipt."""
 
 

@@ -14,16 +14,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from deepspark_agent.contract import Precision
-from deepspark_agent.files import read_toml
-from deepspark_agent.results import PlannedRun
 from deepspark_agent.workloads import Workload, find_implementation
+from deepspark_core.contract import Precision
+from deepspark_core.errors import DeepSparkError
+from deepspark_core.files import read_toml
+from deepspark_core.results import PlannedRun
 
 SUITES_ENV = "DEEPSPARK_SUITES"
 _SOURCE_TREE = Path(__file__).resolve().parents[2] / "suites"
 
 
-class SuiteError(ValueError):
+class SuiteError(DeepSparkError):
     """A suite that is missing or invalid."""
 
 

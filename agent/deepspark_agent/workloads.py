@@ -15,8 +15,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from deepspark_agent.files import read_toml
-from deepspark_agent.signing import sha256_file
+from deepspark_core.errors import DeepSparkError
+from deepspark_core.files import read_toml
+from deepspark_core.signing import sha256_file
 
 WORKLOADS_ENV = "DEEPSPARK_WORKLOADS"
 IMAGE_NAMESPACE = "deepspark"
@@ -25,7 +26,7 @@ BUILT_IN = Path(__file__).resolve().parents[2] / "model_images"
 _NOT_HASHED = {"__pycache__", "runs", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 
 
-class WorkloadError(ValueError):
+class WorkloadError(DeepSparkError):
     """A workload that is missing or whose workload.toml is invalid."""
 
 

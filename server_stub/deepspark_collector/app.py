@@ -20,9 +20,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from deepspark_agent.receipts import collector_key, sign_receipt
-from deepspark_agent.result_bundle import Limits, ResultBundleError, unpack
-from deepspark_agent.signing import key_id
 from deepspark_collector import db, store, web
 from deepspark_collector.ratelimit import RateLimiter
 from deepspark_collector.settings import Settings
@@ -33,6 +30,9 @@ from deepspark_collector.verify import (
     check_signature,
     read_envelope,
 )
+from deepspark_core.receipts import collector_key, sign_receipt
+from deepspark_core.result_bundle import Limits, ResultBundleError, unpack
+from deepspark_core.signing import key_id
 
 API = "/api/v1"
 BUNDLE_FILE = "bundle.tar"

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deepspark_core.errors import DeepSparkError
+
 DATA_DIR_ENV = "DEEPSPARK_COLLECTOR_DATA_DIR"
 DB_URL_ENV = "DEEPSPARK_COLLECTOR_DB_URL"
 ADMIN_TOKEN_ENV = "DEEPSPARK_COLLECTOR_ADMIN_TOKEN"
@@ -19,7 +21,7 @@ DEFAULT_MAX_BODY = 256 * 2**20
 DB_FILE = "collector.sqlite3"
 
 
-class SettingsError(ValueError):
+class SettingsError(DeepSparkError):
     """A setting that cannot be used (an unreadable token file, an empty token)."""
 
 

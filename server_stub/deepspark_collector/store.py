@@ -14,11 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from deepspark_agent.results import Result
-from deepspark_agent.runset import STATEMENT_FILE
-from deepspark_agent.signing import key_id, verify_envelope
 from deepspark_collector.db import Key, Submission, Vendor, transaction
 from deepspark_collector.verify import KeyState, Signed
+from deepspark_core.results import Result
+from deepspark_core.runset import STATEMENT_FILE
+from deepspark_core.signing import key_id, verify_envelope
 
 # Whose implementation a result measures, as its signed plan records it: the leaderboard's
 # divisions, like MLPerf's closed (reference code) and open (a vendor's own) divisions.

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from deepspark_agent.attest import check_artifacts, check_result
-from deepspark_agent.results import Result
-from deepspark_agent.runset import STATEMENT_FILE
-from deepspark_agent.signing import Statement, VerificationError, verify_envelope
+from deepspark_core.attest import check_artifacts, check_result
+from deepspark_core.results import Result
+from deepspark_core.runset import STATEMENT_FILE
+from deepspark_core.signing import Statement, VerificationError, verify_envelope
 
 MAX_ENVELOPE = 64 * 2**20
 

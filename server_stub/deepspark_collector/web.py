@@ -18,9 +18,9 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 
-from deepspark_agent.report import TEMPLATES, page_context, seed_row
-from deepspark_agent.results import Result
 from deepspark_collector import db, store
+from deepspark_core.report import TEMPLATES, page_context, seed_row
+from deepspark_core.results import Result
 
 # A submission's id as a path parameter: what SQLite's INTEGER holds (a larger one would be
 # an OverflowError, a 500, instead of a client's 422). The API's route uses it too.

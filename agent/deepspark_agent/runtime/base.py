@@ -7,20 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from deepspark_agent.contract import RunSpec
-from deepspark_agent.results import ImageRef
-from deepspark_agent.telemetry import Sampler
 from deepspark_agent.workloads import Workload
-
-# Accelerator telemetry for a run, given the workload's root process id on the host.
-SamplerFactory = Callable[[int], list[Sampler]]
-
-
-def no_samplers(pid: int) -> list[Sampler]:
-    return []
+from deepspark_core.contract import RunSpec
+from deepspark_core.errors import DeepSparkError
+from deepspark_core.results import ImageRef
 
 
-class LaunchError(RuntimeError):
+class LaunchError(DeepSparkError):
     """A run that cannot be started as asked."""
 
 

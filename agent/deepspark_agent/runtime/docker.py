@@ -21,17 +21,22 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import DeviceRequest
 
-from deepspark_agent.results import STDOUT_FILE, TELEMETRY_FILE, ImageRef
 from deepspark_agent.runtime.base import (
     Launch,
     LaunchError,
     Outcome,
-    SamplerFactory,
     argv,
+)
+from deepspark_agent.telemetry import (
+    DEFAULT_HZ,
+    ProcessTreeSampler,
+    Recorder,
+    Sampler,
+    SamplerFactory,
     no_samplers,
 )
-from deepspark_agent.telemetry import DEFAULT_HZ, ProcessTreeSampler, Recorder, Sampler
 from deepspark_agent.telemetry.cgroup import CgroupSampler
+from deepspark_core.results import STDOUT_FILE, TELEMETRY_FILE, ImageRef
 
 OUT_MOUNT, DATA_MOUNT = Path("/ds/out"), Path("/ds/data")
 RUN_LABEL = "org.deepspark.run"  # on every container the agent starts, to find leftovers

@@ -14,17 +14,21 @@ from pathlib import Path
 
 import psutil
 
-from deepspark_agent.results import STDOUT_FILE, TELEMETRY_FILE
-from deepspark_agent.runset import GROUP_FILE
 from deepspark_agent.runtime.base import (
     Launch,
     LaunchError,
     Outcome,
-    SamplerFactory,
     argv,
+)
+from deepspark_agent.telemetry import (
+    DEFAULT_HZ,
+    ProcessTreeSampler,
+    Recorder,
+    SamplerFactory,
     no_samplers,
 )
-from deepspark_agent.telemetry import DEFAULT_HZ, ProcessTreeSampler, Recorder
+from deepspark_core.results import STDOUT_FILE, TELEMETRY_FILE
+from deepspark_core.runset import GROUP_FILE
 
 TERM_GRACE_S = 10.0  # after SIGTERM, time for the workload to log run_stop before SIGKILL
 POLL_S = 0.2

@@ -1,21 +1,20 @@
-"""Telemetry: samplers per source, and the recorder that runs them beside a workload."""
+"""Telemetry: samplers per source, and the recorder that runs them beside a workload.
+Reading a recording back is the core's (`deepspark_core.series`)."""
 
 from deepspark_agent.telemetry.process import ProcessTreeSampler
 from deepspark_agent.telemetry.recorder import (
     DEFAULT_HZ,
-    SCOPES,
     Recorder,
     Sampler,
-    load_series,
-    sample_rate_hz,
+    SamplerFactory,
+    no_samplers,
 )
 
 __all__ = [
     "DEFAULT_HZ",
-    "SCOPES",
     "ProcessTreeSampler",
     "Recorder",
     "Sampler",
-    "load_series",
-    "sample_rate_hz",
+    "SamplerFactory",
+    "no_samplers",
 ]

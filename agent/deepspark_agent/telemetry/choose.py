@@ -7,15 +7,16 @@ import shutil
 import pynvml
 
 from deepspark_agent.devices import node_counts
-from deepspark_agent.runtime.base import SamplerFactory, no_samplers
 from deepspark_agent.telemetry.nvml import NvmlSampler
 from deepspark_agent.telemetry.process import tree_pids
+from deepspark_agent.telemetry.recorder import SamplerFactory, no_samplers
 from deepspark_agent.telemetry.smi import TOOLS, SmiSampler, TelemetryError
+from deepspark_core.errors import DeepSparkError
 
 CHOICES = "auto, nvml, smi:<tool>, none"
 
 
-class TelemetryChoiceError(ValueError):
+class TelemetryChoiceError(DeepSparkError):
     """A --telemetry choice this host cannot honour."""
 
 

@@ -13,14 +13,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from deepspark_agent.metrics import Sample
-
 DEFAULT_HZ = 10.0
-SCOPES = ("accelerator", "container", "process-tree")  # most specific first
 
 
 class Sampler(Protocol):
@@ -33,6 +30,14 @@ class Sampler(Protocol):
     def close(self) -> None:
         """Release what the sampler holds (a library handle, a streaming process)."""
         ...
+
+
+# Accelerator telemetry for a run, given the workload's root process id on the host.
+SamplerFactory = Callable[[int], list[Sampler]]
+
+
+def no_samplers(pid: int) -> list[Sampler]:
+    return []
 
 
 class Recorder:
@@ -70,33 +75,3 @@ class Recorder:
                 next_ns += self._period_ns
                 self._stop.wait(max(0.0, (next_ns - time.monotonic_ns()) / 1e9))
         self.cpu_s = time.thread_time()
-
-
-def load_series(path: Path, metric: str) -> tuple[str, dict[str, list[Sample]]] | None:
-    """One metric's readings per device, in time order, from the most specific scope that
-    recorded it (accelerator before container before process tree); None if none did.
-    Unreadable lines are skipped."""
-    by_scope: dict[str, dict[str, list[Sample]]] = defaultdict(lambda: defaultdict(list))
-    if not path.exists():
-        return None
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for line in lines:
-            try:
-                row = json.loads(line)
-                value = row.get(metric)
-                if value is not None:
-                    sample = Sample(int(row["t_ns"]), float(value))
-                    by_scope[str(row["scope"])][str(row["device"])].append(sample)
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue
-    if not by_scope:
-        return None
-    scope = min(by_scope, key=lambda s: SCOPES.index(s) if s in SCOPES else len(SCOPES))
-    return scope, {d: sorted(s, key=lambda x: x.t_ns) for d, s in by_scope[scope].items()}
-
-
-def sample_rate_hz(series: list[Sample]) -> float | None:
-    """The achieved sampling rate of one device's series."""
-    if len(series) < 2 or series[-1].t_ns <= series[0].t_ns:
-        return None
-    return (len(series) - 1) / ((series[-1].t_ns - series[0].t_ns) / 1e9)

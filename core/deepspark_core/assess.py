@@ -10,9 +10,9 @@ import math
 import statistics
 from pathlib import Path
 
-from deepspark_agent import metrics
-from deepspark_agent.events import EventLog, EventLogError, read_events
-from deepspark_agent.results import (
+from deepspark_core import metrics
+from deepspark_core.events import EventLog, EventLogError, read_events
+from deepspark_core.results import (
     EVENTS_FILE,
     PLAN_FILE,
     RUN_FILE,
@@ -29,7 +29,7 @@ from deepspark_agent.results import (
     SchemaError,
     read_model,
 )
-from deepspark_agent.telemetry import load_series, sample_rate_hz
+from deepspark_core.series import load_series, sample_rate_hz
 
 
 def event_log_path(run_dir: Path) -> Path:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepspark_agent.results import RESULT_FILE
+from deepspark_core.results import RESULT_FILE
 
 STATEMENT_FILE = "statement.dsse.json"
 REPORT_MD, REPORT_HTML = "report.md", "report.html"

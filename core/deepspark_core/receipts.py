@@ -16,7 +16,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from deepspark_agent.signing import (
+from deepspark_core.signing import (
     PRIVATE_KEY_NAME,
     VerificationError,
     canonical_json,

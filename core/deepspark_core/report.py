@@ -1,29 +1,26 @@
-"""Render a result as the seed table's row, its runs, and notes: terminal, Markdown, HTML."""
+"""Render a result as the seed table's row, its runs, and notes: Markdown and HTML pages."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from deepspark_agent.plots import result_plots
-from deepspark_agent.results import Result, RunSummary
+from deepspark_core.plots import result_plots
+from deepspark_core.results import Result
 
 # The agent's templates: the standalone report, and the result body the collector shares.
-TEMPLATES = PackageLoader("deepspark_agent", "templates")
+TEMPLATES = PackageLoader("deepspark_core", "templates")
 
 SEED_COLUMNS = (
     "task", "model", "target", "config", "speed", "accuracy",
     "power (W)", "linearity", "memory (GB)", "stability",
 )  # fmt: skip
 NA = "N/A"
-WIDE = 150  # terminal columns the seed row needs to print unfolded
 
 
-def _num(value: float | None, fmt: str = ".4g") -> str:
+def number(value: float | None, fmt: str = ".4g") -> str:
+    """A figure as a table cell: N/A when missing."""
     return NA if value is None else format(value, fmt)
 
 
@@ -89,62 +86,14 @@ def seed_row(result: Result) -> dict[str, str]:
         row["linearity"] = ", ".join(parts)
     if dims.memory:
         row["memory (GB)"] = f"{dims.memory.mean_gb[0]:.2f}*{dims.memory.devices}"
-        row["memory (GB)"] += f" ({dims.memory_scope}, {_num(dims.telemetry_hz, '.0f')} Hz)"
+        row["memory (GB)"] += f" ({dims.memory_scope}, {number(dims.telemetry_hz, '.0f')} Hz)"
     ended = sum(r.status != "incomplete" for r in converge)
     if dims.stability:
         s = dims.stability
-        row["stability"] = f"{s.score:g} ({s.runs} runs, cv {_num(s.cv, '.2%')})"
+        row["stability"] = f"{s.score:g} ({s.runs} runs, cv {number(s.cv, '.2%')})"
     elif ended < planned:
         row["stability"] = f"incomplete ({ended} of {planned} runs)"
     return row
-
-
-def _run_row(run: RunSummary) -> list[str]:
-    return [
-        run.label,
-        run.mode,
-        str(run.seed),
-        f"{run.nproc}x" + (f"*{run.nnodes}n" if run.nnodes > 1 else ""),
-        run.status if run.status == "success" else f"[red]{run.status}[/]",
-        _num(run.speed.value if run.speed else None, ".1f"),
-        _num(run.end_to_end_speed, ".1f"),
-        _num(run.accuracy),
-        _num(max(run.memory.peak_gb) if run.memory else None, ".2f"),
-        escape(run.why),  # a workload's text, not markup
-    ]
-
-
-def print_result(result: Result, console: Console) -> None:
-    console.print(suite_table([result], "DeepSpark six dimensions", console.width))
-
-    runs = Table(title="runs", title_justify="left")
-    for column in ("run", "mode", "seed", "ranks", "status", "speed", "end-to-end", "accuracy",
-                   "peak mem (GB)", "reason"):  # fmt: skip
-        runs.add_column(column)
-    for run in result.runs:
-        runs.add_row(*_run_row(run))
-    console.print(runs)
-    for note in result.notes:
-        console.print(f"[dim]note: {note}[/]")
-
-
-def suite_table(results: list[Result], title: str, width: int = WIDE) -> Table:
-    """The seed table: one row per model; on a terminal narrower than the row, one column
-    per model instead (a narrow terminal would fold every cell)."""
-    rows = [seed_row(result) for result in results]
-    table = Table(title=title, title_justify="left")
-    if width >= WIDE:
-        for column in SEED_COLUMNS:
-            table.add_column(column, overflow="fold")
-        for row in rows:
-            table.add_row(*row.values())
-        return table
-    table.add_column("")
-    for row in rows:
-        table.add_column(row["model"], overflow="fold")
-    for column in SEED_COLUMNS:
-        table.add_row(column, *(row[column] for row in rows))
-    return table
 
 
 def markdown_table(results: list[Result]) -> str:

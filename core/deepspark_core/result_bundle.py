@@ -21,9 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepspark_agent import safetar
-from deepspark_agent.runset import STATEMENT_FILE, raw_files
-from deepspark_agent.safetar import Archive, name_problem, read_archive
+from deepspark_core import safetar
+from deepspark_core.errors import DeepSparkError
+from deepspark_core.runset import STATEMENT_FILE, raw_files
+from deepspark_core.safetar import Archive, name_problem, read_archive
 
 MAX_MEMBERS = 10_000
 MAX_MEMBER_SIZE = 256 * 2**20
@@ -31,7 +32,7 @@ MAX_TOTAL = 1 * 2**30
 MAX_STATEMENT_SIZE = 64 * 2**20  # read into memory to hash it
 
 
-class ResultBundleError(ValueError):
+class ResultBundleError(DeepSparkError):
     """A result bundle that cannot be written, or that is invalid, corrupt or unsafe."""
 
 

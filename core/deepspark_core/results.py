@@ -15,17 +15,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from deepspark_agent.contract import Mode, Precision
-from deepspark_agent.devices import SystemDescription
-from deepspark_agent.files import M, read_json
-from deepspark_agent.metrics import Accuracy, Memory, Power, Speed, Stability
+from deepspark_core.contract import Mode, Precision
+from deepspark_core.errors import DeepSparkError
+from deepspark_core.files import M, read_json
+from deepspark_core.metrics import Accuracy, Memory, Power, Speed, Stability
+from deepspark_core.system import SystemDescription
 
 RESULT_SCHEMA = "deepspark.result/v2"
 PLAN_FILE, RUN_FILE, RESULT_FILE = "plan.json", "run.json", "result.json"
 EVENTS_FILE, STDOUT_FILE, TELEMETRY_FILE = "mllog.log", "stdout.log", "telemetry.jsonl"
 
 
-class SchemaError(ValueError):
+class SchemaError(DeepSparkError):
     """A run-set file that is missing or does not match its schema."""
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from markupsafe import Markup, escape
 
-from deepspark_agent.metrics import STABILITY_EPSILON
-from deepspark_agent.results import TELEMETRY_FILE, Result, RunSummary
-from deepspark_agent.telemetry import load_series
+from deepspark_core.metrics import STABILITY_EPSILON
+from deepspark_core.results import TELEMETRY_FILE, Result, RunSummary
+from deepspark_core.series import load_series
 
 Point = tuple[float, float]
 

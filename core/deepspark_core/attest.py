@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from deepspark_agent.assess import assess
-from deepspark_agent.files import write_atomic
-from deepspark_agent.results import Result
-from deepspark_agent.runset import STATEMENT_FILE, is_raw, raw_files
-from deepspark_agent.signing import (
+from deepspark_core.assess import assess
+from deepspark_core.files import write_atomic
+from deepspark_core.results import Result
+from deepspark_core.runset import STATEMENT_FILE, is_raw, raw_files
+from deepspark_core.signing import (
     VerificationError,
     keyring,
     make_statement,

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Literal, cast
 
+from deepspark_core.errors import DeepSparkError
+
 NS_PER_S = 1e9
 BYTES_PER_GB = 1e9
 # Absolute slack for the stability band, so a value exactly at baseline +/- tolerance counts as
@@ -27,7 +29,7 @@ STABILITY_PENALTY_RUNS = 5
 SPEED_MIN_WINDOWS = 3
 
 
-class MetricError(ValueError):
+class MetricError(DeepSparkError):
     """Input that no metric can be computed from; the message is one line."""
 
 

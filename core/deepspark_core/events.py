@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepspark_agent.metrics import Window
+from deepspark_core.errors import DeepSparkError
+from deepspark_core.metrics import Window
 
 TOKEN = ":::MLLOG"
 _decoder = json.JSONDecoder()
 
 
-class EventLogError(ValueError):
+class EventLogError(DeepSparkError):
     """An event log that holds nothing to measure, or windows that cannot be trusted."""
 
 

@@ -31,6 +31,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from deepspark_core.errors import DeepSparkError
+
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://deepspark.dev/result/v2"
@@ -41,11 +43,11 @@ _HEX_DIGITS = frozenset("0123456789abcdef")
 Statement = dict[str, Any]
 
 
-class SigningError(ValueError):
+class SigningError(DeepSparkError):
     """A key that cannot be created or loaded, or a statement that cannot be signed."""
 
 
-class VerificationError(ValueError):
+class VerificationError(DeepSparkError):
     """An envelope, statement or artifact that must not be trusted."""
 
 
