@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -342,3 +344,18 @@ def test_a_result_keeps_its_verified_artifacts_for_download(collector, bundle, r
     assert got.content == (run_set / "run-1" / "mllog.log").read_bytes()
     assert client.get(f"/api/v1/results/{sid}/artifacts/../../etc/passwd").status_code == 404
     assert client.get(f"/api/v1/results/{sid}/artifacts/nope").status_code == 404
+
+
+def test_the_collector_loads_none_of_the_agents_dependencies() -> None:
+    """The collector stands on the core alone: importing its app brings in neither the Docker
+    SDK, NVML, psutil nor rich (import-linter checks the imports themselves; this checks what
+    actually loads, third-party packages' own imports included)."""
+    code = (
+        "import sys, deepspark_collector.app\n"
+        "loaded = sorted({'docker', 'pynvml', 'psutil', 'rich', 'deepspark_agent'}"
+        " & set(sys.modules))\n"
+        "sys.exit(f'loaded {loaded}' if loaded else 0)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
