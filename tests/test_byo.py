@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA
-from deepspark_agent.runner import Request, implementation
+from deepspark_agent.planning import Request, implementation
 from deepspark_agent.workloads import (
     BUILT_IN,
     WORKLOADS_ENV,

@@ -10,10 +10,14 @@ import psutil
 import pytest
 
 from conftest import assert_telemetry_covers_the_run
+from deepspark_agent.planning import Request, single_runs
+from deepspark_agent.runner import run_plan
+from deepspark_agent.runtime.process import ProcessRuntime
+from deepspark_agent.workloads import find_workload
 from deepspark_core.assess import assess, event_log_path
 from deepspark_core.events import read_events
 from deepspark_core.metrics import speed
-from deepspark_core.results import RESULT_FILE, Result
+from deepspark_core.results import RESULT_FILE, RUN_FILE, PlannedRun, Result, RunPlan
 
 
 def run_json(cli, tmp_path: Path, *args: str, runtime: str = "process") -> tuple[int, Result, Path]:
@@ -133,3 +137,52 @@ def test_models_list_and_doctor(cli, sleeper):
     assert checks["workloads"]["status"] == "ok"
     assert {"python", "torch (process runtime)", "docker engine", "accelerators"} <= set(checks)
     assert code == 0
+
+
+class Recorder:
+    """A RunProgress that keeps what the runner told it: the runs, and the last tick."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+        self.last: tuple[int, str] = (0, "")
+
+    def plan_started(self, plan: RunPlan) -> None:
+        self.events.append(("plan", plan.model, len(plan.runs)))
+
+    def run_reached(self, planned: PlannedRun) -> None:
+        self.events.append(("reached", planned.label))
+
+    def run_launched(self, planned: PlannedRun, windows: int) -> None:
+        self.events.append(("launched", planned.label, windows))
+
+    def run_progress(self, windows_done: int, rate: str) -> None:
+        self.last = (windows_done, rate)
+
+    def plan_finished(self) -> None:
+        self.events.append(("finished",))
+
+
+def test_the_runner_tells_its_listener_what_it_runs_and_keeps(sleeper, tmp_path):
+    """The run state machine reports through RunProgress (the bars are one listener): every
+    run reached, only those it launches launched, each one's windows as they pass."""
+    request = Request(workload=find_workload("sleeper"), mode="speed", runs=2, windows=3)
+    run_set, runs = tmp_path / "set", single_runs(request)
+    first = Recorder()
+    run_plan(request, run_set, first, ProcessRuntime(), runs)
+    assert first.events == [
+        ("plan", "sleeper", 2),
+        ("reached", "run-1"), ("launched", "run-1", 4),
+        ("reached", "run-2"), ("launched", "run-2", 4),
+        ("finished",),
+    ]  # fmt: skip
+    assert first.last[0] == 6  # the sleeper logs 6 windows whatever it is asked
+    assert first.last[1].endswith(" samples/s")
+    (run_set / "run-2" / RUN_FILE).unlink()  # run-2 cut off before its record
+    again = Recorder()
+    run_plan(request, run_set, again, ProcessRuntime(), runs)
+    assert again.events == [
+        ("plan", "sleeper", 2),
+        ("reached", "run-1"),
+        ("reached", "run-2"), ("launched", "run-2", 4),
+        ("finished",),
+    ]  # fmt: skip

@@ -37,8 +37,10 @@ import docker
 from docker.errors import DockerException, ImageNotFound
 from docker.models.images import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from rich.console import Console
 
 from deepspark_agent import __version__
+from deepspark_agent.images import engine
 from deepspark_agent.suites import Suite
 from deepspark_core.errors import DeepSparkError
 from deepspark_core.files import first_error, read_toml
@@ -466,4 +468,34 @@ def import_bundle(
             _load(client, dest / image.file, image)
         if suite_to is not None:
             shutil.copyfile(dest / SUITE_NAME, suite_to)
+    return manifest
+
+
+def summary(manifest: Manifest) -> str:
+    """A verified bundle in a few words."""
+    return (
+        f"{len(manifest.files)} files, {len(manifest.images)} image(s), "
+        f"{manifest.total_size / 1e6:.1f} MB, every sha256 checked"
+    )
+
+
+def import_offline(
+    bundle: Path,
+    out: Console,
+    status: Console,
+    workdir: Path | None = None,
+    suite_to: Path | None = None,
+) -> Manifest:
+    """`import_bundle`, saying so: verified with no engine (a spinner on `status` meanwhile),
+    only then the engine connected and each image loaded, one line each on `out`."""
+    with status.status(f"verifying {bundle}") as spinner:
+
+        def connect(manifest: Manifest) -> docker.DockerClient:
+            out.print(f"verified {bundle}: {summary(manifest)}", highlight=False)
+            spinner.update(f"loading {len(manifest.images)} image(s)")
+            return engine()
+
+        manifest = import_bundle(bundle, connect, workdir, suite_to=suite_to)
+    for image in manifest.images:
+        out.print(f"loaded {image.tag} {image.id}", highlight=False)
     return manifest

@@ -11,12 +11,9 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
+from deepspark_agent.exits import EXIT_FAILED
 from deepspark_core.errors import DeepSparkError
 
-# Exit codes of `run` and `up` (user errors exit EXIT_FAILED too).
-EXIT_FAILED = 1  # a model with no successful run
-EXIT_INCOMPLETE = 3  # every model has a successful run, but the budget cut some runs
-EXIT_INTERRUPTED = 130  # Ctrl-C: the runs recorded so far are kept for --resume
 # Output to a file or a pipe (CI, nohup, tee) is read later, whole: no width to fold or cut
 # tables to (a terminal keeps its own width).
 PLAIN_WIDTH = 1000

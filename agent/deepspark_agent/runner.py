@@ -1,4 +1,9 @@
-"""Execute a run set: the planned runs in order, each recorded (run.json) as it ends."""
+"""Execute a run set: the planned runs in order, each recorded (run.json) as it ends.
+
+The runner is the run state machine (keep what was recorded, redo what was cut off, stop
+starting runs when the budget is spent); it tells a `RunProgress` what it does, and the
+terminal's bars (`progress.Bars`) are one such listener.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +13,13 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
-from deepspark_agent import __version__
-from deepspark_agent.devices import describe_system
-from deepspark_agent.runtime.base import Cluster, Launch, Runtime
-from deepspark_agent.workloads import Workload, folder_digest
+from deepspark_agent.planning import Request, make_plan
+from deepspark_agent.runtime.base import Launch, Runtime
 from deepspark_core.assess import assess
-from deepspark_core.contract import Mode, Precision, RunSpec
+from deepspark_core.contract import RunSpec
 from deepspark_core.events import TOKEN, parse_line
 from deepspark_core.files import stamped_path, write_json
 from deepspark_core.results import (
@@ -35,10 +27,7 @@ from deepspark_core.results import (
     PLAN_FILE,
     RESULT_FILE,
     RUN_FILE,
-    ImageRef,
-    Implementation,
     PlannedRun,
-    QualityTarget,
     Result,
     RunPlan,
     RunRecord,
@@ -50,85 +39,20 @@ from deepspark_core.runset import AGENT_LOG
 log = logging.getLogger("deepspark_agent")
 
 
-@dataclass(frozen=True)
-class Request:
-    """A `run` as the user asked for it; presets fill what is left unset."""
+class RunProgress(Protocol):
+    """What the runner reports while it works through a plan, in this order: plan_started,
+    then per run reached (every run, counted as it starts, so a count ends full), for a run
+    that is launched run_launched and run_progress as its windows go by; plan_finished."""
 
-    workload: Workload
-    config: str = "mini"
-    mode: Mode = "converge"
-    runs: int = 1
-    nproc: int = 1
-    seed: int = 0
-    batch_size: int | None = None
-    precision: Precision = "fp32"
-    tolerance: float = 0.01
-    warmup_windows: int = 1
-    windows: int = 5
-    max_seconds: float | None = None  # each run's; None: the preset's
-    budget_s: float | None = None  # all of the run set's runs together
-    data_dir: Path | None = None
-    cluster: Cluster | None = None  # this node's place in the plan's multi-node runs
-    image: ImageRef | None = None  # a vendor's image, run instead of the workload's own
+    def plan_started(self, plan: RunPlan) -> None: ...
 
+    def run_reached(self, planned: PlannedRun) -> None: ...
 
-BASELINE_LABEL = "baseline-1x"
+    def run_launched(self, planned: PlannedRun, windows: int) -> None: ...
 
+    def run_progress(self, windows_done: int, rate: str) -> None: ...
 
-def planned_runs(req: Request) -> list[PlannedRun]:
-    """`run`'s runs: distinct seeds at nproc, then a 1-rank baseline for card linearity."""
-    runs = [
-        PlannedRun(label=f"run-{i + 1}", mode=req.mode, seed=req.seed + i, nproc=req.nproc)
-        for i in range(req.runs)
-    ]
-    if req.nproc > 1:
-        runs.append(PlannedRun(label=BASELINE_LABEL, mode=req.mode, seed=req.seed, nproc=1))
-    return runs
-
-
-def implementation(req: Request) -> Implementation:
-    """What the plan measures: a vendor's image, or a workload folder pinned by its digest."""
-    if req.image:
-        return Implementation(
-            origin="vendor", kind="image", source=req.image.tag, digest=req.image.id,
-            repo_digests=req.image.repo_digests,
-        )  # fmt: skip
-    workload = req.workload
-    return Implementation(
-        origin="reference" if workload.reference else "vendor", kind="folder",
-        source=str(workload.path), digest=folder_digest(workload.path),
-    )  # fmt: skip
-
-
-def make_plan(req: Request, runtime: str, runs: list[PlannedRun] | None = None) -> RunPlan:
-    preset = req.workload.preset(req.config)
-    runs = runs or planned_runs(req)
-    return RunPlan(
-        agent_version=__version__,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        model=req.workload.name,
-        implements=req.workload.model,
-        # A vendor's image declares no framework: its `framework` event says which it ran.
-        framework=None if req.image else req.workload.framework,
-        implementation=implementation(req),
-        task=req.workload.task,
-        config=req.config,
-        precision=req.precision,
-        batch_size=req.batch_size or preset.batch_size,
-        nproc=req.nproc,
-        nnodes=max(r.nnodes for r in runs),
-        runs=runs,
-        warmup_windows=req.warmup_windows,
-        windows=req.windows,
-        tolerance=req.tolerance,
-        runtime=runtime,
-        quality=QualityTarget(
-            metric=req.workload.quality.metric,
-            direction=req.workload.quality.direction,
-            target=preset.target,
-        ),
-        system=describe_system(),
-    )
+    def plan_finished(self) -> None: ...
 
 
 def run_set_dir(out_root: Path, req: Request) -> Path:
@@ -137,7 +61,7 @@ def run_set_dir(out_root: Path, req: Request) -> Path:
 
 
 class _LiveLog:
-    """Follows a growing mllog.log for the live display: windows done, the last one's speed."""
+    """Follows a growing mllog.log for progress: windows done, the last one's speed."""
 
     def __init__(self, path: Path) -> None:
         self._path, self._offset = path, 0
@@ -170,12 +94,12 @@ class _LiveLog:
 def execute(
     req: Request,
     run_set: Path,
-    console: Console,
+    progress: RunProgress,
     runtime: Runtime,
-    runs: list[PlannedRun] | None = None,
+    runs: list[PlannedRun],
 ) -> Result:
     """Run the plan into run_set (see run_plan), assess it and write its result."""
-    run_plan(req, run_set, console, runtime, runs)
+    run_plan(req, run_set, progress, runtime, runs)
     result = assess(run_set)
     write_json(run_set / RESULT_FILE, result)
     return result
@@ -184,9 +108,9 @@ def execute(
 def run_plan(
     req: Request,
     run_set: Path,
-    console: Console,
+    progress: RunProgress,
     runtime: Runtime,
-    runs: list[PlannedRun] | None = None,
+    runs: list[PlannedRun],
 ) -> RunPlan:
     """Run the plan into run_set, each run recorded as it ends. If run_set already holds a
     plan (an interrupted run set), keep that plan: skip the runs it recorded, redo the one
@@ -201,7 +125,7 @@ def run_plan(
         write_json(run_set / PLAN_FILE, plan)
     with _agent_log(run_set):
         log.info("run set %s: %s", run_set, plan.model_dump_json())
-        _run_all(req, plan, run_set, runtime, console)
+        _run_all(req, plan, run_set, runtime, progress)
     return plan
 
 
@@ -220,75 +144,79 @@ def _agent_log(run_set: Path) -> Iterator[None]:
 
 
 def _run_all(
-    req: Request, plan: RunPlan, run_set: Path, runtime: Runtime, console: Console
+    req: Request, plan: RunPlan, run_set: Path, runtime: Runtime, progress: RunProgress
 ) -> None:
+    """Each planned run in order: kept if recorded, redone if cut off, not started once the
+    budget is spent, else launched."""
     preset = req.workload.preset(plan.config)
     max_seconds = req.max_seconds or preset.max_seconds
     deadline = time.monotonic() + req.budget_s if req.budget_s else math.inf
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[unit]}"),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        overall = progress.add_task(
-            f"{plan.model}: runs", total=len(plan.runs), unit="runs", rate=""
-        )
+    progress.plan_started(plan)
+    try:
         for planned in plan.runs:
-            progress.advance(overall)  # counted as it starts, so that the bar ends full
-            label, seed, nproc = planned.label, planned.seed, planned.nproc
-            run_dir = run_set / label
+            progress.run_reached(planned)
+            run_dir = run_set / planned.label
             if (run_dir / RUN_FILE).is_file():
-                log.info("%s: recorded before, kept", label)
+                log.info("%s: recorded before, kept", planned.label)
                 continue
             if run_dir.exists():  # cut off before its record: its artifacts are partial
-                log.info("%s: cut off before, run again", label)
+                log.info("%s: cut off before, run again", planned.label)
                 runtime.reap(run_dir)
                 shutil.rmtree(run_dir)
             run_dir.mkdir()
             left = deadline - time.monotonic()
             if left < 1:
-                log.info("%s: not started, the time budget is spent", label)
-                record = RunRecord(
-                    label=label, seed=seed, nproc=nproc, exit_code=None, wall_s=0.0, started=False,
-                    error=f"not started: the {req.budget_s:g} s budget was spent",
-                    mono_offset_ns=time.monotonic_ns() - time.time_ns(), runtime=runtime.name,
-                )  # fmt: skip
-                write_json(run_dir / RUN_FILE, record)
+                _not_started(planned, run_dir, runtime.name, req.budget_s)
                 continue
-            speed_windows = plan.warmup_windows + plan.windows
-            windows = speed_windows if planned.mode == "speed" else preset.epochs
             spec = RunSpec(
-                model=plan.model, config=plan.config, mode=planned.mode, seed=seed,
-                batch_size=plan.batch_size, precision=plan.precision, nproc=nproc,
+                model=plan.model, config=plan.config, mode=planned.mode, seed=planned.seed,
+                batch_size=plan.batch_size, precision=plan.precision, nproc=planned.nproc,
                 warmup_windows=plan.warmup_windows, windows=plan.windows,
                 max_seconds=min(max_seconds, left),
             )  # fmt: skip
-            task = progress.add_task(
-                f"  {label} ({planned.mode}, seed {seed}, {nproc}x)",
-                total=windows, unit="windows", rate="",
-            )  # fmt: skip
-            live = _LiveLog(run_dir / EVENTS_FILE)
-            mono_offset_ns = time.monotonic_ns() - time.time_ns()
-            log.info("%s: starting seed %d on %d rank(s)", label, seed, nproc)
-            cluster = req.cluster if planned.nnodes > 1 else None
-            image = req.image.tag if req.image else None
-            outcome = runtime.run(
-                Launch(req.workload, spec, run_dir, req.data_dir, cluster, image),
-                # Called within this iteration only; defaults bind this run's bar and counter.
-                on_tick=lambda t=task, v=live: progress.update(t, completed=v.poll(), rate=v.rate),
-            )
-            progress.update(task, completed=live.poll(), rate=live.rate)
-            record = RunRecord(
-                label=label, seed=seed, nproc=nproc, exit_code=outcome.exit_code,
-                wall_s=round(outcome.wall_s, 3), error=outcome.error, timed_out=outcome.timed_out,
-                mono_offset_ns=mono_offset_ns, runtime=runtime.name, image=outcome.image,
-            )  # fmt: skip
-            write_json(run_dir / RUN_FILE, record)
-            log.info("%s: exit %s after %.1f s %s", label, outcome.exit_code, outcome.wall_s,
-                     outcome.error or "")  # fmt: skip
+            speed_windows = plan.warmup_windows + plan.windows
+            windows = speed_windows if planned.mode == "speed" else preset.epochs
+            progress.run_launched(planned, windows)
+            _launch(req, planned, spec, run_dir, runtime, progress)
+    finally:
+        progress.plan_finished()
+
+
+def _not_started(planned: PlannedRun, run_dir: Path, runtime: str, budget_s: float | None) -> None:
+    log.info("%s: not started, the time budget is spent", planned.label)
+    record = RunRecord(
+        label=planned.label, seed=planned.seed, nproc=planned.nproc, exit_code=None, wall_s=0.0,
+        started=False, error=f"not started: the {budget_s:g} s budget was spent",
+        mono_offset_ns=time.monotonic_ns() - time.time_ns(), runtime=runtime,
+    )  # fmt: skip
+    write_json(run_dir / RUN_FILE, record)
+
+
+def _launch(
+    req: Request,
+    planned: PlannedRun,
+    spec: RunSpec,
+    run_dir: Path,
+    runtime: Runtime,
+    progress: RunProgress,
+) -> None:
+    """One run in the runtime, its windows reported as they pass; its run.json at the end."""
+    live = _LiveLog(run_dir / EVENTS_FILE)
+    mono_offset_ns = time.monotonic_ns() - time.time_ns()
+    log.info("%s: starting seed %d on %d rank(s)", planned.label, planned.seed, planned.nproc)
+    cluster = req.cluster if planned.nnodes > 1 else None
+    image = req.image.tag if req.image else None
+    outcome = runtime.run(
+        Launch(req.workload, spec, run_dir, req.data_dir, cluster, image),
+        on_tick=lambda: progress.run_progress(live.poll(), live.rate),
+    )
+    progress.run_progress(live.poll(), live.rate)
+    record = RunRecord(
+        label=planned.label, seed=planned.seed, nproc=planned.nproc,
+        exit_code=outcome.exit_code, wall_s=round(outcome.wall_s, 3), error=outcome.error,
+        timed_out=outcome.timed_out, mono_offset_ns=mono_offset_ns, runtime=runtime.name,
+        image=outcome.image,
+    )  # fmt: skip
+    write_json(run_dir / RUN_FILE, record)
+    log.info("%s: exit %s after %.1f s %s", planned.label, outcome.exit_code, outcome.wall_s,
+             outcome.error or "")  # fmt: skip

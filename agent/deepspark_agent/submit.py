@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +33,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from deepspark_core.errors import DeepSparkError
 from deepspark_core.files import write_atomic
 from deepspark_core.receipts import verify_receipt
-from deepspark_core.result_bundle import ResultBundleError, read_statement
+from deepspark_core.result_bundle import ResultBundleError, pack_run_set, read_statement
 from deepspark_core.signing import VerificationError, default_key_dir, key_id, payload_sha256
 
 API = "/api/v1"
@@ -114,6 +115,25 @@ def flush(url: str, timeout: float = DEFAULT_TIMEOUT, vendor: str | None = None)
     queued = sorted(outbox_dir().glob("*.tar"), key=lambda p: p.stat().st_mtime)
     with httpx.Client(base_url=_base(url), timeout=timeout) as client:
         return [outcome(p, lambda p=p: _deliver(client, _base(url), p, vendor)) for p in queued]
+
+
+def submit_run_set(
+    run_set: Path, url: str, timeout: float = DEFAULT_TIMEOUT, vendor: str | None = None
+) -> Outcome:
+    """Pack the signed run set and submit it; what became of it, named by the run set.
+
+    A file instead of a directory is a result bundle already packed (`deepspark-agent pack`,
+    carried out of an air-gapped site): it is submitted as it is.
+    """
+    if run_set.is_file():
+        return outcome(run_set, lambda: submit(run_set, url, timeout, vendor))
+    with tempfile.TemporaryDirectory(prefix="deepspark-submit-") as tmp:
+        try:
+            bundle = pack_run_set(run_set, Path(tmp) / "bundle.tar")
+        except ResultBundleError as exc:
+            return Outcome(str(run_set), "error", str(exc))
+        result = outcome(bundle, lambda: submit(bundle, url, timeout, vendor))
+    return replace(result, bundle=str(run_set))
 
 
 def outcome(bundle: Path, attempt: Callable[[], Receipt]) -> Outcome:

@@ -18,7 +18,6 @@ from deepspark_agent.workloads import Workload, find_implementation
 from deepspark_core.contract import Precision
 from deepspark_core.errors import DeepSparkError
 from deepspark_core.files import read_toml
-from deepspark_core.results import PlannedRun
 
 SUITES_ENV = "DEEPSPARK_SUITES"
 _SOURCE_TREE = Path(__file__).resolve().parents[2] / "suites"
@@ -50,31 +49,6 @@ class SuiteEntry(BaseModel):
         if any(p != "all" and p < 1 for p in points):
             raise ValueError('device counts must be >= 1 (or "all")')
         return points
-
-    def scaling(self, node_devices: int) -> list[int]:
-        """The scaling points on one node, in devices, smallest first."""
-        points = sorted({node_devices if p == "all" else p for p in self.devices})
-        if points[-1] > node_devices:
-            raise SuiteError(
-                f"{self.model}: devices {points[-1]} asked, this node has {node_devices} "
-                '(devices = [1, "all"] takes what the node has)'
-            )
-        return points
-
-    def planned_runs(self, node_devices: int, nnodes: int = 1, seed: int = 0) -> list[PlannedRun]:
-        """Speed at each scaling point (and at nnodes nodes), then the converge runs at the
-        node's scale with distinct seeds."""
-        points = self.scaling(node_devices)
-        node = points[-1]
-        runs = [PlannedRun(label=f"speed-{n}x", mode="speed", seed=seed, nproc=n) for n in points]
-        if nnodes > 1:
-            label = f"speed-{node}x-{nnodes}n"
-            runs.append(PlannedRun(label=label, mode="speed", seed=seed, nproc=node, nnodes=nnodes))
-        runs += [
-            PlannedRun(label=f"converge-{i + 1}", mode="converge", seed=seed + i, nproc=node)
-            for i in range(self.stability_runs)
-        ]
-        return runs
 
 
 class Suite(BaseModel):

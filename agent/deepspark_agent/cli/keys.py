@@ -7,18 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from deepspark_agent.console import JsonOpt, console, user_errors
-from deepspark_core.attest import sign_run_set, verify_run_set
-from deepspark_core.results import Result
+from deepspark_core.attest import verify_run_set
 from deepspark_core.signing import (
-    PRIVATE_KEY_NAME,
     PUBLIC_KEY_NAME,
     default_key_dir,
     init_keys,
     key_id,
-    load_private_key,
     load_public_key,
 )
 
@@ -52,28 +48,6 @@ def keys_show(key_dir: KeyDirOpt = None, as_json: JsonOpt = False) -> None:
         print(json.dumps({"key_id": key_id(public), "public_key_pem": path.read_text()}))
     else:
         console.print(f"key id {key_id(public)}\n{path.read_text().rstrip()}", highlight=False)
-
-
-def ensure_key(out: Console) -> None:
-    """`up` signs what it measures: on its first use on a host it creates the host's key."""
-    if (default_key_dir() / PRIVATE_KEY_NAME).exists():
-        return
-    info = init_keys()
-    out.print(
-        f"signing key created: id {info.key_id}, public key {info.public_path} "
-        "(a collector registers it: `deepspark-agent keys show`)",
-        highlight=False,
-    )
-
-
-def sign_if_keyed(run_set: Path, result: Result, out: Console) -> None:
-    """Sign the run set when this host has a key; say in one line what happened."""
-    key_dir = default_key_dir()
-    if not (key_dir / PRIVATE_KEY_NAME).exists():
-        out.print("unsigned: no signing key (`deepspark-agent keys init` creates one)")
-        return
-    envelope = sign_run_set(run_set, result, load_private_key(key_dir))
-    out.print(f"signed: {envelope}", highlight=False)
 
 
 @user_errors

@@ -1,61 +1,17 @@
-"""`deepspark-agent submit`, and the submission that `run`/`up --collector` make after signing."""
+"""`deepspark-agent submit` and `pack`: signed run sets to a collector, or into one bundle."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from deepspark_agent.console import JsonOpt, console, user_errors
-from deepspark_agent.submit import DEFAULT_TIMEOUT, Outcome, flush, outbox_dir, outcome, submit
-from deepspark_core.result_bundle import ResultBundleError, pack_run_set
-
-CollectorOpt = Annotated[
-    str | None,
-    typer.Option("--collector", help="Collector URL: submit the signed result after the run."),
-]
-COLORS = {"created": "green", "duplicate": "green", "queued": "yellow"}
-
-
-def submit_run_set(
-    run_set: Path, url: str, timeout: float = DEFAULT_TIMEOUT, vendor: str | None = None
-) -> Outcome:
-    """Pack the signed run set and submit it; what became of it, named by the run set.
-
-    A file instead of a directory is a result bundle already packed (`deepspark-agent pack`,
-    carried out of an air-gapped site): it is submitted as it is.
-    """
-    if run_set.is_file():
-        return outcome(run_set, lambda: submit(run_set, url, timeout, vendor))
-    with tempfile.TemporaryDirectory(prefix="deepspark-submit-") as tmp:
-        try:
-            bundle = pack_run_set(run_set, Path(tmp) / "bundle.tar")
-        except ResultBundleError as exc:
-            return Outcome(str(run_set), "error", str(exc))
-        result = outcome(bundle, lambda: submit(bundle, url, timeout, vendor))
-    return dataclasses.replace(result, bundle=str(run_set))
-
-
-def print_outcome(result: Outcome, out: Console) -> None:
-    color = COLORS.get(result.status, "red")
-    ident = f"id {result.receipt.submission_id}, " if result.receipt else ""
-    out.print(
-        f"[{color}]{result.status}[/] {result.bundle}: {ident}{result.detail}", highlight=False
-    )
-
-
-def submit_after_run(run_set: Path, url: str, out: Console) -> None:
-    """After signing: submit, and say in one line what happened; never fails the run (an
-    unreachable collector leaves the bundle queued for `submit --flush`)."""
-    result = submit_run_set(run_set, url)
-    print_outcome(result, out)
-    if result.status == "queued":
-        out.print(f"`deepspark-agent submit --flush --collector {url}` sends it later")
+from deepspark_agent.publish import print_outcome
+from deepspark_agent.submit import DEFAULT_TIMEOUT, flush, outbox_dir, submit_run_set
+from deepspark_core.result_bundle import pack_run_set
 
 
 @user_errors

@@ -1,0 +1,34 @@
+"""Options that several commands share (`--json` and `--workloads`: `console`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deepspark_agent.runtime.choose import RuntimeName
+
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Where run directories are created.")]
+RuntimeOpt = Annotated[
+    RuntimeName,
+    typer.Option(
+        help="docker: the workload's image; process: a local process; auto: docker when an "
+        "engine answers and the images are present, else process."
+    ),
+]
+DevicesOpt = Annotated[
+    str,
+    typer.Option(help="Docker: accelerators: none, nvidia[:IDS], cdi:NAMES or /dev/A,/dev/B."),
+]
+TelemetryOpt = Annotated[
+    str, typer.Option(help="Accelerator telemetry: auto, nvml, smi:<tool> (nvidia-smi, ...), none.")
+]
+HzOpt = Annotated[float, typer.Option(min=0.1, max=1000, help="Telemetry samples per second.")]
+MemoryOpt = Annotated[
+    str | None, typer.Option(help="Docker: container memory limit, e.g. 8g (OOM is reported).")
+]
+CollectorOpt = Annotated[
+    str | None,
+    typer.Option("--collector", help="Collector URL: submit the signed result after the run."),
+]

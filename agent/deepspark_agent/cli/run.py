@@ -1,0 +1,92 @@
+"""`deepspark-agent run`: one workload's run set and its six-dimension row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deepspark_agent.cli.options import (
+    CollectorOpt,
+    DevicesOpt,
+    HzOpt,
+    MemoryOpt,
+    OutOpt,
+    RuntimeOpt,
+    TelemetryOpt,
+)
+from deepspark_agent.console import JsonOpt, WorkloadsOpt, console, err_console, user_errors
+from deepspark_agent.evaluate import Output, run_model
+from deepspark_agent.planning import Request
+from deepspark_agent.progress import Bars
+from deepspark_agent.runtime.choose import RuntimeChoice
+from deepspark_agent.tables import print_result
+from deepspark_agent.telemetry import DEFAULT_HZ
+from deepspark_agent.workloads import find_workload
+from deepspark_core.contract import Mode, Precision
+from deepspark_core.results import Result
+
+ModelArg = Annotated[str, typer.Argument(help="Workload name, see `models list`.")]
+ImageOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="A vendor's contract-following image to measure for MODEL (its own "
+        "ENTRYPOINT/CMD, one rank), instead of the workload's image; implies docker."
+    ),
+]
+DataDirOpt = Annotated[Path | None, typer.Option(help="Dataset directory (full configs).")]
+
+
+@user_errors
+def run(
+    model: ModelArg,
+    config: Annotated[str, typer.Option(help="Preset: mini (CPU, minutes) or full.")] = "mini",
+    mode: Annotated[Mode, typer.Option(help="speed: timed windows; converge: train.")] = "speed",
+    runs: Annotated[int, typer.Option(min=1, help="Runs, distinct seeds (5: stability).")] = 1,
+    nproc: Annotated[int, typer.Option(min=1, help="Ranks; >1 adds a 1-rank baseline.")] = 1,
+    seed: Annotated[int, typer.Option(help="First seed; run i uses seed + i.")] = 0,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Per-device batch.")] = None,
+    precision: Annotated[Precision, typer.Option(help="fp32, amp or bf16.")] = "fp32",
+    tolerance: Annotated[float, typer.Option(min=0, help="Stability band, +/-.")] = 0.01,
+    windows: Annotated[int, typer.Option(min=1, help="Measured windows in speed mode.")] = 5,
+    warmup_windows: Annotated[int, typer.Option(min=0, help="Windows discarded first.")] = 1,
+    max_seconds: Annotated[float | None, typer.Option(min=1, help="Per-run budget.")] = None,
+    data_dir: DataDirOpt = None,
+    out: OutOpt = Path("runs"),
+    workloads: WorkloadsOpt = None,
+    image: ImageOpt = None,
+    runtime: RuntimeOpt = "auto",
+    devices: DevicesOpt = "none",
+    memory_limit: MemoryOpt = None,
+    telemetry: TelemetryOpt = "auto",
+    telemetry_hz: HzOpt = DEFAULT_HZ,
+    collector: CollectorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run one workload and print its six-dimension row.
+
+    Exit codes: 0 complete; 1 no run succeeded (or a user error); 3 incomplete (a run was
+    killed at its time budget)."""
+    request = Request(
+        workload=find_workload(model, workloads or []), config=config, mode=mode, runs=runs,
+        nproc=nproc, seed=seed, batch_size=batch_size, precision=precision, tolerance=tolerance,
+        warmup_windows=warmup_windows, windows=windows, max_seconds=max_seconds,
+        data_dir=data_dir,
+    )  # fmt: skip
+    choice = RuntimeChoice(runtime, devices, memory_limit, telemetry, telemetry_hz)
+    code = run_model(request, out, choice, image, _output(as_json), collector)
+    raise typer.Exit(code)
+
+
+def _output(as_json: bool) -> Output:
+    """The run's result on stdout (JSON, or its tables); the rest on stderr under --json."""
+
+    def show(result: Result) -> None:
+        if as_json:
+            print(result.model_dump_json(indent=2))
+        else:
+            print_result(result, console)
+
+    live = err_console if as_json else console
+    return Output(notes=err_console, live=live, show=show, progress=Bars(live))

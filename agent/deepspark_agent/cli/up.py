@@ -1,0 +1,98 @@
+"""`deepspark-agent up`: evaluate a suite (the evaluation service does the work)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deepspark_agent.cli.options import (
+    CollectorOpt,
+    DevicesOpt,
+    HzOpt,
+    OutOpt,
+    RuntimeOpt,
+    TelemetryOpt,
+)
+from deepspark_agent.console import JsonOpt, WorkloadsOpt, console, err_console, user_errors
+from deepspark_agent.evaluate import Output, UpRequest, evaluate
+from deepspark_agent.progress import Bars
+from deepspark_agent.runtime.choose import RuntimeChoice
+from deepspark_agent.tables import print_result, suite_table
+from deepspark_agent.telemetry import DEFAULT_HZ
+
+SuiteOpt = Annotated[
+    str | None,
+    typer.Option(help="Suite name (suites/NAME.toml) or path \\[default: smoke, or the bundle's]."),
+]
+ResumeOpt = Annotated[
+    bool, typer.Option(help="Go on with the newest unfinished evaluation of the suite.")
+]
+RegistryOpt = Annotated[
+    str | None, typer.Option(help="Pull each model's image from this registry first.")
+]
+OfflineOpt = Annotated[
+    bool, typer.Option(help="Pull nothing: the images come from --bundle or are present.")
+]
+BundleOpt = Annotated[
+    Path | None, typer.Option(help="An offline bundle: verify it, load its images, run its suite.")
+]
+NnodesOpt = Annotated[int, typer.Option(min=1, help="Nodes in the evaluation, one agent on each.")]
+NodeRankOpt = Annotated[
+    int, typer.Option(min=0, help="This node's rank; node 0 runs every run and reports.")
+]
+MasterAddrOpt = Annotated[str | None, typer.Option(help="Node 0's address, for multi-node runs.")]
+MasterPortOpt = Annotated[int, typer.Option(min=1, max=65535, help="Node 0's rendezvous port.")]
+NetworkOpt = Annotated[
+    str, typer.Option(help="Docker network of multi-node runs: host, or one the nodes share.")
+]
+
+
+@user_errors
+def up(
+    suite: SuiteOpt = None,
+    out: OutOpt = Path("runs"),
+    workloads: WorkloadsOpt = None,
+    resume: ResumeOpt = False,
+    registry: RegistryOpt = None,
+    offline: OfflineOpt = False,
+    bundle: BundleOpt = None,
+    nnodes: NnodesOpt = 1,
+    node_rank: NodeRankOpt = 0,
+    master_addr: MasterAddrOpt = None,
+    master_port: MasterPortOpt = 29500,
+    network: NetworkOpt = "host",
+    runtime: RuntimeOpt = "auto",
+    devices: DevicesOpt = "none",
+    telemetry: TelemetryOpt = "auto",
+    telemetry_hz: HzOpt = DEFAULT_HZ,
+    collector: CollectorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate a suite: every model's six dimensions, reported, signed and submitted.
+
+    Per model: speed at each scaling point (and across --nnodes nodes), then converge runs for
+    accuracy and stability. On nodes 1.. only the multi-node runs; node 0 reports.
+
+    Exit codes: 0 every model complete; 1 a model with no successful run (or a user error);
+    3 incomplete: the budget killed or never started some run (stability is then not
+    scored); 130 interrupted (`--resume` goes on)."""
+    request = UpRequest(
+        suite=suite, out=out, workloads=tuple(workloads or []), resume=resume, registry=registry,
+        offline=offline, bundle=bundle, nnodes=nnodes, node_rank=node_rank,
+        master_addr=master_addr, master_port=master_port, collector=collector,
+        runtime=RuntimeChoice(runtime, devices, None, telemetry, telemetry_hz, network),
+    )  # fmt: skip
+    live = err_console if as_json else console
+    show = (lambda _: None) if as_json else (lambda result: print_result(result, console))
+    done = evaluate(request, Output(notes=err_console, live=live, show=show, progress=Bars(live)))
+    if not done.interrupted:
+        results = [result for result, _ in done.models]
+        if as_json:
+            print(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
+        elif results:
+            console.print(suite_table(results, done.root.name, console.width))
+        err_console.print(f"evaluation: {done.root} (report.md, report.html)", highlight=False)
+    raise typer.Exit(done.exit_code)

@@ -1,0 +1,260 @@
+"""The evaluation service: `up`'s suite and `run`'s single model, measured, reported, signed,
+submitted, and the exit code their outcomes give.
+
+`up` on node 0 runs each model's whole plan and reports; on nodes 1.. (helper nodes) only
+the multi-node runs, one line per run. Planning itself is `planning`'s; executing a plan
+is `runner`'s; this module strings them together and says what happened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from deepspark_agent import evaluations, planning
+from deepspark_agent.bundle import import_offline
+from deepspark_agent.devices import describe_system
+from deepspark_agent.doctor import run_checks
+from deepspark_agent.evaluations import Evaluation, ModelOutcome
+from deepspark_agent.exits import EXIT_INTERRUPTED, exit_code
+from deepspark_agent.images import engine, pull
+from deepspark_agent.planning import Request
+from deepspark_agent.publish import ensure_key, publish
+from deepspark_agent.runner import RunProgress, execute, run_plan, run_set_dir
+from deepspark_agent.runtime.base import Cluster, LaunchError, Runtime
+from deepspark_agent.runtime.choose import RuntimeChoice, choose_runtime
+from deepspark_agent.runtime.docker import image_ref
+from deepspark_agent.suites import Suite, SuiteEntry, SuiteError, load_suite
+from deepspark_agent.workloads import Workload
+from deepspark_core.files import write_atomic
+from deepspark_core.report import html_suite_report, markdown_table
+from deepspark_core.results import RUN_FILE, PlannedRun, Result, RunRecord, read_model
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where the service speaks: notes (stderr), live (progress and each model's lines),
+    show (each model's result once assessed), progress (the runner's listener)."""
+
+    notes: Console
+    live: Console
+    show: Callable[[Result], None]
+    progress: RunProgress
+
+
+@dataclass(frozen=True)
+class UpRequest:
+    """`up` as asked: the suite, where it goes, the images, this node, the runtime."""
+
+    suite: str | None = None  # default: smoke, or the bundle's
+    out: Path = Path("runs")
+    workloads: tuple[Path, ...] = ()
+    resume: bool = False
+    registry: str | None = None
+    offline: bool = False
+    bundle: Path | None = None
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str | None = None
+    master_port: int = 29500
+    runtime: RuntimeChoice = field(default_factory=RuntimeChoice)
+    collector: str | None = None
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """An evaluation's end: its directory, node 0's results with their run sets, the code."""
+
+    root: Path
+    models: list[tuple[Result, Path]]
+    exit_code: int
+
+    @property
+    def interrupted(self) -> bool:
+        return self.exit_code == EXIT_INTERRUPTED
+
+
+def measure(
+    request: Request,
+    run_set: Path,
+    runtime: Runtime,
+    runs: list[PlannedRun],
+    output: Output,
+    collector: str | None,
+) -> tuple[Result, ModelOutcome]:
+    """One model's run set on node 0: executed, shown, reported, signed, submitted."""
+    result = execute(request, run_set, output.progress, runtime, runs)
+    output.show(result)
+    publish(run_set, result, output.live, collector)
+    outcome = ModelOutcome(
+        model=request.workload.name, run_set=run_set.name, complete=result.state == "complete",
+        succeeded=any(r.status == "success" for r in result.runs),
+    )  # fmt: skip
+    return result, outcome
+
+
+def run_model(
+    request: Request,
+    out: Path,
+    choice: RuntimeChoice,
+    image: str | None,
+    output: Output,
+    collector: str | None,
+) -> int:
+    """`run`: one workload's run set (a vendor's image for it, if given); the exit code."""
+    request.workload.preset(request.config)  # fail before any run on an unknown preset
+    if image:  # measured for the catalog's model: its presets, metric and target
+        if choice.name == "process" or request.nproc > 1:
+            raise LaunchError("--image runs the image's own ENTRYPOINT as one rank in docker")
+        request = dataclasses.replace(request, image=image_ref(engine(), image))
+        choice = dataclasses.replace(choice, name="docker")
+    runtime = choose_runtime(choice, [request.workload], output.notes)
+    run_set = run_set_dir(out, request)
+    _, outcome = measure(
+        request, run_set, runtime, planning.single_runs(request), output, collector
+    )
+    return exit_code([outcome])
+
+
+def evaluate(req: UpRequest, output: Output) -> Evaluated:
+    """`up`: every model of the suite in one evaluation directory, then its reports."""
+    if req.registry and (req.offline or req.bundle):
+        raise SuiteError("--registry pulls images; --offline and --bundle never do: pick one")
+    cluster = node_cluster(req)
+    root, evaluation, entries, runtime = _prepare(req, output.notes)
+    output.notes.print(f"evaluation: {root}", highlight=False)
+    models: list[tuple[Result, Path]] = []  # node 0's results, with their run sets
+    outcomes: list[ModelOutcome] = []
+    try:
+        for index, (entry, workload) in enumerate(entries):
+            request = planning.suite_request(entry, workload, evaluation.node_devices, cluster)
+            runs = planning.suite_runs(entry, evaluation.node_devices, evaluation.nnodes)
+            run_set = evaluations.run_set_path(root, index, workload.name, entry.config)
+            if req.node_rank > 0:  # a helper node: its share of the multi-node runs
+                multi_node = [r for r in runs if r.nnodes > 1]
+                outcomes.append(
+                    _helper_node(request, run_set, runtime, multi_node, output, req.node_rank)
+                )
+                continue
+            result, outcome = measure(request, run_set, runtime, runs, output, req.collector)
+            models.append((result, run_set))
+            outcomes.append(outcome)
+    except KeyboardInterrupt:  # the runtime has stopped the running workload on its way out
+        output.notes.print(
+            f"interrupted: finished runs are recorded in {root}; "
+            "`up --resume` (same --suite and --out) goes on from there",
+            highlight=False,
+        )
+        return Evaluated(root, models, EXIT_INTERRUPTED)
+    if models:  # node 0: the evaluation's own reports, all models side by side
+        results = [result for result, _ in models]
+        write_atomic(root / "report.md", (markdown_table(results) + "\n").encode())
+        write_atomic(root / "report.html", html_suite_report(root.name, models).encode())
+    evaluations.finish(root, outcomes)
+    return Evaluated(root, models, exit_code(outcomes))
+
+
+def node_cluster(req: UpRequest) -> Cluster | None:
+    """This node's place in a multi-node evaluation; None on one node."""
+    nnodes, node_rank = req.nnodes, req.node_rank
+    if node_rank >= nnodes:
+        raise SuiteError(f"--node-rank {node_rank}: ranks of {nnodes} node(s) are 0..{nnodes - 1}")
+    if nnodes == 1:
+        return None
+    if not req.master_addr:
+        raise SuiteError(f"--nnodes {nnodes} needs --master-addr, node 0's address")
+    return Cluster(
+        nnodes=nnodes, node_rank=node_rank, master_addr=req.master_addr, master_port=req.master_port
+    )
+
+
+Entries = list[tuple[SuiteEntry, Workload]]
+
+
+def _prepare(req: UpRequest, notes: Console) -> tuple[Path, Evaluation, Entries, Runtime]:
+    """Everything checked before the first run: the suite (from a bundle, a file, or the
+    evaluation resumed), the host, the key, the images; then the evaluation's directory
+    (new, or the one resumed) and the runtime."""
+    if req.bundle:
+        spec = _load_bundle(req.bundle, req.suite, notes)
+    else:
+        spec = load_suite(req.suite or "smoke")
+    resumed = _resumed(req, spec.name) if req.resume else None
+    if resumed:  # the suite as it was evaluated, not as its file may read now
+        spec, node_devices = resumed[1].suite, resumed[1].node_devices
+    else:
+        found = len(describe_system().accelerators) if req.runtime.devices != "none" else 1
+        node_devices = max(1, found)
+    entries = spec.resolve(req.workloads)  # fail fast on a typo
+    for entry, workload in entries:
+        workload.preset(entry.config)
+        planning.scaling(entry, node_devices)
+    _preflight(req.workloads, notes)
+    if req.node_rank == 0:
+        ensure_key(notes)
+    if req.registry:
+        _pull_images(req.registry, [w for _, w in entries], notes)
+    choice = req.runtime
+    if (req.registry or req.offline or req.bundle) and choice.name == "auto":
+        choice = dataclasses.replace(choice, name="docker")  # the images were the point
+    root, evaluation = resumed or evaluations.start(req.out, spec, node_devices, req.nnodes)
+    runtime = choose_runtime(choice, [w for _, w in entries], notes)
+    return root, evaluation, entries, runtime
+
+
+def _resumed(req: UpRequest, suite_name: str) -> tuple[Path, Evaluation]:
+    root, evaluation = evaluations.resume(req.out, suite_name)
+    if evaluation.nnodes != req.nnodes:
+        raise SuiteError(f"--resume: {root} is an evaluation on {evaluation.nnodes} node(s)")
+    return root, evaluation
+
+
+def _helper_node(
+    request: Request,
+    run_set: Path,
+    runtime: Runtime,
+    runs: list[PlannedRun],
+    output: Output,
+    node_rank: int,
+) -> ModelOutcome:
+    """A helper node's share of a model: its multi-node runs, a line per run (its exit)."""
+    plan = run_plan(request, run_set, output.progress, runtime, runs)
+    ok = True
+    for planned in plan.runs:
+        record = read_model(run_set / planned.label / RUN_FILE, RunRecord)
+        ok &= record.exit_code == 0
+        how = record.error or f"exit {record.exit_code}"
+        output.notes.print(
+            f"node {node_rank}: {plan.model} {planned.label}: {how}", highlight=False
+        )
+    return ModelOutcome(model=plan.model, run_set=run_set.name, succeeded=ok, complete=ok)
+
+
+def _preflight(workloads: tuple[Path, ...], notes: Console) -> None:
+    """up's doctor step: one line of what this host has; stop where a required part is missing."""
+    checks = run_checks(workloads)
+    notes.print("doctor: " + ", ".join(f"{c.name} {c.status}" for c in checks), highlight=False)
+    for check in checks:
+        if check.required and check.status != "ok":
+            raise LaunchError(f"doctor: {check.name}: {check.detail}")
+
+
+def _load_bundle(path: Path, suite: str | None, notes: Console) -> Suite:
+    """Verify and load an offline bundle's images; its suite, unless one is named."""
+    with tempfile.TemporaryDirectory(prefix="deepspark-suite-") as tmp:
+        kept = Path(tmp) / "suite.toml"
+        import_offline(path, notes, notes, suite_to=kept)
+        # The bundle's data_dir entries are relative to where the bundle lies.
+        return load_suite(suite) if suite else load_suite(str(kept), base=path.parent)
+
+
+def _pull_images(registry: str, workloads: list[Workload], notes: Console) -> None:
+    client = engine()
+    for workload in {w.name: w for w in workloads}.values():
+        ref = pull(client, workload, registry)
+        notes.print(f"pulled {ref.tag} {ref.id}", highlight=False)

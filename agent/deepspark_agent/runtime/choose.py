@@ -1,0 +1,60 @@
+"""`--runtime`: which runtime runs the workloads, with the accelerator telemetry they get."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from rich.console import Console
+
+from deepspark_agent.images import ImageError, engine
+from deepspark_agent.runtime.base import Runtime
+from deepspark_agent.runtime.docker import DockerRuntime
+from deepspark_agent.runtime.process import ProcessRuntime
+from deepspark_agent.telemetry import DEFAULT_HZ
+from deepspark_agent.telemetry.choose import accelerator_samplers
+from deepspark_agent.workloads import Workload
+
+RuntimeName = Literal["auto", "docker", "process"]
+
+
+@dataclass(frozen=True)
+class RuntimeChoice:
+    """The runtime options as given: `--runtime`, `--devices`, `--telemetry`..."""
+
+    name: RuntimeName = "auto"
+    devices: str = "none"  # docker: none, nvidia[:IDS], cdi:NAMES or /dev/A,/dev/B
+    memory_limit: str | None = None  # docker: the container's
+    telemetry: str = "auto"
+    hz: float = DEFAULT_HZ
+    network: str | None = None  # docker: a multi-node run's network
+
+
+def choose_runtime(choice: RuntimeChoice, workloads: list[Workload], notes: Console) -> Runtime:
+    """The runtime asked for; `auto` says in one line which it took and why."""
+    sensors, accelerators = accelerator_samplers(choice.telemetry)
+    notes.print(f"accelerator telemetry: {sensors}, {choice.hz:g} Hz", highlight=False)
+    docker_options = {
+        "mem_limit": choice.memory_limit, "accelerators": accelerators, "hz": choice.hz,
+        "network": choice.network,
+    }  # fmt: skip
+    if choice.name == "process":
+        return ProcessRuntime(accelerators, choice.hz)
+    if choice.name == "docker":
+        return DockerRuntime(engine(), choice.devices, **docker_options)
+    try:
+        client = engine()
+    except ImageError as exc:
+        notes.print(f"runtime: process ({exc})", highlight=False)
+        return ProcessRuntime(accelerators, choice.hz)
+    present = {tag for image in client.images.list(name="deepspark/*") for tag in image.tags}
+    missing = [w.image for w in workloads if w.image not in present]
+    if missing:
+        notes.print(
+            f"runtime: process (image {missing[0]} is not present; `images build` or "
+            "`images pull` it to run in containers)",
+            highlight=False,
+        )
+        return ProcessRuntime(accelerators, choice.hz)
+    notes.print("runtime: docker", highlight=False)
+    return DockerRuntime(client, choice.devices, **docker_options)
