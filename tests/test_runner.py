@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 from conftest import assert_telemetry_covers_the_run
+from deepspark_agent import doctor
 from deepspark_core.assess import assess, event_log_path
 from deepspark_core.events import read_events
 from deepspark_core.metrics import speed
@@ -133,3 +134,12 @@ def test_models_list_and_doctor(cli, sleeper):
     assert checks["workloads"]["status"] == "ok"
     assert {"python", "torch (process runtime)", "docker engine", "accelerators"} <= set(checks)
     assert code == 0
+
+
+def test_doctor_prints_its_hints_as_text_not_markup(cli, sleeper, monkeypatch):
+    def no_torch(name: str) -> str:
+        raise doctor.PackageNotFoundError(name)
+
+    monkeypatch.setattr(doctor, "version", no_torch)
+    _, out, _ = cli("doctor")
+    assert "torch (process runtime): pip install 'deepspark[workloads]'" in out
