@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, inspect, text
 from conftest import ADMIN, TOKEN, ServedCollector
 from deepspark_collector import db
 from deepspark_collector.app import create_app
+from deepspark_collector.ratelimit import RateLimiter
 from deepspark_collector.settings import RateLimit, Settings
 from deepspark_core.attest import STATEMENT_FILE, sign_run_set
 from deepspark_core.receipts import verify_receipt
@@ -221,11 +222,25 @@ def test_an_oversized_body_is_refused(tmp_path, bundle):
     assert rows(s) == 0
 
 
-def test_the_rate_limit_answers_429(tmp_path, bundle):
-    s = settings(tmp_path, rate_limit=RateLimit(burst=2, per_minute=0.001))
+def test_the_rate_limit_answers_429_with_retry_after(tmp_path, bundle):
+    s = settings(tmp_path, rate_limit=RateLimit(burst=2, per_minute=2))
     with TestClient(create_app(s)) as client:
         register(client)
-        assert [submit(client, bundle).status_code for _ in range(3)] == [201, 200, 429]
+        answers = [submit(client, bundle) for _ in range(3)]
+        assert [a.status_code for a in answers] == [201, 200, 429]
+        # One token back at 2 a minute: at most 30 s, less the refill since the first.
+        assert 1 <= int(answers[-1].headers["Retry-After"]) <= 30
+        assert "Retry-After" not in answers[0].headers
+
+
+def test_retry_after_is_the_time_until_a_token_is_back():
+    now = [0.0]
+    limiter = RateLimiter(burst=1, per_minute=6, clock=lambda: now[0])  # a token per 10 s
+    assert limiter.allow("a") and not limiter.allow("a")
+    assert limiter.retry_after("a") == 10
+    now[0] = 7.5
+    assert not limiter.allow("a") and limiter.retry_after("a") == 3  # 2.5 s, rounded up
+    assert limiter.retry_after("never seen") == 1
 
 
 def test_forged_bundles_naming_a_key_do_not_use_up_its_budget(tmp_path, bundle):

@@ -254,19 +254,6 @@ def test_describe_system_without_nvml_or_docker(monkeypatch, nvml, tmp_path):
     assert system.host.cpu_threads >= 1
 
 
-def test_mlperf_fields(nvml, tmp_path):
-    nvml([H100, H100])
-    system = describe_system(dev=tmp_path, sysfs=tmp_path).model_copy(
-        update={"docker_version": "27.1.1"}
-    )
-    fields = system.mlperf()
-    assert fields["accelerators_per_node"] == 2
-    assert fields["accelerator_model_name"] == "NVIDIA H100 80GB HBM3"
-    assert fields["accelerator_memory_capacity"] == "80 GiB"
-    assert fields["other_software_stack"] == "nvidia driver 550.54.15, CUDA 12.4, Docker 27.1.1"
-    assert fields["host_processor_vcpu_count"] == system.host.cpu_threads
-
-
 def test_cpu_sockets_and_model_from_cpuinfo(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(

@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 from conftest import assert_telemetry_covers_the_run
+from deepspark_agent import doctor
 from deepspark_agent.planning import Request, single_runs
 from deepspark_agent.runner import run_plan
 from deepspark_agent.runtime.process import ProcessRuntime
@@ -186,3 +187,12 @@ def test_the_runner_tells_its_listener_what_it_runs_and_keeps(sleeper, tmp_path)
         ("reached", "run-2"), ("launched", "run-2", 4),
         ("finished",),
     ]  # fmt: skip
+
+
+def test_doctor_prints_its_hints_as_text_not_markup(cli, sleeper, monkeypatch):
+    def no_torch(name: str) -> str:
+        raise doctor.PackageNotFoundError(name)
+
+    monkeypatch.setattr(doctor, "version", no_torch)
+    _, out, _ = cli("doctor")
+    assert "torch (process runtime): pip install 'deepspark[workloads]'" in out

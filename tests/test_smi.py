@@ -22,7 +22,6 @@ from deepspark_agent.telemetry.smi import (
     TOOLS,
     SmiSampler,
     TelemetryError,
-    parse_amd_smi_json,
     parse_box_table,
     parse_hy_smi,
     parse_mthreads_gmi,
@@ -318,7 +317,7 @@ def test_mthreads_gmi_default_tables() -> None:
     }
 
 
-# --- JSON: rocm-smi, amd-smi --------------------------------------------------------------------
+# --- JSON: rocm-smi -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -405,13 +404,6 @@ def test_rocm_smi_json_secondary_die_and_socket_power() -> None:
     }
 
 
-def test_amd_smi_static_json_has_memory_total_only() -> None:
-    text = rec("amd-smi__static-json__rocm-dme-mi210.json.txt")
-    assert parse_amd_smi_json(text) == {"amd:0": {"mem_total_bytes": 65520 * MiB}}
-    bare_list = json.dumps(json.loads(text)["gpu_data"])  # the older releases' layout
-    assert parse_amd_smi_json(bare_list) == {"amd:0": {"mem_total_bytes": 65520 * MiB}}
-
-
 # --- Intel xpu-smi dump ---------------------------------------------------------------------------
 
 
@@ -433,7 +425,6 @@ def test_xpu_smi_dump_empty_fields_are_absent() -> None:
 PARSERS: dict[str, Callable[[str], dict[str, dict[str, float]]]] = {
     "query_csv": parse_query_csv,
     "rocm_smi_json": parse_rocm_smi_json,
-    "amd_smi_json": parse_amd_smi_json,
     "xpu_smi_dump": parse_xpu_smi_dump,
     "box_table": partial(parse_box_table, vendor="nvidia"),
     "npu_smi_info": parse_npu_smi_info,

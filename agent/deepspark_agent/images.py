@@ -41,14 +41,6 @@ def engine(timeout: int = 600) -> docker.DockerClient:
     return client
 
 
-def engine_answers() -> bool:
-    try:
-        engine(timeout=3).close()
-    except ImageError:
-        return False
-    return True
-
-
 def source_revision(workload: Workload) -> str:
     """The git commit the workload's files come from, for the image's OCI label."""
     try:

@@ -82,7 +82,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(Rejected)
     async def rejected(_request: Request, exc: Rejected) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
 
     # --- admin ----------------------------------------------------------------------------
 
@@ -138,8 +139,9 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> tuple[int, dict[str, Any]]:
         # Before verification only the sender's address is known: a claimed key id is not
         # charged, so that forged bundles naming a vendor's key cannot use up its budget.
-        if not limiter.allow(f"address {client}"):
-            raise Rejected(429, "too many submissions from this address; try again later")
+        if not limiter.allow(address := f"address {client}"):
+            busy = "too many submissions from this address; try again later"
+            raise Rejected(429, busy, limiter.retry_after(address))
         if bundle.stat().st_size == 0:
             raise Rejected(400, "empty body: send a result bundle (application/x-tar)")
         try:
@@ -154,8 +156,9 @@ def create_app(settings: Settings) -> FastAPI:
         existing = store.find_submission(factory, signed.payload_sha256, signed.key_id)
         if existing is not None:
             return 200, _receipt_body(existing, signed, created=False)
-        if not limiter.allow(f"key {signed.key_id}"):  # the key that really signed
-            raise Rejected(429, "too many submissions for this key; try again later")
+        if not limiter.allow(charged := f"key {signed.key_id}"):  # the key that really signed
+            busy = "too many submissions for this key; try again later"
+            raise Rejected(429, busy, limiter.retry_after(charged))
         result = check_run_set(run_set, signed)
         try:
             row, created = store.add_submission(factory, signed, result)

@@ -3,6 +3,7 @@ one collector process."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,11 @@ class RateLimiter:
             bucket.tokens -= 1
             return True
 
-    def retry_after(self) -> int:
-        """Seconds until one token is back, rounded up."""
-        return max(1, int(-(-1 // self._rate))) if self._rate > 0 else 60
+    def retry_after(self, key: str) -> int:
+        """Whole seconds until `key` has a token again (for a 429's Retry-After), at least 1."""
+        with self._lock:
+            bucket = self._buckets.get(key)
+            missing = 1 - bucket.tokens if bucket else 0
+        if self._rate <= 0:
+            return 60
+        return max(1, math.ceil(round(missing / self._rate, 6)))

@@ -27,12 +27,14 @@ MAX_ENVELOPE = 64 * 2**20
 
 
 class Rejected(Exception):
-    """A submission the collector refuses: `status` for the client, `detail` says why."""
+    """A submission the collector refuses: `status` for the client, `detail` says why, and for
+    a 429 `retry_after`, the seconds until the client may try again."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, retry_after: int | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

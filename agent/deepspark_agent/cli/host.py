@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from deepspark_agent.console import JsonOpt, WorkloadsOpt, console, user_errors
@@ -25,7 +26,8 @@ def doctor(workloads: WorkloadsOpt = None, as_json: JsonOpt = False) -> None:
         colors = {"ok": "green", "warn": "yellow", "missing": "red"}
         for c in checks:
             mark = f"[{colors[c.status]}]{c.status:>7}[/]"
-            console.print(f"{mark}  {c.name}: {c.detail}", highlight=False)
+            # A detail is plain text ("pip install 'deepspark[workloads]'"), never markup.
+            console.print(f"{mark}  {escape(c.name)}: {escape(c.detail)}", highlight=False)
     if any(c.required and c.status != "ok" for c in checks):
         raise typer.Exit(1)
 

@@ -17,9 +17,8 @@ Two halves:
 
 Memory units. Every tool here means binary units: nvidia-smi, ixsmi, cnmon, mx-smi,
 mthreads-gmi, xpu_smi and xpu-smi print MiB; rocm-smi prints bytes (`(B)`), Hygon's DTK build
-MiB (`(MiB)`); npu-smi's `(MB)` and amd-smi's `"unit": "MB"` are MiB too (a 910A's HBM is
-"32768 MB", an MI210's VRAM "65520 MB": 32 GiB and 64 GiB less a reserve), so both count
-2**20 bytes.
+MiB (`(MiB)`); npu-smi's `(MB)` is MiB too (a 910A's HBM is "32768 MB": 32 GiB less a
+reserve), so it counts 2**20 bytes.
 
 Formats and what each gives (see TOOLS for the commands):
 
@@ -27,7 +26,6 @@ Formats and what each gives (see TOOLS for the commands):
 | --- | --- | --- |
 | parse_query_csv | nvidia-smi, ixsmi `--query-gpu=...` CSV, any header/units form | all six |
 | parse_rocm_smi_json | rocm-smi `--json` (ROCm 4.3 to 6.x; Hygon DTK build) | all six |
-| parse_amd_smi_json | amd-smi `static --json` | mem_total_bytes only (static data) |
 | parse_xpu_smi_dump | Intel xpu-smi `dump` CSV | power, util, temp, SM clock, mem used |
 | parse_npu_smi_info | Ascend `npu-smi info` table | power, temp, AICore util, memory |
 | parse_box_table | default table: nvidia-smi, ixsmi, cnmon, mx-smi, xpu_smi | see below |
@@ -184,7 +182,7 @@ def parse_query_csv(
     return readings
 
 
-# --- rocm-smi --json (AMD, Hygon DTK) and amd-smi --json ------------------------------------
+# --- rocm-smi --json (AMD, Hygon DTK) ---------------------------------------------------
 
 _ROCM_POWER = ("Current Socket Graphics Package Power (W)", "Average Graphics Package Power (W)")
 # The edge sensor is the classic GPU temperature; MI300 has none and reports the junction.
@@ -245,43 +243,6 @@ def parse_rocm_smi_json(text: str) -> Readings:
         if match and isinstance(card, dict):
             vendor = "hygon" if _is_hygon(card) else "amd"
             readings[_device(vendor, int(match[1]))] = _rocm_metrics(card)
-    return readings
-
-
-# amd-smi prints MB and GB but divides by 2**20 and 2**30 (see the module docstring).
-_AMD_SMI_UNITS = {"B": "B", "KB": "KiB", "MB": "MiB", "GB": "GiB"}
-
-
-def _amd_smi_bytes(obj: Any) -> float | None:
-    """A `{"value": 65520, "unit": "MB"}` object in bytes; "N/A" values are absent."""
-    if not isinstance(obj, dict):
-        return None
-    value = _value(str(obj.get("value", "")))
-    unit = _AMD_SMI_UNITS.get(str(obj.get("unit", "")))
-    return _to_bytes(value, unit) if value is not None and unit else None
-
-
-def parse_amd_smi_json(text: str) -> Readings:
-    """`amd-smi static --json`: static data, so memory total is the only metric it has.
-
-    Both layouts: `{"gpu_data": [...]}` (newer) and a bare list (older releases).
-    """
-    doc = _load_json(text)
-    gpus = doc.get("gpu_data") if isinstance(doc, dict) else doc
-    if not isinstance(gpus, list):
-        return {}
-    readings: Readings = {}
-    for gpu in gpus:
-        if not isinstance(gpu, dict) or _index(str(gpu.get("gpu", ""))) is None:
-            continue
-        vram = gpu.get("vram")
-        metrics: Metrics = {}
-        _put(
-            metrics,
-            "mem_total_bytes",
-            _amd_smi_bytes(vram.get("size") if isinstance(vram, dict) else None),
-        )
-        readings[_device("amd", int(gpu["gpu"]))] = metrics
     return readings
 
 
