@@ -55,13 +55,6 @@ def test_phase_steers_token_mixing() -> None:
     assert not torch.allclose(patm(x), out, atol=1e-4)
 
 
-def test_top1_correct() -> None:
-    logits = torch.tensor([[0.1, 0.9, 0.0], [2.0, 1.0, 3.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
-    labels = torch.tensor([1, 0, 0, 2])
-    # argmaxes 1, 2, 0 (a tie: the first wins), 2 -> right, wrong, right, right
-    assert load("metrics").top1_correct(logits, labels) == 3
-
-
 @pytest.mark.parametrize(("mixup", "cutmix"), [(0.8, 0.0), (0.0, 1.0), (0.8, 1.0)])
 def test_mix_targets_match_pixels(mixup: float, cutmix: float) -> None:
     """Image i is filled with the value i: each mixed image's pixels show how much of it came

@@ -1,5 +1,6 @@
 """The workload helper library: environment parsing, event lines, workload.toml presets."""
 
+import contextlib
 import hashlib
 import json
 import math
@@ -8,7 +9,9 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -188,25 +191,92 @@ def test_workload_left_window_aborts(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "window 0 was left" in run_stop["metadata"]["reason"]
 
 
-def test_step_clips_the_unscaled_gradient_norm(tmp_path: Path, monkeypatch) -> None:
-    import torch
-
-    from deepspark_workload import Workload
+@contextlib.contextmanager
+def tiny_workload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, paddle: bool = False
+) -> Iterator[Any]:
+    """A run of the tiny workload.toml in this process, torch's Workload or paddle's."""
+    if paddle:
+        require("paddle")
+        from deepspark_workload.paddle_workload import Workload
+    else:
+        from deepspark_workload import Workload
 
     (tmp_path / "workload.toml").write_text(TINY_TOML)
     monkeypatch.setenv("DS_OUT_DIR", str(tmp_path / "out"))
     sigterm = signal.getsignal(signal.SIGTERM)
     try:
         with Workload.from_env(tmp_path / "train.py") as wl:
-            w = torch.nn.Parameter(torch.zeros(3))
-            optimizer = torch.optim.SGD([w], lr=1.0)
-            # gradient (30, 40, 0), norm 50: clipped to norm 5, (3, 4, 0); SGD steps against it
-            wl.step((w * torch.tensor([30.0, 40.0, 0.0])).sum(), optimizer, clip=5.0)
-            assert torch.allclose(w.detach(), torch.tensor([-3.0, -4.0, 0.0]))
-            wl.step((w * torch.tensor([0.3, 0.4, 0.0])).sum(), optimizer, clip=5.0)  # under 5
-            assert torch.allclose(w.detach(), torch.tensor([-3.3, -4.4, 0.0]))
+            yield wl
     finally:
         signal.signal(signal.SIGTERM, sigterm)
+
+
+def test_step_clips_the_unscaled_gradient_norm(tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    with tiny_workload(tmp_path, monkeypatch) as wl:
+        w = torch.nn.Parameter(torch.zeros(3))
+        optimizer = torch.optim.SGD([w], lr=1.0)
+        # gradient (30, 40, 0), norm 50: clipped to norm 5, (3, 4, 0); SGD steps against it
+        wl.step((w * torch.tensor([30.0, 40.0, 0.0])).sum(), optimizer, clip=5.0)
+        assert torch.allclose(w.detach(), torch.tensor([-3.0, -4.0, 0.0]))
+        wl.step((w * torch.tensor([0.3, 0.4, 0.0])).sum(), optimizer, clip=5.0)  # under 5
+        assert torch.allclose(w.detach(), torch.tensor([-3.3, -4.4, 0.0]))
+
+
+# Logits whose argmaxes are 1, 2, 0 (a tie: the first wins), 2, and labels 1, 0, 0, 2 in two
+# batches: right, wrong, right, right.
+LOGITS = [[[0.1, 0.9, 0.0], [2.0, 1.0, 3.0]], [[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]]]
+LABELS = [[1, 0], [0, 2]]
+
+
+@pytest.mark.parametrize("paddle", [False, True], ids=["torch", "paddle"])
+def test_top1_over_batches(tmp_path: Path, monkeypatch, paddle: bool) -> None:
+    with tiny_workload(tmp_path, monkeypatch, paddle) as wl:
+        if paddle:
+            import paddle as framework
+
+            net, tensor = framework.nn.Identity(), framework.to_tensor
+        else:
+            import torch as framework
+
+            net, tensor = framework.nn.Identity(), framework.tensor
+        batches = [(tensor(x), tensor(y)) for x, y in zip(LOGITS, LABELS, strict=True)]
+        assert wl.top1(net, batches) == 0.75
+        assert net.training  # evaluated in eval mode, then back to training
+
+
+def test_evaluate_sums_both_sides_without_gradients(tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    with tiny_workload(tmp_path, monkeypatch) as wl:
+        net, seen = torch.nn.Linear(1, 1), []
+
+        def score(batch: float) -> tuple[float, float]:
+            seen.append((net.training, torch.is_grad_enabled()))
+            return batch, 2
+
+        assert wl.evaluate(net, [1.0, 2.0, 3.0], score) == 6 / 6
+        assert seen == [(False, False)] * 3 and net.training
+
+
+def test_loader_workers_share_the_cpus_among_the_node_ranks(monkeypatch) -> None:
+    from deepspark_workload.core import BaseWorkload
+
+    class Paddle(BaseWorkload):
+        LOCAL_SIZE_VARIABLE = "PADDLE_LOCAL_SIZE"
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    workload = object.__new__(BaseWorkload)  # loader_workers reads the environment alone
+    assert workload.loader_workers() == 8  # 15 for this rank's workers: at most 8
+    assert workload.loader_workers(most=4) == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert workload.loader_workers() == 3  # 4 CPUs a rank, one of them the rank's own
+    monkeypatch.setenv("PADDLE_LOCAL_SIZE", "16")
+    assert object.__new__(Paddle).loader_workers() == 1  # one CPU a rank: still one worker
+    assert workload.loader_options() == {"num_workers": 3, "persistent_workers": True}
 
 
 def write_dataset(root: Path) -> None:
@@ -320,3 +390,41 @@ def test_warmup_cosine_schedule() -> None:
     assert factor(50) == pytest.approx(0.5)  # halfway down the cosine
     assert 0 < factor(99) < 1e-3  # next to zero at the end
     assert warmup_cosine(0.0, 10)(0) == pytest.approx(1.0)  # no warmup asked: one step of it
+
+
+# The schedules as the workloads wrote them inline before the library had them: the library's
+# must give the very same factors, so that no run's learning rate moves by a bit.
+def _inline(name: str, fraction: float, total: int) -> Callable[[int], float]:
+    warmup = max(1, round(fraction * total))
+    decay, milestones = round(0.5 * total), [round(0.3 * total), round(0.7 * total)]
+    return {
+        "cosine": lambda s: min(1, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / total)),
+        "linear": lambda s: min(
+            (s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))
+        ),  # BERT
+        "rsqrt": lambda s: min((s + 1) / warmup, math.sqrt(warmup / (s + 1))),  # Conformer
+        "poly": lambda s: min((s + 1) / warmup, 1, ((total - s) / (total - decay)) ** 2),  # DLRM
+        "steps": lambda s: min(1, (s + 1) / warmup) * 0.1 ** sum(s >= d for d in milestones),
+        "to_lrf": lambda s: min(1, (s + 1) / warmup) * (1 - (1 - 0.01) * s / total),  # YOLOv5
+    }[name]
+
+
+@pytest.mark.parametrize("total", [3, 10, 97, 1000])
+@pytest.mark.parametrize("fraction", [0.0, 0.05, 0.3])
+def test_schedules_give_the_workloads_former_factors(total: int, fraction: float) -> None:
+    from deepspark_workload import schedules as sch
+
+    decay, milestones = round(0.5 * total), [round(0.3 * total), round(0.7 * total)]
+    library = {
+        "cosine": sch.warmup_cosine(fraction, total),
+        "linear": sch.warmup_linear(fraction, total),
+        "rsqrt": sch.warmup_rsqrt(fraction, total),
+        "poly": sch.warmup(fraction, total, lambda s: min(1, ((total - s) / (total - decay)) ** 2)),
+        "steps": sch.warmup(fraction, total, sch.step_decay(milestones, 0.1)),
+        "to_lrf": sch.warmup(fraction, total, lambda s: 1 - (1 - 0.01) * s / total),
+    }
+    for name, factor in library.items():
+        if name == "poly" and sch.warmup_steps(fraction, total) > decay:
+            continue  # DLRM's decay starts after its warmup (its presets: 0.05, then 0.5)
+        inline = _inline(name, fraction, total)
+        assert [factor(s) for s in range(total)] == [inline(s) for s in range(total)], name

@@ -18,7 +18,6 @@ full, speed: one synthetic batch of the real shapes, made once on the device.
 """
 
 import itertools
-import os
 
 import numpy as np
 import torch
@@ -60,12 +59,7 @@ def load(wl: Workload) -> tuple[DataLoader | itertools.repeat, DataLoader | None
         labels = torch.randint(1000, v, (b, predictions), device=wl.device)
         return itertools.repeat((ids, types, None, positions, labels)), None
     vocab, train, val = read_corpus(wl.data_dir(), seq_len)
-    per_rank = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    kwargs = dict(
-        num_workers=max(1, min(8, per_rank - 1)),
-        pin_memory=wl.device.type == "cuda",
-        persistent_workers=True,  # no worker start-up inside every epoch's window
-    )
+    kwargs = wl.loader_options()
     return masked_loaders(wl, vocab, model["vocab_size"], train, val, predictions, **kwargs)
 
 

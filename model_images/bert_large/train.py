@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from deepspark_workload import Workload
+from deepspark_workload.schedules import warmup_linear
 
 import data
 from metrics import mlm_accuracy, mlm_loss
@@ -22,19 +23,14 @@ def to_device(batch: data.Batch, wl: Workload) -> data.Batch:
     return tuple(None if t is None else t.to(wl.device, non_blocking=True) for t in batch)
 
 
-@torch.no_grad()
 def evaluate(net: nn.Module, loader: DataLoader, wl: Workload) -> float:
     """Masked-token top-1 accuracy over the whole eval set (each rank scores its share)."""
-    net.eval()
-    correct = total = 0
-    for batch in loader:
+
+    def correct(batch: data.Batch) -> tuple[int, int]:
         *inputs, labels = to_device(batch, wl)
-        with wl.autocast():
-            c, n = mlm_accuracy(net(*inputs), labels)
-        correct, total = correct + c, total + n
-    net.train()
-    correct, total = wl.sum_over_ranks(correct, total)
-    return correct / total
+        return mlm_accuracy(net(*inputs), labels)
+
+    return wl.evaluate(net, loader, correct)
 
 
 with Workload.from_env(__file__) as wl:
@@ -54,10 +50,8 @@ with Workload.from_env(__file__) as wl:
         eps=1e-6,
         weight_decay=0.0,
     )
-    total = wl.total_steps(train_batches)
-    warmup = max(1, round(cfg["warmup"] * total))
     schedule = torch.optim.lr_scheduler.LambdaLR(  # BERT's: linear warmup, then linear decay
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
+        optimizer, warmup_linear(cfg["warmup"], wl.total_steps(train_batches))
     )
 
     wl.start()

@@ -8,7 +8,6 @@ full, speed: one synthetic batch of the real shapes, made once on the device.
 """
 
 import itertools
-import os
 
 import numpy as np
 import paddle
@@ -38,11 +37,7 @@ def load(wl: Workload) -> tuple[DataLoader | itertools.repeat, DataLoader | None
         labels = paddle.randint(1000, v, [b, predictions])
         return itertools.repeat((ids, types, None, positions, labels)), None
     vocab, train, val = mlm.read_corpus(wl.data_dir(), seq_len)
-    per_rank = len(os.sched_getaffinity(0)) // int(os.environ.get("PADDLE_LOCAL_SIZE", 1))
-    kwargs = dict(
-        num_workers=max(1, min(8, per_rank - 1)),
-        persistent_workers=True,  # no worker start-up inside every epoch's window
-    )
+    kwargs = wl.loader_options()
     return masked_loaders(wl, vocab, model["vocab_size"], train, val, predictions, **kwargs)
 
 

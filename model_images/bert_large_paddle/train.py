@@ -13,25 +13,21 @@ from paddle import nn
 from paddle.io import DataLoader
 
 from deepspark_workload.paddle_workload import Workload
+from deepspark_workload.schedules import warmup_linear
 
 import data
 from metrics import mlm_accuracy, mlm_loss
 from model import Bert
 
 
-@paddle.no_grad()
 def evaluate(net: nn.Layer, loader: DataLoader, wl: Workload) -> float:
     """Masked-token top-1 accuracy over the whole eval set (each rank scores its share)."""
-    net.eval()
-    correct = total = 0
-    for batch in loader:
+
+    def correct(batch: list) -> tuple[int, int]:
         *inputs, labels = data.as_batch(*batch)
-        with wl.autocast():
-            c, n = mlm_accuracy(net(*inputs), labels)
-        correct, total = correct + c, total + n
-    net.train()
-    correct, total = wl.sum_over_ranks(correct, total)
-    return correct / total
+        return mlm_accuracy(net(*inputs), labels)
+
+    return wl.evaluate(net, loader, correct)
 
 
 with Workload.from_env(__file__) as wl:
@@ -42,10 +38,8 @@ with Workload.from_env(__file__) as wl:
 
     # Adam's step hardly grows with the batch: scale the rate by its square root, not linearly.
     lr = cfg["lr"] * math.sqrt(wl.global_batch_size / cfg["lr_batch"])
-    total = wl.total_steps(train_batches)
-    warmup = max(1, round(cfg["warmup"] * total))
     schedule = paddle.optimizer.lr.LambdaDecay(  # BERT's: linear warmup, then linear decay
-        lr, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
+        lr, warmup_linear(cfg["warmup"], wl.total_steps(train_batches))
     )
     decay = {p.name for p in net.parameters() if p.ndim >= 2}  # not biases and LayerNorms
     optimizer = paddle.optimizer.AdamW(

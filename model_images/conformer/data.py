@@ -27,7 +27,6 @@ lower-cased and mapped to the 29 labels of CHARACTERS.
 """
 
 import itertools
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -59,13 +58,7 @@ def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
         return itertools.repeat((x, frames, y, counts)), None
     root = wl.data_dir()
     transcripts = read_transcripts(root / "transcripts.tsv")
-    per_rank = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    kwargs = dict(
-        collate_fn=collate,
-        num_workers=max(1, min(8, per_rank - 1)),
-        pin_memory=wl.device.type == "cuda",
-        persistent_workers=True,  # no worker start-up inside every epoch's window
-    )
+    kwargs = dict(collate_fn=collate, **wl.loader_options())
     return (
         wl.loader(LibriSpeech(root, "train", transcripts, mels), train=True, **kwargs),
         wl.loader(LibriSpeech(root, "dev", transcripts, mels), train=False, **kwargs),

@@ -5,35 +5,30 @@ Conformer-M on LibriSpeech's log-mel features (converge) or synthetic batches of
 (speed). See workload.toml for the presets.
 """
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from deepspark_workload import Workload
+from deepspark_workload.schedules import warmup_rsqrt
 
 import data
 import metrics
 from model import Conformer
 
 
-@torch.no_grad()
 def evaluate(net: nn.Module, loader: DataLoader, wl: Workload) -> float:
     """Character error rate of greedy CTC transcripts over the whole validation set (each rank
     scores its share): all edit errors over all reference characters."""
-    net.eval()
-    errors = chars = 0
-    for x, frames, y, counts in loader:
-        with wl.autocast():
-            logits, out_frames = net(x.to(wl.device), frames.to(wl.device))
+
+    def errors(batch: tuple[torch.Tensor, ...]) -> tuple[int, int]:
+        x, frames, y, counts = batch
+        logits, out_frames = net(x.to(wl.device), frames.to(wl.device))
         refs = [row[:n].tolist() for row, n in zip(y, counts.tolist(), strict=True)]
-        e, c = metrics.char_errors(metrics.greedy_decode(logits, out_frames), refs)
-        errors, chars = errors + e, chars + c
-    net.train()
-    errors, chars = wl.sum_over_ranks(errors, chars)
-    return errors / chars
+        return metrics.char_errors(metrics.greedy_decode(logits, out_frames), refs)
+
+    return wl.evaluate(net, loader, errors)
 
 
 with Workload.from_env(__file__) as wl:
@@ -47,9 +42,8 @@ with Workload.from_env(__file__) as wl:
     optimizer = torch.optim.Adam(
         model.parameters(), cfg["lr"], betas=(0.9, 0.98), eps=1e-9, weight_decay=cfg["weight_decay"]
     )
-    warmup = max(1, round(cfg["warmup"] * wl.total_steps(train_batches)))
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, math.sqrt(warmup / (s + 1)))
+        optimizer, warmup_rsqrt(cfg["warmup"], wl.total_steps(train_batches))
     )
 
     wl.start()

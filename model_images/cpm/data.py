@@ -13,7 +13,6 @@ shapes.
 """
 
 import itertools
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -50,12 +49,7 @@ def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
         TokenBlocks(root / "train.bin", seq_len, dtype),
         TokenBlocks(root / "val.bin", seq_len, dtype),
     )
-    per_rank = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    kwargs = dict(
-        num_workers=max(1, min(4, per_rank - 1)),
-        pin_memory=wl.device.type == "cuda",
-        persistent_workers=True,  # no worker start-up inside every epoch's window
-    )
+    kwargs = wl.loader_options(most_workers=4)
     return wl.loader(train, train=True, **kwargs), wl.loader(val, train=False, **kwargs)
 
 

@@ -20,19 +20,14 @@ from metrics import next_token_hits
 from model import CPM
 
 
-@torch.no_grad()
 def evaluate(net: nn.Module, loader: DataLoader, wl: Workload) -> float:
     """Next-token accuracy over every position of the validation set (each rank its share)."""
-    net.eval()
-    correct = total = 0
-    for x, y in loader:
-        x, y = x.to(wl.device, non_blocking=True), y.to(wl.device, non_blocking=True)
-        with wl.autocast():
-            hits, n = next_token_hits(net(x), y)
-        correct, total = correct + hits, total + n
-    net.train()
-    correct, total = wl.sum_over_ranks(correct, total)
-    return correct / total
+
+    def hits(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[int, int]:
+        x, y = (t.to(wl.device, non_blocking=True) for t in batch)
+        return next_token_hits(net(x), y)
+
+    return wl.evaluate(net, loader, hits)
 
 
 with Workload.from_env(__file__) as wl:

@@ -1,9 +1,10 @@
 """The framework-free half of a workload run: what every framework's `Workload` shares.
 
 Spec loading, seeding of `random` and numpy, the timed windows and their MLLOG events, SIGTERM
-as an aborted run_stop, and the data checks. A framework's `Workload` (workload.py for PyTorch,
-paddle_workload.py for PaddlePaddle) subclasses `BaseWorkload` and fills in the device, the
-process group, precision and the optimizer step; this module imports neither framework.
+as an aborted run_stop, the data checks, the DataLoader workers and the evaluation loop. A
+framework's `Workload` (workload.py for PyTorch, paddle_workload.py for PaddlePaddle) subclasses
+`BaseWorkload` and fills in the device, the process group, precision, gradients off, the sum
+over ranks and the optimizer step; this module imports neither framework.
 """
 
 import itertools
@@ -11,7 +12,7 @@ import os
 import random
 import signal
 import tomllib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -70,12 +71,14 @@ def load_spec(path: Path, config: str) -> tuple[dict[str, Any], dict[str, Any]]:
 class BaseWorkload(AbstractContextManager):
     """One run of a workload: what the agent asked for, where it runs, and what it logs.
 
-    A subclass sets RANK_VARIABLES (how its launcher names this process's rank and the world
-    size) and implements _setup (device, process group, the framework's seeding), framework
-    (the `framework` event's value), device_type, _sync and _teardown.
+    A subclass sets RANK_VARIABLES and LOCAL_SIZE_VARIABLE (how its launcher names this
+    process's rank, the world size and the ranks on this node) and implements _setup (device,
+    process group, the framework's seeding), framework (the `framework` event's value),
+    device_type, _sync, _teardown, no_grad, autocast and sum_over_ranks.
     """
 
     RANK_VARIABLES = ("RANK", "WORLD_SIZE")  # torchrun's
+    LOCAL_SIZE_VARIABLE = "LOCAL_WORLD_SIZE"
     device_type: str  # "cpu", "cuda", "gpu", ...: the `framework` event's metadata
 
     def __init__(self, env: Env, toml_path: Path, log: MLLogger) -> None:
@@ -112,6 +115,18 @@ class BaseWorkload(AbstractContextManager):
 
     def _teardown(self) -> None:
         """Leave the process group after a successful run."""
+
+    def no_grad(self) -> AbstractContextManager:
+        """The framework's context without gradient tracking."""
+        raise NotImplementedError
+
+    def autocast(self) -> AbstractContextManager:
+        """The forward pass's precision."""
+        raise NotImplementedError
+
+    def sum_over_ranks(self, *values: float) -> list[float]:
+        """Each value summed over all ranks."""
+        raise NotImplementedError
 
     @classmethod
     def from_env(cls, train_file: str | Path) -> Self:
@@ -164,6 +179,35 @@ class BaseWorkload(AbstractContextManager):
         The digest depends on shapes, dtypes and bytes alone, so twins in two frameworks that
         generate the same data log the same digest."""
         self.log.event("dataset", name, {"sha256": arrays_sha256(*arrays), "files": 0})
+
+    def loader_workers(self, most: int = 8) -> int:
+        """DataLoader worker processes for this rank: its share of the CPUs this process may
+        use (the node's ranks share them), less one for the rank itself; 1 to most."""
+        ranks = int(os.environ.get(self.LOCAL_SIZE_VARIABLE, 1))
+        return max(1, min(most, len(os.sched_getaffinity(0)) // ranks - 1))
+
+    def loader_options(self, most_workers: int = 8) -> dict[str, Any]:
+        """A DataLoader's options for data read from files: loader_workers of them, kept from
+        epoch to epoch (no worker start-up inside every epoch's window)."""
+        return {"num_workers": self.loader_workers(most_workers), "persistent_workers": True}
+
+    def evaluate(
+        self, net: Any, batches: Iterable, score: Callable[[Any], tuple[float, float]]
+    ) -> float:
+        """A ratio of two sums over every rank's batches, e.g. correct answers over samples.
+
+        score(batch) gives the batch's share of both; it runs under no_grad and autocast, with
+        net in evaluation mode (back in training mode afterwards)."""
+        net.eval()
+        hits = count = 0
+        with self.no_grad():
+            for batch in batches:
+                with self.autocast():
+                    h, n = score(batch)
+                hits, count = hits + h, count + n
+        net.train()
+        hits, count = self.sum_over_ranks(hits, count)
+        return hits / count
 
     def start(self) -> None:
         """End initialisation and start the run's clock."""

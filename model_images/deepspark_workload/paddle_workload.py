@@ -11,7 +11,7 @@ with Workload.from_env(__file__) as wl:   # env, workload.toml, seed, device; in
                 loss = ...
             wl.step(loss, optimizer)
         if wl.converge:
-            wl.log_eval(evaluate(model))
+            wl.log_eval(wl.top1(model, val_loader))  # or wl.evaluate(model, loader, score)
 
 Several ranks run under `python -m paddle.distributed.launch` (the workload.toml's launcher),
 which names them PADDLE_TRAINER_ID of PADDLE_TRAINERS_NUM and picks gloo on CPUs, NCCL on GPUs.
@@ -20,6 +20,7 @@ silently stays fp32, so amp and bf16 are refused there rather than timed as what
 """
 
 import os
+from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -40,6 +41,7 @@ class Workload(core.BaseWorkload):
     it logs. The verbs are those of the PyTorch Workload (workload.py)."""
 
     RANK_VARIABLES = ("PADDLE_TRAINER_ID", "PADDLE_TRAINERS_NUM")  # paddle.distributed.launch's
+    LOCAL_SIZE_VARIABLE = "PADDLE_LOCAL_SIZE"
 
     def _setup(self) -> None:
         if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
@@ -77,6 +79,9 @@ class Workload(core.BaseWorkload):
     def _teardown(self) -> None:
         if self.world_size > 1:
             dist.destroy_process_group()
+
+    def no_grad(self) -> AbstractContextManager:
+        return paddle.no_grad()
 
     def wrap(self, model: nn.Layer) -> nn.Layer:
         """The model in paddle.DataParallel when the run spans processes (its parameters are
@@ -132,6 +137,16 @@ class Workload(core.BaseWorkload):
         if self.world_size > 1:
             dist.all_reduce(t)
         return t.tolist()
+
+    def top1(self, net: nn.Layer, loader: Iterable) -> float:
+        """Top-1 accuracy over the (inputs, labels) batches of loader, every rank's share:
+        the highest logit's class is the label (ties: the first maximum wins)."""
+
+        def correct(batch: tuple[paddle.Tensor, paddle.Tensor]) -> tuple[int, int]:
+            x, y = batch
+            return int((net(x).argmax(1) == y).sum()), len(y)
+
+        return self.evaluate(net, loader, correct)
 
 
 def _mkl_on_amd() -> None:

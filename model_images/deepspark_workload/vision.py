@@ -7,7 +7,6 @@ layout, the crops) is framework-free in images.py; this wraps it in torch tensor
 """
 
 import itertools
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -48,12 +47,7 @@ def load(
         y = torch.randint(0, model["num_classes"], (wl.batch_size,), device=wl.device)
         return itertools.repeat((x, y)), None
     train, val = image_folder(wl.data_dir(), wl.preset["image_size"], crop_fraction, resample)
-    per_rank = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    kwargs = dict(
-        num_workers=max(1, min(8, per_rank - 1)),
-        pin_memory=wl.device.type == "cuda",
-        persistent_workers=True,  # no worker start-up inside every epoch's window
-    )
+    kwargs = wl.loader_options()
     return wl.loader(train, train=True, **kwargs), wl.loader(val, train=False, **kwargs)
 
 

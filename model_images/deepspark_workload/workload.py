@@ -11,13 +11,14 @@ with Workload.from_env(__file__) as wl:   # env, workload.toml, seed, devices; i
                 loss = ...
             wl.step(loss, optimizer)
         if wl.converge:
-            wl.log_eval(evaluate(model))
+            wl.log_eval(wl.top1(model, val_loader))  # or wl.evaluate(model, loader, score)
 # run_stop: success, or aborted with the reason if anything raised (SIGTERM included)
 
 The windows, events, spec and seeding are framework-free (core.py); this adds torch's part.
 """
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -73,6 +74,13 @@ class Workload(core.BaseWorkload):
         ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
+    def no_grad(self) -> torch.no_grad:
+        return torch.no_grad()
+
+    def loader_options(self, most_workers: int = 8) -> dict[str, Any]:
+        """The library's options (workers), and pinned memory for a copy to a GPU."""
+        return {**super().loader_options(most_workers), "pin_memory": self.device.type == "cuda"}
+
     def loader(
         self, dataset: Dataset, train: bool, batch_size: int | None = None, **kwargs: Any
     ) -> DataLoader:
@@ -121,6 +129,22 @@ class Workload(core.BaseWorkload):
         if self.world_size > 1:
             dist.all_reduce(t)
         return t.tolist()
+
+    def top1(
+        self, net: nn.Module, loader: Iterable, memory_format: torch.memory_format | None = None
+    ) -> float:
+        """Top-1 accuracy over the (inputs, labels) batches of loader, every rank's share:
+        the highest logit's class is the label (ties: the first maximum wins). memory_format:
+        the inputs' on the device (torch.channels_last for a model that is)."""
+        layout = {} if memory_format is None else {"memory_format": memory_format}
+
+        def correct(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[int, int]:
+            x, y = batch
+            x = x.to(self.device, non_blocking=True, **layout)
+            y = y.to(self.device, non_blocking=True)
+            return int((net(x).argmax(1) == y).sum()), len(y)
+
+        return self.evaluate(net, loader, correct)
 
     def gather_over_ranks(self, t: torch.Tensor) -> torch.Tensor:
         """Every rank's 1-D t (of any length) concatenated in rank order, on every rank: for

@@ -15,7 +15,6 @@ is the validation set, as in MLPerf. Ids are reduced modulo each table's size (t
 """
 
 import itertools
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -47,13 +46,8 @@ def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
     root = wl.data_dir()
     train = CriteoBatches(root, TRAIN_DAYS, tables, wl.batch_size, wl.rank, wl.world_size, True)
     val = CriteoBatches(root, [VAL_DAY], tables, wl.batch_size, wl.rank, wl.world_size, False)
-    per_rank = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    kwargs = dict(
-        batch_size=None,  # the dataset's items are whole batches, sliced from memory maps
-        num_workers=max(1, min(8, per_rank - 1)),
-        pin_memory=wl.device.type == "cuda",
-        persistent_workers=True,  # no worker start-up inside every epoch's window
-    )
+    # batch_size None: the dataset's items are whole batches, sliced from memory maps
+    kwargs = dict(batch_size=None, **wl.loader_options())
     return DataLoader(train, **kwargs), DataLoader(val, **kwargs)
 
 

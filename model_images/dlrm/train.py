@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from deepspark_workload import Workload
+from deepspark_workload.schedules import warmup
 
 import data
 from metrics import roc_auc
@@ -42,10 +43,10 @@ with Workload.from_env(__file__) as wl:
         model.parameters(), cfg["lr"] * wl.global_batch_size / cfg["lr_batch"]
     )
     total = wl.total_steps(train_batches)
-    warmup, decay = max(1, round(cfg["warmup"] * total)), round(cfg["decay_start"] * total)
+    decay = round(cfg["decay_start"] * total)
     schedule = torch.optim.lr_scheduler.LambdaLR(  # the reference's policy: linear warmup,
         optimizer,  # constant, then a quadratic (polynomial, power 2) decay to zero at the end
-        lambda s: min((s + 1) / warmup, 1, ((total - s) / (total - decay)) ** 2),
+        warmup(cfg["warmup"], total, lambda s: min(1, ((total - s) / (total - decay)) ** 2)),
     )
 
     wl.start()

@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from deepspark_workload import Workload
+from deepspark_workload.schedules import step_decay, warmup
 
 import data
 from metrics import ClearMOT, Tracker, decode, mota
@@ -46,9 +47,9 @@ with Workload.from_env(__file__) as wl:
     lr = cfg["lr"] * wl.global_batch_size / cfg["lr_batch"]  # linear scaling
     optimizer = torch.optim.Adam(model.parameters(), lr)
     total = wl.total_steps(train_batches)
-    warmup, drop = max(1, round(cfg["warmup"] * total)), round(cfg["lr_drop"] * total)
+    drop = round(cfg["lr_drop"] * total)
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then a 10x drop (FairMOT)
-        optimizer, lambda s: min(1, (s + 1) / warmup) * (0.1 if s >= drop else 1)
+        optimizer, warmup(cfg["warmup"], total, step_decay([drop], 0.1))
     )
 
     wl.start()

@@ -6,30 +6,11 @@ mini: a small ResNet on 8x8 digits, seconds on a CPU. full: ResNet-50 on 224x224
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import DataLoader
 
 from deepspark_workload import Workload, vision
 from deepspark_workload.schedules import warmup_cosine
 
 from model import ResNet
-
-
-@torch.no_grad()
-def evaluate(net: nn.Module, loader: DataLoader, wl: Workload) -> float:
-    """Top-1 accuracy over the whole validation set (each rank scores its share)."""
-    net.eval()
-    correct = total = 0
-    for x, y in loader:
-        x = x.to(wl.device, memory_format=torch.channels_last, non_blocking=True)
-        y = y.to(wl.device, non_blocking=True)
-        with wl.autocast():
-            correct += (net(x).argmax(1) == y).sum().item()
-        total += len(y)
-    net.train()
-    correct, total = wl.sum_over_ranks(correct, total)
-    return correct / total
-
 
 with Workload.from_env(__file__) as wl:
     cfg = wl.preset["optim"]
@@ -58,4 +39,4 @@ with Workload.from_env(__file__) as wl:
             wl.step(loss, optimizer)
             schedule.step()
         if wl.converge:
-            wl.log_eval(evaluate(net, val_loader, wl))
+            wl.log_eval(wl.top1(net, val_loader, torch.channels_last))

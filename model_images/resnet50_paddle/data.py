@@ -7,7 +7,6 @@ checked against its manifest and decoded with Pillow.
 """
 
 import itertools
-import os
 from collections.abc import Iterable
 
 import paddle
@@ -31,9 +30,5 @@ def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
         y = paddle.randint(0, model["num_classes"], [wl.batch_size])
         return itertools.repeat((x, y)), None
     train, val = images.image_folder(wl.data_dir(), size)
-    per_rank = len(os.sched_getaffinity(0)) // int(os.environ.get("PADDLE_LOCAL_SIZE", 1))
-    kwargs = dict(
-        num_workers=max(1, min(8, per_rank - 1)),
-        persistent_workers=True,  # no worker start-up inside every epoch's window
-    )
+    kwargs = wl.loader_options()
     return wl.loader(train, train=True, **kwargs), wl.loader(val, train=False, **kwargs)

@@ -7,29 +7,12 @@ mini: a small ResNet on 8x8 digits, seconds on a CPU. full: ResNet-50 on 224x224
 
 import paddle
 import paddle.nn.functional as F
-from paddle import nn
-from paddle.io import DataLoader
 
 from deepspark_workload.paddle_workload import Workload
 from deepspark_workload.schedules import warmup_cosine
 
 import data
 from model import ResNet
-
-
-@paddle.no_grad()
-def evaluate(net: nn.Layer, loader: DataLoader, wl: Workload) -> float:
-    """Top-1 accuracy over the whole validation set (each rank scores its share)."""
-    net.eval()
-    correct = total = 0
-    for x, y in loader:
-        with wl.autocast():
-            correct += int((net(x).argmax(1) == y).sum())
-        total += len(y)
-    net.train()
-    correct, total = wl.sum_over_ranks(correct, total)
-    return correct / total
-
 
 with Workload.from_env(__file__) as wl:
     cfg = wl.preset["optim"]
@@ -57,4 +40,4 @@ with Workload.from_env(__file__) as wl:
             wl.step(loss, optimizer)
             schedule.step()
         if wl.converge:
-            wl.log_eval(evaluate(net, val_loader, wl))
+            wl.log_eval(wl.top1(net, val_loader))

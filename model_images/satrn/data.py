@@ -17,7 +17,6 @@ characters; a sequence is BOS, the text (cut to max_len - 1 characters), EOS, PA
 """
 
 import itertools
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -58,12 +57,7 @@ def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
     root = wl.data_dir()
     train = TextLines(root / "train", charset, p["image_size"], max_len)
     val = TextLines(root / "val", charset, p["image_size"], max_len)
-    per_rank = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    kwargs = dict(
-        num_workers=max(1, min(8, per_rank - 1)),
-        pin_memory=wl.device.type == "cuda",
-        persistent_workers=True,  # no worker start-up inside every epoch's window
-    )
+    kwargs = wl.loader_options()
     return wl.loader(train, train=True, **kwargs), wl.loader(val, train=False, **kwargs)
 
 

@@ -10,28 +10,25 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from deepspark_workload import Workload
+from deepspark_workload.schedules import step_decay, warmup
 
 import data
 import metrics
 from model import SATRN
 
 
-@torch.no_grad()
 def evaluate(net: SATRN, loader: DataLoader, wl: Workload) -> float:
     """Word accuracy of greedy decoding over the whole validation set (each rank its share)."""
-    net.eval()
-    hits = total = 0
     charset = wl.preset["charset"]
-    for x, tokens in loader:
-        with wl.autocast():
-            predicted = net.generate(x.to(wl.device, non_blocking=True))
+
+    def hits(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[int, int]:
+        x, tokens = batch
+        predicted = net.generate(x.to(wl.device, non_blocking=True))
         predictions = [data.decode(ids, charset) for ids in predicted.tolist()]
         targets = [data.decode(ids, charset) for ids in tokens[:, 1:].tolist()]
-        hits += metrics.word_hits(predictions, targets)
-        total += len(targets)
-    net.train()
-    hits, total = wl.sum_over_ranks(hits, total)
-    return hits / total
+        return metrics.word_hits(predictions, targets), len(targets)
+
+    return wl.evaluate(net, loader, hits)
 
 
 with Workload.from_env(__file__) as wl:
@@ -44,10 +41,9 @@ with Workload.from_env(__file__) as wl:
     lr = cfg["lr"] * wl.global_batch_size / cfg["lr_batch"]  # linear scaling (Goyal et al. 2017)
     optimizer = torch.optim.Adam(model.parameters(), lr)
     total = wl.total_steps(train_batches)
-    warmup = max(1, round(cfg["warmup"] * total))
     decays = [round(epoch / wl.preset["epochs"] * total) for epoch in cfg["decay_epochs"]]
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then x gamma at each decay
-        optimizer, lambda s: min(1, (s + 1) / warmup) * cfg["gamma"] ** sum(s >= d for d in decays)
+        optimizer, warmup(cfg["warmup"], total, step_decay(decays, cfg["gamma"]))
     )
 
     wl.start()

@@ -6,13 +6,12 @@ metric is the teacher-forced mean squared error of the post-net's mel frames on 
 utterances (MOS needs listeners). See workload.toml for the presets.
 """
 
-import bisect
-
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from deepspark_workload import Workload
+from deepspark_workload.schedules import step_decay, warmup
 
 import data
 from metrics import mel_squared_error, tacotron2_loss
@@ -45,11 +44,9 @@ with Workload.from_env(__file__) as wl:
         model.parameters(), cfg["lr"], eps=cfg["eps"], weight_decay=cfg["weight_decay"]
     )
     total = wl.total_steps(train_batches)
-    warmup = max(1, round(cfg["warmup"] * total))
     anneal = [round(f * total) for f in cfg["anneal_at"]]
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then steps down (NVIDIA's)
-        optimizer,
-        lambda s: min(1, (s + 1) / warmup) * cfg["anneal_factor"] ** bisect.bisect(anneal, s),
+        optimizer, warmup(cfg["warmup"], total, step_decay(anneal, cfg["anneal_factor"]))
     )
 
     wl.start()

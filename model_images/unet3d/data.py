@@ -17,7 +17,6 @@ whole cases, one a batch.
 """
 
 import itertools
-import os
 import random
 from collections.abc import Iterable
 from pathlib import Path
@@ -43,8 +42,7 @@ def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
         y = torch.randint(0, wl.preset["model"]["num_classes"], shape, device=wl.device)
         return itertools.repeat((x, y)), None
     train, val = kits19(wl.data_dir(), side, wl.preset["passes_per_window"])
-    per_rank = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    kwargs = dict(num_workers=max(1, min(8, per_rank - 1)), pin_memory=wl.device.type == "cuda")
+    kwargs = dict(num_workers=wl.loader_workers(), pin_memory=wl.device.type == "cuda")
     return (
         wl.loader(train, train=True, persistent_workers=True, **kwargs),
         wl.loader(val, train=False, batch_size=1, **kwargs),  # whole cases differ in shape

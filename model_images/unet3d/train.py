@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from deepspark_workload import Workload
+from deepspark_workload.schedules import warmup_steps
 
 import data
 from metrics import case_dice, dice_ce_loss, sliding_window
@@ -51,7 +52,7 @@ with Workload.from_env(__file__) as wl:
         nesterov=True,
         weight_decay=cfg["weight_decay"],
     )
-    warmup = max(1, round(cfg["warmup"] * wl.total_steps(train_batches)))
+    warmup = warmup_steps(cfg["warmup"], wl.total_steps(train_batches))
     start = cfg["init_lr"] / cfg["lr"]
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: start + (1 - start) * min(1, s / warmup)

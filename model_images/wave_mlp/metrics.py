@@ -1,14 +1,10 @@
-"""Wave-MLP's quality metric (top-1) and the official recipe's batch mixing (Mixup / CutMix)."""
+"""The official Wave-MLP recipe's batch mixing (Mixup / CutMix); its quality metric, top-1,
+is the library's (Workload.top1)."""
 
 import math
 
 import torch
 import torch.nn.functional as F
-
-
-def top1_correct(logits: torch.Tensor, labels: torch.Tensor) -> int:
-    """How many samples' highest logit is their label (ties: the first maximum wins)."""
-    return int((logits.argmax(1) == labels).sum())
 
 
 def mix(

@@ -7,30 +7,12 @@ mini: a tiny Wave-MLP on 8x8 digits, seconds on a CPU. full: Wave-MLP-T on 224x2
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import nn
-from torch.utils.data import DataLoader
 
 from deepspark_workload import Workload, vision
 from deepspark_workload.schedules import warmup_cosine
 
 import metrics
 from model import WaveMLP
-
-
-@torch.no_grad()
-def evaluate(net: nn.Module, loader: DataLoader, wl: Workload) -> float:
-    """Top-1 accuracy over the whole validation set (each rank scores its share)."""
-    net.eval()
-    correct = total = 0
-    for x, y in loader:
-        x, y = x.to(wl.device, non_blocking=True), y.to(wl.device, non_blocking=True)
-        with wl.autocast():
-            correct += metrics.top1_correct(net(x), y)
-        total += len(y)
-    net.train()
-    correct, total = wl.sum_over_ranks(correct, total)
-    return correct / total
-
 
 with Workload.from_env(__file__) as wl:
     cfg, num_classes = wl.preset["optim"], wl.preset["model"]["num_classes"]
@@ -66,4 +48,4 @@ with Workload.from_env(__file__) as wl:
             wl.step(loss, optimizer)
             schedule.step()
         if wl.converge:
-            wl.log_eval(evaluate(net, val_loader, wl))
+            wl.log_eval(wl.top1(net, val_loader))

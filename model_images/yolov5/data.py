@@ -14,7 +14,6 @@ as Ultralytics' scripts/get_coco.sh lays it out (train2017 -> train, val2017 -> 
 """
 
 import itertools
-import os
 import random
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,13 +44,7 @@ def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
         labels[..., 0] = torch.randint(0, wl.preset["model"]["num_classes"], (8,), generator=g)
         return itertools.repeat((x.to(wl.device), labels.to(wl.device))), None
     root = wl.data_dir()
-    per_rank = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    kwargs = dict(
-        num_workers=max(1, min(8, per_rank - 1)),
-        pin_memory=wl.device.type == "cuda",
-        persistent_workers=True,  # no worker start-up inside every epoch's window
-        collate_fn=collate,
-    )
+    kwargs = dict(**wl.loader_options(), collate_fn=collate)
     train, val = YoloFolder(root, "train", size, True), YoloFolder(root, "val", size, False)
     return wl.loader(train, train=True, **kwargs), wl.loader(val, train=False, **kwargs)
 

@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from deepspark_workload import Workload
+from deepspark_workload.schedules import warmup
 
 import data
 from metrics import DetectionStats, YoloLoss, postprocess, xywh_to_xyxy
@@ -92,10 +93,9 @@ with Workload.from_env(__file__) as wl:
     else:
         optimizer = torch.optim.AdamW(groups, cfg["lr"], betas=(cfg["momentum"], 0.999))
     total = wl.total_steps(train_batches)
-    warmup = max(1, round(cfg["warmup"] * total))
     lrf = cfg["final_lr_fraction"]
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then linear decay to lrf
-        optimizer, lambda s: min(1, (s + 1) / warmup) * (1 - (1 - lrf) * s / total)
+        optimizer, warmup(cfg["warmup"], total, lambda s: 1 - (1 - lrf) * s / total)
     )
     ema = EMA(net, cfg["ema_decay"], cfg["ema_tau"])
 
