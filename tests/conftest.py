@@ -26,6 +26,7 @@ from deepspark_core.events import read_events
 from deepspark_core.signing import PUBLIC_KEY_NAME, default_key_dir
 
 DATA = Path(__file__).parent / "data"
+ROOTFS_IMAGE = "deepspark/rootfs:bookworm"
 
 
 @pytest.fixture(autouse=True)
@@ -101,14 +102,25 @@ def docker_client():
     return client
 
 
+def _built(client, image: str, command: str) -> str:
+    """`image` if the engine has it; else the test needs `command` run first."""
+    try:
+        client.images.get(image)
+    except ImageNotFound:
+        _docker_unavailable(f"{image} is not built: run {command}")
+    return image
+
+
 @pytest.fixture(scope="session")
 def base_image(docker_client) -> str:
     """The CPU base every PyTorch workload image builds FROM (scripts/build-base-image)."""
-    try:
-        docker_client.images.get(DEFAULT_BASE)
-    except ImageNotFound:
-        _docker_unavailable(f"{DEFAULT_BASE} is not built: run scripts/build-base-image")
-    return DEFAULT_BASE
+    return _built(docker_client, DEFAULT_BASE, "scripts/build-base-image")
+
+
+@pytest.fixture(scope="session")
+def rootfs_image(docker_client) -> str:
+    """The Debian rootfs the base images and the collector's build FROM (build-base-image)."""
+    return _built(docker_client, ROOTFS_IMAGE, "scripts/build-base-image")
 
 
 @pytest.fixture(scope="session")
@@ -118,13 +130,9 @@ def framework_base(docker_client) -> Callable[[Workload], str]:
 
     def base(workload: Workload) -> str:
         image = default_base(workload)
-        try:
-            docker_client.images.get(image)
-        except ImageNotFound:
-            flavor = image.partition(":")[2]
-            flavor = "" if flavor == "cpu" else f" {flavor}"
-            _docker_unavailable(f"{image} is not built: run scripts/build-base-image{flavor}")
-        return image
+        flavor = image.partition(":")[2]
+        flavor = "" if flavor == "cpu" else f" {flavor}"
+        return _built(docker_client, image, f"scripts/build-base-image{flavor}")
 
     return base
 
