@@ -26,6 +26,7 @@ from deepspark_core.events import read_events
 from deepspark_core.signing import PUBLIC_KEY_NAME, default_key_dir
 
 DATA = Path(__file__).parent / "data"
+ROOTFS_IMAGE = "deepspark/rootfs:bookworm"
 
 
 @pytest.fixture(autouse=True)
@@ -101,14 +102,25 @@ def docker_client():
     return client
 
 
+def _built(client, image: str, command: str) -> str:
+    """`image` if the engine has it; else the test needs `command` run first."""
+    try:
+        client.images.get(image)
+    except ImageNotFound:
+        _docker_unavailable(f"{image} is not built: run {command}")
+    return image
+
+
 @pytest.fixture(scope="session")
 def base_image(docker_client) -> str:
     """The CPU base every PyTorch workload image builds FROM (scripts/build-base-image)."""
-    try:
-        docker_client.images.get(DEFAULT_BASE)
-    except ImageNotFound:
-        _docker_unavailable(f"{DEFAULT_BASE} is not built: run scripts/build-base-image")
-    return DEFAULT_BASE
+    return _built(docker_client, DEFAULT_BASE, "scripts/build-base-image")
+
+
+@pytest.fixture(scope="session")
+def rootfs_image(docker_client) -> str:
+    """The Debian rootfs the base images and the collector's build FROM (build-base-image)."""
+    return _built(docker_client, ROOTFS_IMAGE, "scripts/build-base-image")
 
 
 @pytest.fixture(scope="session")
@@ -118,13 +130,9 @@ def framework_base(docker_client) -> Callable[[Workload], str]:
 
     def base(workload: Workload) -> str:
         image = default_base(workload)
-        try:
-            docker_client.images.get(image)
-        except ImageNotFound:
-            flavor = image.partition(":")[2]
-            flavor = "" if flavor == "cpu" else f" {flavor}"
-            _docker_unavailable(f"{image} is not built: run scripts/build-base-image{flavor}")
-        return image
+        flavor = image.partition(":")[2]
+        flavor = "" if flavor == "cpu" else f" {flavor}"
+        return _built(docker_client, image, f"scripts/build-base-image{flavor}")
 
     return base
 
@@ -172,33 +180,39 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def await_collector(url: str, running: Callable[[], bool], seconds: float = 30) -> httpx.Response:
+    """The first answer of the collector at `url` to GET /api/v1/results, while `running()`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return httpx.get(f"{url}/api/v1/results", timeout=1)
+        except httpx.TransportError:
+            assert running() and time.monotonic() < deadline, f"no collector answers at {url}"
+            time.sleep(0.2)
+
+
 class ServedCollector:
     """`deepspark-collector serve` (uvicorn) in a subprocess, stoppable and restartable on
-    one port and data directory."""
+    one port and data directory; `bin_dir` is the folder of its executable (default: this
+    interpreter's)."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, bin_dir: Path | None = None) -> None:
         self.data = data
+        self.exe = (bin_dir or Path(sys.executable).parent) / "deepspark-collector"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServedCollector:
-        exe = Path(sys.executable).parent / "deepspark-collector"
         env = {**os.environ, "DEEPSPARK_COLLECTOR_ADMIN_TOKEN": TOKEN}
-        self.process = subprocess.Popen(
-            [exe, "serve", "--port", str(self.port), "--data-dir", str(self.data)],
+        process = self.process = subprocess.Popen(
+            [self.exe, "serve", "--port", str(self.port), "--data-dir", str(self.data)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{self.url}/api/v1/results", timeout=1)
-                return self
-            except httpx.TransportError:
-                assert self.process.poll() is None and time.monotonic() < deadline, "no start"
-                time.sleep(0.2)
+        await_collector(self.url, lambda: process.poll() is None)
+        return self
 
     def stop(self) -> None:
         if self.process is not None:
