@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -23,6 +24,8 @@ from deepspark_agent.images import DEFAULT_BASE, default_base
 from deepspark_agent.telemetry import DEFAULT_HZ
 from deepspark_agent.workloads import WORKLOADS_ENV, Workload
 from deepspark_core.events import read_events
+from deepspark_core.result_bundle import pack_run_set
+from deepspark_core.results import Result
 from deepspark_core.signing import PUBLIC_KEY_NAME, default_key_dir
 
 DATA = Path(__file__).parent / "data"
@@ -59,18 +62,71 @@ def sleeper_twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-@pytest.fixture
-def cli():
+def invoke(*args: str, input: str | None = None) -> tuple[int, str, str]:
     """Invoke the CLI in-process; returns (exit_code, stdout, stderr)."""
-    runner = CliRunner()
+    result = CliRunner().invoke(app, list(args), input=input)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
 
-    def invoke(*args: str, input: str | None = None) -> tuple[int, str, str]:
-        result = runner.invoke(app, list(args), input=input)
-        if result.exception and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        return result.exit_code, result.stdout, result.stderr
 
+@pytest.fixture
+def cli() -> Callable[..., tuple[int, str, str]]:
     return invoke
+
+
+# --- a signed run set, made once per test session -------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignedOnce:
+    """The session's signed run set, its result and the key directory that signed it."""
+
+    run_set: Path
+    result: Result
+    key_dir: Path
+
+
+@pytest.fixture(scope="session")
+def signed_once(tmp_path_factory: pytest.TempPathFactory) -> SignedOnce:
+    """A sleeper run set (2 converge runs, process runtime) signed by a fresh key: each run
+    takes seconds, so the tests that only read, tamper with or submit one share this and get
+    their own copy (`signed`). Never use it directly: tests change their run sets."""
+    config = tmp_path_factory.mktemp("signed-once-config")
+    out = tmp_path_factory.mktemp("signed-once-runs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CONFIG_HOME", str(config))
+        patch.setenv(WORKLOADS_ENV, str(DATA / "workloads"))
+        assert invoke("keys", "init")[0] == 0
+        code, stdout, err = invoke(
+            "run", "sleeper", "--runtime", "process", "--mode", "converge", "--runs", "2",
+            "--out", str(out), "--json",
+        )  # fmt: skip
+        key_dir = default_key_dir()
+    assert code == 0 and "signed:" in err, err
+    (run_set,) = out.iterdir()
+    return SignedOnce(run_set, Result.model_validate_json(stdout), key_dir)
+
+
+@pytest.fixture
+def signed(signed_once: SignedOnce, own_config_dir: Path, tmp_path: Path) -> tuple[Path, Result]:
+    """This test's own copy of the session's signed run set, and its result; the key that
+    signed it becomes this test's signing key (what `keys init` then `run` would leave)."""
+    shutil.copytree(signed_once.key_dir, default_key_dir())
+    run_set = tmp_path / "runs" / signed_once.run_set.name
+    shutil.copytree(signed_once.run_set, run_set)
+    return run_set, signed_once.result.model_copy(deep=True)
+
+
+@pytest.fixture
+def run_set(signed: tuple[Path, Result]) -> Path:
+    return signed[0]
+
+
+@pytest.fixture
+def bundle(run_set: Path, tmp_path: Path) -> bytes:
+    """The test's signed run set packed as a result bundle."""
+    return pack_run_set(run_set, tmp_path / "result.tar").read_bytes()
 
 
 def require(module: str) -> ModuleType:

@@ -20,17 +20,6 @@ from deepspark_core.signing import (
 )
 
 
-def signed_run(cli, tmp_path: Path) -> tuple[Path, Result]:
-    assert cli("keys", "init")[0] == 0
-    code, out, err = cli(
-        "run", "sleeper", "--runtime", "process", "--mode", "converge", "--runs", "2",
-        "--out", str(tmp_path / "runs"), "--json",
-    )  # fmt: skip
-    assert code == 0 and "signed:" in err
-    (run_set,) = (tmp_path / "runs").iterdir()
-    return run_set, Result.model_validate_json(out)
-
-
 def test_keys_init_show_and_refusal_to_overwrite(cli, own_config_dir):
     code, out, _ = cli("keys", "init")
     assert code == 0
@@ -43,8 +32,7 @@ def test_keys_init_show_and_refusal_to_overwrite(cli, own_config_dir):
     assert json.loads(cli("keys", "show", "--json")[1]) == key  # untouched
 
 
-def test_a_run_set_is_signed_and_verifies(cli, sleeper, tmp_path):
-    run_set, _ = signed_run(cli, tmp_path)
+def test_a_run_set_is_signed_and_verifies(cli, run_set):
     envelope = json.loads((run_set / STATEMENT_FILE).read_text())
     assert envelope["payloadType"] == "application/vnd.in-toto+json"
     code, out, err = cli("verify", str(run_set / STATEMENT_FILE))
@@ -52,16 +40,15 @@ def test_a_run_set_is_signed_and_verifies(cli, sleeper, tmp_path):
     assert "verified: signed by" in out and "the whole result matches its recomputation" in out
 
 
-def test_a_changed_artifact_fails_verification(cli, sleeper, tmp_path):
-    run_set, _ = signed_run(cli, tmp_path)
+def test_a_changed_artifact_fails_verification(cli, run_set):
     mllog = run_set / "run-2" / "mllog.log"
     mllog.write_bytes(mllog.read_bytes().replace(b'"samples_count": 100', b'"samples_count": 900'))
     code, _, err = cli("verify", str(run_set / STATEMENT_FILE))
     assert code == 1 and "run-2/mllog.log" in err and "Traceback" not in err
 
 
-def test_claimed_figures_that_disagree_with_the_artifacts_are_refused(cli, sleeper, tmp_path):
-    run_set, result = signed_run(cli, tmp_path)
+def test_claimed_figures_that_disagree_with_the_artifacts_are_refused(cli, signed):
+    run_set, result = signed
     # A signer who inflates the speed signs validly, but the recomputation disagrees.
     claim = result.model_dump(mode="json")
     claim["dimensions"]["speed"]["value"] *= 2
@@ -71,8 +58,7 @@ def test_claimed_figures_that_disagree_with_the_artifacts_are_refused(cli, sleep
     assert "the predicate differs from its recomputation at result.dimensions.speed.value" in err
 
 
-def test_an_untrusted_key_is_refused(cli, sleeper, tmp_path):
-    run_set, _ = signed_run(cli, tmp_path)
+def test_an_untrusted_key_is_refused(cli, run_set, tmp_path):
     other = tmp_path / "other"
     assert cli("keys", "init", "--dir", str(other))[0] == 0
     code, _, err = cli(
@@ -86,9 +72,8 @@ def test_without_a_key_the_run_says_it_is_unsigned(cli, sleeper, tmp_path):
     assert code == 0 and "unsigned: no signing key" in err
 
 
-def test_an_unsigned_extra_run_fails_verification(cli, sleeper, tmp_path):
+def test_an_unsigned_extra_run_fails_verification(cli, run_set):
     """An extra run-N beside the signed ones would change the recomputed stability."""
-    run_set, _ = signed_run(cli, tmp_path)
     shutil.copytree(run_set / "run-2", run_set / "run-3")
     code, _, err = cli("verify", str(run_set / STATEMENT_FILE))
     assert code == 1 and "unsigned files beside the signed artifacts: run-3/" in err
@@ -123,8 +108,8 @@ ALTERED: dict[str, tuple[Any, str]] = {
 }
 
 
-def test_any_altered_predicate_field_is_refused_by_verify(cli, sleeper, tmp_path):
-    run_set, result = signed_run(cli, tmp_path)
+def test_any_altered_predicate_field_is_refused_by_verify(cli, signed):
+    run_set, result = signed
     key = load_private_key()
     for case, (alter, where) in ALTERED.items():
         claim = result.model_dump(mode="json")
@@ -138,8 +123,7 @@ def test_any_altered_predicate_field_is_refused_by_verify(cli, sleeper, tmp_path
     assert cli("verify", str(run_set / STATEMENT_FILE))[0] == 0
 
 
-def test_only_raw_artifacts_are_signed(cli, sleeper, tmp_path):
-    run_set, _ = signed_run(cli, tmp_path)
+def test_only_raw_artifacts_are_signed(cli, run_set):
     envelope = json.loads((run_set / STATEMENT_FILE).read_text())
     names = {s["name"] for s in json.loads(base64.b64decode(envelope["payload"]))["subject"]}
     assert names == {p.relative_to(run_set).as_posix() for p in raw_files(run_set)}
@@ -168,8 +152,8 @@ def sign_as_older_agents_did(run_set: Path, result: Result) -> None:
     (run_set / STATEMENT_FILE).write_text(json.dumps(envelope, indent=2) + "\n")
 
 
-def test_an_older_signed_run_set_still_verifies(cli, sleeper, tmp_path):
-    run_set, result = signed_run(cli, tmp_path)
+def test_an_older_signed_run_set_still_verifies(cli, signed):
+    run_set, result = signed
     sign_as_older_agents_did(run_set, result)
     payload = json.loads(
         base64.b64decode(json.loads((run_set / STATEMENT_FILE).read_text())["payload"])
@@ -181,12 +165,10 @@ def test_an_older_signed_run_set_still_verifies(cli, sleeper, tmp_path):
     assert "9 artifacts match their digests" in out  # the raw ones
 
 
-def test_a_predicate_without_fields_added_later_verifies_while_they_hold_defaults(
-    cli, sleeper, tmp_path
-):
+def test_a_predicate_without_fields_added_later_verifies_while_they_hold_defaults(cli, signed):
     """An older agent's predicate lacks the fields added since (state, speed_na): it verifies
     as long as their recomputed values are the defaults; a figure it lacks does not."""
-    run_set, result = signed_run(cli, tmp_path)
+    run_set, result = signed
     key = load_private_key()
     older = predicate(result)
     del older["result"]["state"]
@@ -203,10 +185,9 @@ def test_a_predicate_without_fields_added_later_verifies_while_they_hold_default
     assert code == 1 and "recomputation at result.dimensions.speed" in err
 
 
-def test_verify_names_the_key_that_verified_and_refuses_a_forged_signature(cli, sleeper, tmp_path):
+def test_verify_names_the_key_that_verified_and_refuses_a_forged_signature(cli, run_set, tmp_path):
     """Issue 14, item 1, at home: a garbage signature under vendor A's key id listed first,
     then this host's (vendor B's) valid one."""
-    run_set, _ = signed_run(cli, tmp_path)
     vendor_a = tmp_path / "vendor-a"
     assert cli("keys", "init", "--dir", str(vendor_a))[0] == 0
     a_id = json.loads(cli("keys", "show", "--dir", str(vendor_a), "--json")[1])["key_id"]

@@ -26,7 +26,6 @@ from deepspark_core.receipts import verify_receipt
 from deepspark_core.result_bundle import pack_run_set
 from deepspark_core.results import Result
 from deepspark_core.signing import PUBLIC_KEY_NAME, default_key_dir, load_private_key
-from test_attest import signed_run
 
 TAR = {"Content-Type": "application/x-tar"}
 
@@ -48,16 +47,6 @@ def register(client: TestClient, vendor: str = "acme") -> str:
     )
     assert answer.status_code == 201, answer.text
     return answer.json()["key_id"]
-
-
-@pytest.fixture
-def run_set(cli, sleeper, tmp_path) -> Path:
-    return signed_run(cli, tmp_path)[0]
-
-
-@pytest.fixture
-def bundle(run_set, tmp_path) -> bytes:
-    return pack_run_set(run_set, tmp_path / "result.tar").read_bytes()
 
 
 @pytest.fixture

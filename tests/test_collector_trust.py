@@ -8,10 +8,8 @@ import base64
 import io
 import json
 import tarfile
-from pathlib import Path
 
 import httpx
-import pytest
 from alembic import command
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -27,18 +25,8 @@ from deepspark_core.receipts import verify_receipt
 from deepspark_core.result_bundle import pack_run_set
 from deepspark_core.results import Result
 from deepspark_core.signing import PAYLOAD_TYPE, key_id, load_private_key, pae
-from test_attest import ALTERED, sign_as_older_agents_did, signed_run
+from test_attest import ALTERED, sign_as_older_agents_did
 from test_collector import TAR, register, retar, rows, settings, submit
-
-
-@pytest.fixture
-def signed(cli, sleeper, tmp_path) -> tuple[Path, Result]:
-    return signed_run(cli, tmp_path)
-
-
-@pytest.fixture
-def bundle(signed, tmp_path) -> bytes:
-    return pack_run_set(signed[0], tmp_path / "result.tar").read_bytes()
 
 
 def claim(client: TestClient, body: bytes, vendor: str) -> httpx.Response:

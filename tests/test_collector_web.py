@@ -25,7 +25,6 @@ from conftest import ADMIN, DATA, ServedCollector
 from deepspark_agent import workloads
 from deepspark_collector.app import create_app
 from deepspark_core.result_bundle import pack_run_set
-from test_attest import signed_run
 from test_collector import TAR, register
 from test_collector import settings as collector_settings
 
@@ -55,21 +54,14 @@ def served(tmp_path) -> Iterator[str]:
         collector.stop()
 
 
-@pytest.fixture
-def submitted(cli, sleeper, tmp_path) -> bytes:
-    """A signed sleeper run set (2 converge runs), packed as a result bundle."""
-    run_set, _ = signed_run(cli, tmp_path)
-    return pack_run_set(run_set, tmp_path / "result.tar").read_bytes()
-
-
 @pytest.mark.browser
-def test_leaderboard_and_result_pages_in_headless_chromium(served, submitted, tmp_path):
+def test_leaderboard_and_result_pages_in_headless_chromium(served, bundle, tmp_path):
     executable = chromium()
     from playwright.sync_api import sync_playwright
 
     with httpx.Client(base_url=served, timeout=60) as api:
         register(api)
-        answer = api.post("/api/v1/submissions", content=submitted, headers=TAR)
+        answer = api.post("/api/v1/submissions", content=bundle, headers=TAR)
         assert answer.status_code == 201, answer.text
         sid = answer.json()["submission_id"]
         stored = api.get(f"/api/v1/results/{sid}").json()
@@ -107,10 +99,10 @@ def test_leaderboard_and_result_pages_in_headless_chromium(served, submitted, tm
     assert (tmp_path / "result.png").read_bytes() == shot
 
 
-def test_pages_escape_compare_and_answer_404(submitted, tmp_path):
+def test_pages_escape_compare_and_answer_404(bundle, tmp_path):
     with TestClient(create_app(collector_settings(tmp_path))) as client:
         register(client)
-        sid = client.post("/api/v1/submissions", content=submitted, headers=TAR).json()[
+        sid = client.post("/api/v1/submissions", content=bundle, headers=TAR).json()[
             "submission_id"
         ]
         platform = client.get(f"/api/v1/results/{sid}").json()["platform"]
@@ -170,8 +162,8 @@ def test_an_id_beyond_sqlite_integers_is_a_client_error(tmp_path):
 
 
 def signed_bundles(cli, tmp_path, names: tuple[str, ...], *options: str) -> dict[str, bytes]:
-    """Each workload run (2 converge runs, process runtime), signed and packed."""
-    assert cli("keys", "init")[0] == 0
+    """Each workload run (2 converge runs, process runtime), signed with this test's key and
+    packed."""
     bundles = {}
     for workload in names:
         out = tmp_path / "runs" / workload
@@ -191,10 +183,11 @@ def submit_all(client: TestClient, bundles: dict[str, bytes]) -> dict[str, int]:
     }
 
 
-def test_one_model_on_two_frameworks_compares_side_by_side(cli, sleeper_twin, tmp_path):
+def test_one_model_on_two_frameworks_compares_side_by_side(cli, sleeper_twin, bundle, tmp_path):
     """The same model, two workloads in two frameworks, one host: the compare page puts the
-    frameworks side by side, and the model's results list both."""
-    bundles = signed_bundles(cli, tmp_path, ("sleeper", "sleeper_twin"))
+    frameworks side by side, and the model's results list both. The sleeper's is the session's
+    signed run set; the twin's is signed with the same key."""
+    bundles = {"sleeper": bundle, **signed_bundles(cli, tmp_path, ("sleeper_twin",))}
     with TestClient(create_app(collector_settings(tmp_path / "collector"))) as client:
         ids = submit_all(client, bundles)
         listed = client.get("/api/v1/results", params={"model": "sleeper"}).json()
@@ -230,6 +223,7 @@ def test_reference_and_vendor_implementations_rank_in_separate_divisions(
     )
     monkeypatch.setattr(workloads, "BUILT_IN", catalog)  # the sleeper stands for the catalog
     monkeypatch.delenv(workloads.WORKLOADS_ENV, raising=False)
+    assert cli("keys", "init")[0] == 0
     bundles = signed_bundles(cli, tmp_path, ("sleeper", "acme_sleeper"), "--workloads", str(vendor))
     with TestClient(create_app(collector_settings(tmp_path / "collector"))) as client:
         ids = submit_all(client, bundles)

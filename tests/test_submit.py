@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,7 +14,6 @@ from deepspark_agent.submit import outbox_dir, pins_path, rejected_dir
 from deepspark_core.result_bundle import pack_run_set
 from deepspark_core.runset import STATEMENT_FILE
 from deepspark_core.signing import key_id, load_private_key
-from test_attest import signed_run
 
 
 @pytest.fixture
@@ -25,11 +23,6 @@ def collector(tmp_path) -> Iterator[ServedCollector]:
         yield served.start()
     finally:
         served.stop()
-
-
-@pytest.fixture
-def run_set(cli, sleeper, tmp_path) -> Path:
-    return signed_run(cli, tmp_path)[0]
 
 
 def submit(cli, *args: str) -> tuple[int, list[dict], str]:
@@ -51,7 +44,9 @@ def test_created_then_duplicate_with_a_verified_receipt(cli, collector, run_set)
     assert pins[collector.url]["key_id"] == first["receipt"]["collector_key_id"]
 
 
-def test_an_unreachable_collector_queues_and_flush_delivers(cli, collector, run_set, tmp_path):
+def test_an_unreachable_collector_queues_and_flush_delivers(
+    cli, sleeper, collector, run_set, tmp_path
+):
     collector.register()
     assert submit(cli, str(run_set), "--collector", collector.url)[0] == 0
     collector.stop()
