@@ -6,10 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 
+from deepspark_agent import images
 from deepspark_agent.workloads import BUILT_IN, list_workloads
 from deepspark_core.workload_spec import Optim, Preset, WorkloadError, preset_class, read_spec
 
@@ -149,3 +151,20 @@ def test_a_workload_run_names_the_file_and_the_key_of_a_typo(tmp_path, table, wr
     assert done.returncode == 1
     assert done.stderr == f"error: {toml}: {message}\n"
     assert message in aborted_with(tmp_path)
+
+
+def test_the_image_build_context_carries_the_core_beside_the_library(tmp_path):
+    """images.build's context: model_images/ less its .dockerignore (the Dockerfile kept),
+    with deepspark_core/ added, whose workload_spec imports pydantic alone."""
+    with tarfile.open(fileobj=images.build_context(BUILT_IN, "Dockerfile")) as tar:
+        names = set(tar.getnames())
+        tar.extractall(tmp_path, filter="data")
+    assert {"Dockerfile", "deepspark_workload/core.py", "resnet50/train.py"} <= names
+    assert {"deepspark_core/__init__.py", "deepspark_core/workload_spec.py"} <= names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    code = (
+        "import sys, deepspark_workload.core; "
+        "assert not {'torch', 'cryptography', 'jinja2', 'docker'} & set(sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}  # the image's /opt/deepspark alone
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path)

@@ -55,7 +55,10 @@ def environ(workload: str, out: Path, **env: str) -> dict[str, str]:
     """The agent's DS_* variables for a mini run writing to out, overridden by env."""
     return {
         **os.environ,
-        "PYTHONPATH": str(MODEL_IMAGES),
+        # As the process runtime: the workloads folder, then the agent's own path.
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(MODEL_IMAGES), os.environ.get("PYTHONPATH")) if p
+        ),
         "DS_CONTRACT_VERSION": "1",
         "DS_MODEL": spec(workload)["name"],
         "DS_CONFIG": "mini",
