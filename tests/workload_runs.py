@@ -20,6 +20,7 @@ from typing import Any
 from deepspark_agent.runtime.base import Launch, argv
 from deepspark_agent.workloads import load_workload
 from deepspark_core.contract import RunSpec
+from deepspark_core.workload_spec import Preset, read_spec
 
 MODEL_IMAGES = Path(__file__).resolve().parents[1] / "model_images"
 SETUP = [
@@ -30,6 +31,11 @@ SETUP = [
 
 def spec(workload: str) -> dict[str, Any]:
     return tomllib.loads((MODEL_IMAGES / workload / "workload.toml").read_text())
+
+
+def preset(workload: str, config: str) -> Preset:
+    """A preset as the library gives it to train scripts (wl.preset), of the workload's class."""
+    return read_spec(MODEL_IMAGES / workload).configs[config]
 
 
 def load_module(workload: str, name: str) -> ModuleType:
