@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from deepspark_workload import ContractError
-from workload_runs import converge, load_module, parameters, spec
+from workload_runs import converge, load_module, parameters, preset, spec
 
 NAME = "conformer"
 PRESETS = spec(NAME)["configs"]
@@ -146,7 +146,9 @@ def test_full_speed_batches_fit_ctc() -> None:
     """Speed mode's synthetic batch has the full config's shapes, and its transcripts fit the
     4x-subsampled frames with room for CTC's blanks between repeated letters."""
     full = PRESETS["full"]
-    wl = SimpleNamespace(preset=full, batch_size=2, device=torch.device("cpu"), converge=False)
+    wl = SimpleNamespace(
+        preset=preset(NAME, "full"), batch_size=2, device=torch.device("cpu"), converge=False
+    )
     batches, val = load("data").load(wl)
     x, frames, y, counts = next(batches)
     assert val is None and x.shape == (2, full["frames"], 80) and frames.tolist() == [1600] * 2

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 from deepspark_workload import ContractError
-from workload_runs import converge, load_module, parameters, spec
+from workload_runs import converge, load_module, parameters, preset, spec
 
 NAME = "dlrm"
 PRESETS = spec(NAME)["configs"]
@@ -128,7 +128,9 @@ def test_click_log_is_fixed_and_learnable() -> None:
 
 def test_full_speed_batches_have_the_real_shapes() -> None:
     full = PRESETS["full"]
-    wl = SimpleNamespace(preset=full, converge=False, batch_size=8, device=torch.device("cpu"))
+    wl = SimpleNamespace(
+        preset=preset(NAME, "full"), converge=False, batch_size=8, device=torch.device("cpu")
+    )
     batches, val = load("data").load(wl)
     dense, sparse, labels = next(iter(batches))
     assert val is None and dense.shape == (8, 13) and sparse.shape == (8, 26)

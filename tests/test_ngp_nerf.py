@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from deepspark_workload import ContractError
-from workload_runs import converge, load_module, parameters, spec
+from workload_runs import converge, load_module, parameters, preset, spec
 
 NAME = "ngp_nerf"
 PRESETS = spec(NAME)["configs"]
@@ -164,7 +164,7 @@ def test_untrained_model_is_far_from_target() -> None:
 
 
 def test_full_speed_data_shapes() -> None:
-    wl = SimpleNamespace(preset=PRESETS["full"], converge=False, batch_size=8,
+    wl = SimpleNamespace(preset=preset(NAME, "full"), converge=False, batch_size=8,
                          device=torch.device("cpu"))  # fmt: skip
     batches, val = load("data").load(wl)
     origins, dirs, rgb = next(iter(batches))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from deepspark_workload import ContractError
-from workload_runs import converge, load_module, parameters, spec
+from workload_runs import converge, load_module, parameters, preset, spec
 
 NAME = "tacotron2"
 PRESETS = spec(NAME)["configs"]
@@ -120,7 +120,7 @@ def test_collate_pads_to_the_longest() -> None:
 def test_full_speed_batches_have_ljspeech_shapes() -> None:
     data = load("data")
     wl = SimpleNamespace(
-        preset=PRESETS["full"], converge=False, batch_size=2, device=torch.device("cpu")
+        preset=preset(NAME, "full"), converge=False, batch_size=2, device=torch.device("cpu")
     )
     batches, val = data.load(wl)
     text, text_lengths, mels, mel_lengths = next(iter(batches))

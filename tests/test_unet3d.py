@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepspark_workload import ContractError
-from workload_runs import converge, load_module, parameters, spec
+from workload_runs import converge, load_module, parameters, preset, spec
 
 NAME = "unet3d"
 PRESETS = spec(NAME)["configs"]
@@ -112,7 +112,7 @@ def test_untrained_model_is_far_from_target() -> None:
 
 def test_full_speed_data_shapes() -> None:
     wl = SimpleNamespace(
-        preset=PRESETS["full"], converge=False, batch_size=1, device=torch.device("cpu")
+        preset=preset(NAME, "full"), converge=False, batch_size=1, device=torch.device("cpu")
     )
     batches, val = load("data").load(wl)
     x, y = next(iter(batches))

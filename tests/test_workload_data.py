@@ -16,11 +16,15 @@ MODEL_IMAGES = Path(__file__).resolve().parents[1] / "model_images"
 
 
 def test_data_modules_import_no_framework() -> None:
+    """Nor, of deepspark_core's dependencies, any but pydantic (workload.toml's schema): the
+    images carry no others. The path is the images' /opt/deepspark: the library and the core."""
     code = (
         "import sys; from deepspark_workload import core, images, mlm; "
-        "assert not {'torch', 'paddle'} & set(sys.modules), sorted(sys.modules)"
+        "assert not {'torch', 'paddle', 'cryptography', 'jinja2'} & set(sys.modules), "
+        "sorted(sys.modules)"
     )
-    env = {**os.environ, "PYTHONPATH": str(MODEL_IMAGES)}
+    path = [str(MODEL_IMAGES), str(MODEL_IMAGES.parent / "core")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
 

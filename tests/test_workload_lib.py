@@ -24,12 +24,15 @@ from deepspark_workload.workload import load_spec
 MODEL_IMAGES = Path(__file__).resolve().parents[1] / "model_images"
 TINY_TOML = """
 name = "tiny"
+task = "test"
+entrypoint = ["python", "train.py"]
 [quality]
 metric = "loss"
 direction = "lower"
 [configs.mini]
 target = 0.1
 batch_size = 4
+max_seconds = 60
 epochs = 1
 steps_per_window = 3
 """
@@ -119,17 +122,17 @@ def test_logger_reads_back_with_mlperf_parser(tmp_path: Path) -> None:
 
 def test_spec_presets(tmp_path: Path) -> None:
     toml = tmp_path / "workload.toml"
-    toml.write_text(
-        'name = "w"\n[quality]\nmetric = "top1"\ndirection = "higher"\n'
-        "[configs.mini]\ntarget = 0.9\nbatch_size = 4\nepochs = 2\nsteps_per_window = 3\n"
-        "[configs.broken]\ntarget = 0.9\n"
-    )
+    toml.write_text(TINY_TOML + "[configs.broken]\ntarget = 0.9\nbatch_size = 4\nmax_seconds = 1\n")
     spec, preset = load_spec(toml, "mini")
-    assert spec["name"] == "w" and preset["batch_size"] == 4
+    assert spec.name == "tiny" and spec.quality.direction == "lower" and preset.batch_size == 4
     with pytest.raises(ContractError, match="has mini, broken"):
         load_spec(toml, "full")
-    with pytest.raises(ContractError, match="lacks batch_size, epochs, steps_per_window"):
+    with pytest.raises(ContractError, match=r"\[configs.broken\] lacks epochs, steps_per_window"):
         load_spec(toml, "broken")
+    toml.write_text(TINY_TOML.replace("batch_size", "batch_sise"))
+    with pytest.raises(ContractError) as typo:
+        load_spec(toml, "mini")
+    assert str(typo.value) == f"{toml}: configs.mini.batch_sise: unknown key"
 
 
 def test_library_imports_no_framework_until_workload_is_used() -> None:

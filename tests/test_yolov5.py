@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from deepspark_workload import ContractError
-from workload_runs import converge, load_module, parameters, spec
+from workload_runs import converge, load_module, parameters, preset, spec
 
 NAME = "yolov5"
 PRESETS = spec(NAME)["configs"]
@@ -248,7 +248,7 @@ def test_yolo_folder(tmp_path: Path) -> None:
 def test_full_speed_batches() -> None:
     """Speed mode on the full config: one synthetic batch of COCO's shape, repeated."""
     wl = SimpleNamespace(
-        preset=PRESETS["full"], converge=False, batch_size=2, device=torch.device("cpu")
+        preset=preset(NAME, "full"), converge=False, batch_size=2, device=torch.device("cpu")
     )
     batches, val = load("data").load(wl)
     assert val is None

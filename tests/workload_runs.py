@@ -20,6 +20,7 @@ from typing import Any
 from deepspark_agent.runtime.base import Launch, argv
 from deepspark_agent.workloads import load_workload
 from deepspark_core.contract import RunSpec
+from deepspark_core.workload_spec import Preset, read_spec
 
 MODEL_IMAGES = Path(__file__).resolve().parents[1] / "model_images"
 SETUP = [
@@ -30,6 +31,11 @@ SETUP = [
 
 def spec(workload: str) -> dict[str, Any]:
     return tomllib.loads((MODEL_IMAGES / workload / "workload.toml").read_text())
+
+
+def preset(workload: str, config: str) -> Preset:
+    """A preset as the library gives it to train scripts (wl.preset), of the workload's class."""
+    return read_spec(MODEL_IMAGES / workload).configs[config]
 
 
 def load_module(workload: str, name: str) -> ModuleType:
@@ -55,7 +61,10 @@ def environ(workload: str, out: Path, **env: str) -> dict[str, str]:
     """The agent's DS_* variables for a mini run writing to out, overridden by env."""
     return {
         **os.environ,
-        "PYTHONPATH": str(MODEL_IMAGES),
+        # As the process runtime: the workloads folder, then the agent's own path.
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(MODEL_IMAGES), os.environ.get("PYTHONPATH")) if p
+        ),
         "DS_CONTRACT_VERSION": "1",
         "DS_MODEL": spec(workload)["name"],
         "DS_CONFIG": "mini",

@@ -8,12 +8,16 @@ tagged with the local name so that the runtime finds it.
 from __future__ import annotations
 
 import subprocess
+import tarfile
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import docker
+import docker.utils
 from docker.errors import APIError, DockerException, ImageNotFound
 
+import deepspark_core
 from deepspark_agent.runtime.docker import image_ref
 from deepspark_agent.workloads import IMAGE_NAMESPACE, Workload
 from deepspark_core.errors import DeepSparkError
@@ -25,6 +29,7 @@ DEFAULT_BASE = "deepspark/base:cpu"
 FRAMEWORK_BASES = {"pytorch": DEFAULT_BASE, "paddlepaddle": "deepspark/base:paddle-cpu"}
 Auth = dict[str, str] | None  # {"username": ..., "password": ...}; None: the Docker config's
 Progress = Callable[[dict[str, Any]], None]  # one decoded message of the engine's stream
+CORE = Path(deepspark_core.__file__).parent  # the library reads workload.toml through it
 
 
 class ImageError(DeepSparkError):
@@ -67,6 +72,20 @@ def default_base(workload: Workload) -> str:
     return FRAMEWORK_BASES.get(workload.framework, DEFAULT_BASE)
 
 
+def build_context(folder: Path, dockerfile: str) -> IO[bytes]:
+    """The build context: the workloads folder as a tar (less what its .dockerignore names but
+    the Dockerfile, a path in folder), and the core package beside it as deepspark_core/, which
+    the helper library imports."""
+    ignore = folder / ".dockerignore"
+    lines = ignore.read_text().splitlines() if ignore.is_file() else []
+    exclude = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    context = docker.utils.tar(str(folder), exclude=exclude, dockerfile=(dockerfile, None))
+    with tarfile.open(fileobj=context, mode="a") as tar:
+        tar.add(CORE, "deepspark_core", filter=lambda i: None if "__pycache__" in i.name else i)
+    context.seek(0)
+    return context
+
+
 def build(
     client: docker.DockerClient,
     workload: Workload,
@@ -83,11 +102,13 @@ def build(
     if not dockerfile.is_file():
         raise ImageError(f"{own}: no such file, and no shared {dockerfile} beside it")
     args = {"MODEL": workload.name, "VERSION": workload.version, "BASE_IMAGE": base}
+    relative = dockerfile.relative_to(context).as_posix()
     try:
-        # The context is the workloads folder, so the image can copy the shared helper library.
+        # The workloads folder, so the image can copy the shared helper library; and the core.
         stream = client.api.build(
-            path=str(context),
-            dockerfile=dockerfile.relative_to(context).as_posix(),
+            fileobj=build_context(context, relative),
+            custom_context=True,
+            dockerfile=relative,
             tag=workload.image,
             buildargs={**args, "SOURCE_REVISION": source_revision(workload)},
             rm=True, forcerm=True, decode=True,

@@ -11,13 +11,17 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Generic
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from deepspark_core.errors import DeepSparkError
-from deepspark_core.files import read_toml
 from deepspark_core.signing import sha256_file
+from deepspark_core.workload_spec import (
+    SPEC_FILE,
+    P,
+    Preset,
+    WorkloadError,
+    WorkloadSpec,
+    read_spec,
+)
 
 WORKLOADS_ENV = "DEEPSPARK_WORKLOADS"
 IMAGE_NAMESPACE = "deepspark"
@@ -26,50 +30,10 @@ BUILT_IN = Path(__file__).resolve().parents[2] / "model_images"
 _NOT_HASHED = {"__pycache__", "runs", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 
 
-class WorkloadError(DeepSparkError):
-    """A workload that is missing or whose workload.toml is invalid."""
+class Workload(WorkloadSpec[P], Generic[P]):
+    """A catalog entry: the core's workload.toml schema, and the folder it is in."""
 
-
-class Quality(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    metric: str
-    direction: Literal["higher", "lower"]
-
-
-class Preset(BaseModel):
-    """One `[configs.<name>]` table; the workload reads its own extra keys (model size...)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    target: float
-    batch_size: int = Field(gt=0)
-    max_seconds: float = Field(gt=0)
-    epochs: int | None = Field(default=None, gt=0)  # converge mode's budget, for progress bars
-    description: str = ""
-
-
-class Workload(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    name: str
-    version: str = "0.1.0"  # the image tag: deepspark/<name>:<version>
-    task: str
-    framework: str = "pytorch"
-    # The DeepSpark model it implements: several workloads (one per framework) may share one.
-    model: str = ""
-    entrypoint: list[str] = Field(min_length=1)
-    # Several ranks: python's arguments in front of the entrypoint's, `{nproc}` and `{out_dir}`
-    # filled in (["-m", "paddle.distributed.launch", ...]); None: torchrun's.
-    launcher: list[str] | None = None
-    quality: Quality
-    configs: dict[str, Preset]
     path: Path = Path()
-
-    @model_validator(mode="after")
-    def _model_defaults_to_name(self) -> Workload:
-        self.model = self.model or self.name
-        return self
 
     @property
     def image(self) -> str:
@@ -101,10 +65,10 @@ def workload_roots(extra: Sequence[Path] = ()) -> list[Path]:
 
 
 def load_workload(path: Path) -> Workload:
-    """Read one workload folder's workload.toml."""
-    workload = read_toml(path / "workload.toml", Workload, WorkloadError, {"path": path})
+    """Read one workload folder's workload.toml, its presets of the folder's own Preset."""
+    workload = read_spec(path, Workload, {"path": path})
     if workload.name != path.name:  # images and lookups go by name: the folder must match
-        raise WorkloadError(f"{path / 'workload.toml'} names {workload.name!r}, not {path.name!r}")
+        raise WorkloadError(f"{path / SPEC_FILE} names {workload.name!r}, not {path.name!r}")
     return workload
 
 
@@ -113,7 +77,7 @@ def list_workloads(extra: Sequence[Path] = ()) -> list[Workload]:
     an error naming both."""
     found: dict[str, Workload] = {}
     for root in workload_roots(extra):
-        for toml in sorted(root.glob("*/workload.toml")):
+        for toml in sorted(root.glob(f"*/{SPEC_FILE}")):
             workload = load_workload(toml.parent)
             if workload.name in found:
                 both = f"{found[workload.name].path} and {workload.path}"

@@ -15,10 +15,13 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def first_error(path: Path, exc: ValidationError) -> str:
-    """The first validation problem as `path: field.sub: message`."""
-    first = exc.errors()[0]
+    """The first validation problem as `path: field.sub: message`; an unknown key first, as
+    a misspelt key is also a missing one and the unknown spelling is the one to fix."""
+    errors = exc.errors()
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    first = (unknown or errors)[0]
     where = ".".join(str(p) for p in first["loc"]) or "document"
-    return f"{path}: {where}: {first['msg']}"
+    return f"{path}: {where}: {'unknown key' if unknown else first['msg']}"
 
 
 def read_toml(

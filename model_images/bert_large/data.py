@@ -46,9 +46,9 @@ def load(wl: Workload) -> tuple[DataLoader | itertools.repeat, DataLoader | None
 
     A batch is (input ids, segment ids, padding or None, predicted positions, labels).
     """
-    model, seq_len, predictions = wl.preset["model"], wl.preset["seq_len"], wl.preset["predictions"]
-    if wl.preset["data"] == "grammar":
-        vocab, train, val = grammar_splits(wl.preset["train_size"], wl.preset["eval_size"], seq_len)
+    model, seq_len, predictions = wl.preset.model, wl.preset.seq_len, wl.preset.predictions
+    if wl.preset.data == "grammar":
+        vocab, train, val = grammar_splits(wl.preset.train_size, wl.preset.eval_size, seq_len)
         wl.log_generated_data("passive grammar", torch.from_numpy(train), torch.from_numpy(val))
         return masked_loaders(wl, vocab, model["vocab_size"], train, val, predictions)
     if not wl.converge:  # made once on the device and reused: speed mode times the model alone

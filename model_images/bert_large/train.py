@@ -5,8 +5,6 @@ MLPerf's pre-tokenized Wikipedia at sequence length 512 (converge) or synthetic 
 shape (speed). See workload.toml for the presets.
 """
 
-import math
-
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -34,24 +32,24 @@ def evaluate(net: nn.Module, loader: DataLoader, wl: Workload) -> float:
 
 
 with Workload.from_env(__file__) as wl:
-    cfg = wl.preset["optim"]
-    net = Bert(**wl.preset["model"])
+    cfg = wl.preset.optim
+    net = wl.build_model(Bert)
     model = wl.wrap(net)
     train_batches, val_loader = data.load(wl)
 
     # Adam's step hardly grows with the batch: scale the rate by its square root, not linearly.
-    lr = cfg["lr"] * math.sqrt(wl.global_batch_size / cfg["lr_batch"])
+    lr = cfg.scaled_lr(wl.global_batch_size, "sqrt")
     decay = [p for p in net.parameters() if p.ndim >= 2]  # not biases and LayerNorms, as BERT
     no_decay = [p for p in net.parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg["weight_decay"]}, {"params": no_decay}],
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay}],
         lr,
         betas=(0.9, 0.999),
         eps=1e-6,
         weight_decay=0.0,
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(  # BERT's: linear warmup, then linear decay
-        optimizer, warmup_linear(cfg["warmup"], wl.total_steps(train_batches))
+        optimizer, warmup_linear(cfg.warmup, wl.total_steps(train_batches))
     )
 
     wl.start()

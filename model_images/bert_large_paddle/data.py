@@ -22,11 +22,9 @@ Batch = tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor | None, paddle.Tensor,
 
 def load(wl: Workload) -> tuple[DataLoader | itertools.repeat, DataLoader | None]:
     """Training batches for wl.windows(), and the eval loader (None when not needed)."""
-    model, seq_len, predictions = wl.preset["model"], wl.preset["seq_len"], wl.preset["predictions"]
-    if wl.preset["data"] == "grammar":
-        vocab, train, val = mlm.grammar_splits(
-            wl.preset["train_size"], wl.preset["eval_size"], seq_len
-        )
+    model, seq_len, predictions = wl.preset.model, wl.preset.seq_len, wl.preset.predictions
+    if wl.preset.data == "grammar":
+        vocab, train, val = mlm.grammar_splits(wl.preset.train_size, wl.preset.eval_size, seq_len)
         wl.log_generated_data("passive grammar", train, val)
         return masked_loaders(wl, vocab, model["vocab_size"], train, val, predictions)
     if not wl.converge:  # made once on the device and reused: speed mode times the model alone

@@ -6,8 +6,6 @@ MLPerf's pre-tokenized Wikipedia at sequence length 512 (converge) or synthetic 
 shape (speed). See workload.toml for the presets.
 """
 
-import math
-
 import paddle
 from paddle import nn
 from paddle.io import DataLoader
@@ -31,15 +29,15 @@ def evaluate(net: nn.Layer, loader: DataLoader, wl: Workload) -> float:
 
 
 with Workload.from_env(__file__) as wl:
-    cfg = wl.preset["optim"]
-    net = Bert(**wl.preset["model"])
+    cfg = wl.preset.optim
+    net = wl.build_model(Bert)
     model = wl.wrap(net)
     train_batches, val_loader = data.load(wl)
 
     # Adam's step hardly grows with the batch: scale the rate by its square root, not linearly.
-    lr = cfg["lr"] * math.sqrt(wl.global_batch_size / cfg["lr_batch"])
+    lr = cfg.scaled_lr(wl.global_batch_size, "sqrt")
     schedule = paddle.optimizer.lr.LambdaDecay(  # BERT's: linear warmup, then linear decay
-        lr, warmup_linear(cfg["warmup"], wl.total_steps(train_batches))
+        lr, warmup_linear(cfg.warmup, wl.total_steps(train_batches))
     )
     decay = {p.name for p in net.parameters() if p.ndim >= 2}  # not biases and LayerNorms
     optimizer = paddle.optimizer.AdamW(
@@ -48,7 +46,7 @@ with Workload.from_env(__file__) as wl:
         beta2=0.999,
         epsilon=1e-6,
         parameters=net.parameters(),
-        weight_decay=cfg["weight_decay"],
+        weight_decay=cfg.weight_decay,
         apply_decay_param_fun=lambda name: name in decay,
     )
 

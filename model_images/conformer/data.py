@@ -44,16 +44,16 @@ SYNTH_SEED = 0  # the mini data is fixed, never drawn by the run's seed
 
 def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
     """Training batches for wl.windows(), and the validation loader (None when not needed)."""
-    mels = wl.preset["model"]["in_features"]
-    if wl.preset["data"] == "synthetic":
-        n_train, n_val = wl.preset["utterances"], wl.preset["val_utterances"]
-        train, val = synthesize(n_train + n_val, wl.preset["letters"], mels).split(n_train)
+    mels = wl.preset.model["in_features"]
+    if wl.preset.data == "synthetic":
+        n_train, n_val = wl.preset.utterances, wl.preset.val_utterances
+        train, val = synthesize(n_train + n_val, wl.preset.letters, mels).split(n_train)
         wl.log_generated_data("synthetic speech", *train.tensors, *val.tensors)
         return wl.loader(train, train=True), wl.loader(val, train=False)
     if not wl.converge:  # made once on the device and reused: speed mode times the model alone
-        b, t, n = wl.batch_size, wl.preset["frames"], wl.preset["label_length"]
+        b, t, n = wl.batch_size, wl.preset.frames, wl.preset.label_length
         x = torch.randn(b, t, mels, device=wl.device)
-        y = torch.randint(1, wl.preset["model"]["vocab_size"], (b, n), device=wl.device)
+        y = torch.randint(1, wl.preset.model["vocab_size"], (b, n), device=wl.device)
         frames, counts = (torch.full((b,), k, device=wl.device) for k in (t, n))
         return itertools.repeat((x, frames, y, counts)), None
     root = wl.data_dir()

@@ -32,18 +32,18 @@ def evaluate(net: nn.Module, loader: DataLoader, wl: Workload) -> float:
 
 
 with Workload.from_env(__file__) as wl:
-    cfg, augment = wl.preset["optim"], wl.preset.get("spec_augment")
-    net = Conformer(**wl.preset["model"])
+    cfg, augment = wl.preset.optim, wl.preset.spec_augment
+    net = wl.build_model(Conformer)
     model = wl.wrap(net)
     train_batches, val_loader = data.load(wl)
 
     # Adam and the Transformer schedule as the paper: linear warmup to the peak learning rate,
     # then decay with the inverse square root of the step.
     optimizer = torch.optim.Adam(
-        model.parameters(), cfg["lr"], betas=(0.9, 0.98), eps=1e-9, weight_decay=cfg["weight_decay"]
+        model.parameters(), cfg.lr, betas=(0.9, 0.98), eps=1e-9, weight_decay=cfg.weight_decay
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_rsqrt(cfg["warmup"], wl.total_steps(train_batches))
+        optimizer, warmup_rsqrt(cfg.warmup, wl.total_steps(train_batches))
     )
 
     wl.start()
@@ -52,13 +52,13 @@ with Workload.from_env(__file__) as wl:
             x, frames = x.to(wl.device, non_blocking=True), frames.to(wl.device, non_blocking=True)
             y, counts = y.to(wl.device, non_blocking=True), counts.to(wl.device, non_blocking=True)
             if augment:
-                x = data.spec_augment(x, frames, **augment)
+                x = data.spec_augment(x, frames, **augment.model_dump())
             with wl.autocast():
                 logits, out_frames = model(x, frames)
             log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (frames, batch, labels)
             # zero_infinity: an utterance too short for its transcript adds nothing, not inf
             loss = F.ctc_loss(log_probs, y, out_frames, counts, zero_infinity=True)
-            wl.step(loss, optimizer, clip=cfg["clip"])
+            wl.step(loss, optimizer, clip=cfg.clip)
             schedule.step()
         if wl.converge:
             wl.log_eval(evaluate(net, val_loader, wl))

@@ -31,20 +31,20 @@ TEMPLATES = 16
 
 def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
     """Training batches for wl.windows(), and the validation loader (None when not needed)."""
-    seq_len = wl.preset["seq_len"]
-    if wl.preset["data"] == "templates":
-        train = sentences(wl.preset["train_sequences"], seq_len, seed=1)
-        val = sentences(wl.preset["val_sequences"], seq_len, seed=2)
+    seq_len = wl.preset.seq_len
+    if wl.preset.data == "templates":
+        train = sentences(wl.preset.train_sequences, seq_len, seed=1)
+        val = sentences(wl.preset.val_sequences, seq_len, seed=2)
         wl.log_generated_data("cpm templates", train, val)
         return (
             wl.loader(TensorDataset(train[:, :-1], train[:, 1:]), train=True),
             wl.loader(TensorDataset(val[:, :-1], val[:, 1:]), train=False),
         )
     if not wl.converge:  # made once on the device and reused: speed mode times the model alone
-        vocab = wl.preset["model"]["vocab_size"]
+        vocab = wl.preset.model["vocab_size"]
         tokens = torch.randint(0, vocab, (wl.batch_size, seq_len + 1), device=wl.device)
         return itertools.repeat((tokens[:, :-1], tokens[:, 1:])), None
-    root, dtype = wl.data_dir(), wl.preset["token_dtype"]
+    root, dtype = wl.data_dir(), wl.preset.token_dtype
     train, val = (
         TokenBlocks(root / "train.bin", seq_len, dtype),
         TokenBlocks(root / "val.bin", seq_len, dtype),

@@ -5,8 +5,6 @@ parameters) on a pre-tokenized corpus (converge) or random tokens of that shape 
 workload.toml for the presets.
 """
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,27 +29,27 @@ def evaluate(net: nn.Module, loader: DataLoader, wl: Workload) -> float:
 
 
 with Workload.from_env(__file__) as wl:
-    cfg = wl.preset["optim"]
+    cfg = wl.preset.optim
     train_batches, val_loader = data.load(wl)  # first: a missing dataset fails before 2.6B weights
-    net = CPM(**wl.preset["model"])
+    net = wl.build_model(CPM)
     model = wl.wrap(net)
 
     # Adam's square-root rule (Malladi et al. 2022): lr is given at a global batch of lr_batch
-    lr = cfg["lr"] * math.sqrt(wl.global_batch_size / cfg["lr_batch"])
+    lr = cfg.scaled_lr(wl.global_batch_size, "sqrt")
     decay = [p for p in model.parameters() if p.dim() >= 2]  # not biases and LayerNorm gains
     rest = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
         [
-            {"params": decay, "weight_decay": cfg["weight_decay"]},
+            {"params": decay, "weight_decay": cfg.weight_decay},
             {"params": rest, "weight_decay": 0},
         ],
         lr,
-        betas=(cfg["beta1"], cfg["beta2"]),
+        betas=(cfg.beta1, cfg.beta2),
         fused=wl.device.type == "cuda",
     )
     total = wl.total_steps(train_batches)
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then cosine decay to zero
-        optimizer, warmup_cosine(cfg["warmup"], total)
+        optimizer, warmup_cosine(cfg.warmup, total)
     )
 
     wl.start()

@@ -1,29 +1,33 @@
 """The framework-free half of a workload run: what every framework's `Workload` shares.
 
-Spec loading, seeding of `random` and numpy, the timed windows and their MLLOG events, SIGTERM
-as an aborted run_stop, the data checks, the DataLoader workers and the evaluation loop. A
-framework's `Workload` (workload.py for PyTorch, paddle_workload.py for PaddlePaddle) subclasses
-`BaseWorkload` and fills in the device, the process group, precision, gradients off, the sum
-over ranks and the optimizer step; this module imports neither framework.
+workload.toml read through deepspark_core's schema (the workload's own Preset), the model built
+from the preset's [model] table, seeding of `random` and numpy, the timed windows and their
+MLLOG events, SIGTERM as an aborted run_stop, the data checks, the DataLoader workers and the
+evaluation loop. A framework's `Workload` (workload.py for PyTorch, paddle_workload.py for
+PaddlePaddle) subclasses `BaseWorkload` and fills in the device, the process group, precision,
+gradients off, the sum over ranks and the optimizer step; this module imports neither
+framework.
 """
 
+import inspect
 import itertools
 import os
 import random
 import signal
-import tomllib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
+
+from deepspark_core.workload_spec import Preset, WorkloadError, WorkloadSpec, read_spec
 
 from .datasets import MANIFEST, arrays_sha256, verify_manifest
 from .env import ContractError, Env
 from .mllog import MLLogger
 
-PRESET_KEYS = ("target", "batch_size", "epochs", "steps_per_window")
-DIRECTIONS = ("higher", "lower")
+RUN_KEYS = ("epochs", "steps_per_window")  # optional for the agent, needed for a run
+T = TypeVar("T")
 
 
 class Terminated(BaseException):
@@ -50,19 +54,17 @@ def seed_everything(seed: int) -> None:
         np.random.seed(seed)
 
 
-def load_spec(path: Path, config: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """workload.toml, and its preset [configs.<config>]."""
-    with path.open("rb") as f:
-        spec = tomllib.load(f)
-    presets = spec.get("configs", {})
-    if config not in presets:
-        have = ", ".join(presets) or "no presets"
+def load_spec(path: Path, config: str) -> tuple[WorkloadSpec, Preset]:
+    """workload.toml, and its preset [configs.<config>], of the workload's own Preset class."""
+    try:
+        spec = read_spec(path.parent)
+    except WorkloadError as exc:
+        raise ContractError(str(exc)) from None
+    if config not in spec.configs:
+        have = ", ".join(spec.configs) or "no presets"
         raise ContractError(f"DS_CONFIG={config!r}: {path} has {have}")
-    quality = spec.get("quality", {})
-    if "name" not in spec or "metric" not in quality or quality.get("direction") not in DIRECTIONS:
-        raise ContractError(f"{path} needs a name and [quality] metric, direction higher|lower")
-    preset = presets[config]
-    missing = [k for k in PRESET_KEYS if k not in preset]
+    preset = spec.configs[config]
+    missing = [k for k in RUN_KEYS if getattr(preset, k) is None]
     if missing:
         raise ContractError(f"{path}: [configs.{config}] lacks {', '.join(missing)}")
     return spec, preset
@@ -82,12 +84,12 @@ class BaseWorkload(AbstractContextManager):
     device_type: str  # "cpu", "cuda", "gpu", ...: the `framework` event's metadata
 
     def __init__(self, env: Env, toml_path: Path, log: MLLogger) -> None:
-        self.env, self.log = env, log
+        self.env, self.log, self.toml_path = env, log, toml_path
         self.spec, self.preset = load_spec(toml_path, env.config)
-        self.name: str = self.spec["name"]
+        self.name = self.spec.name
         if env.model not in (None, self.name):
             raise ContractError(f"DS_MODEL={env.model!r}, but {toml_path} is {self.name!r}")
-        self.batch_size: int = env.batch_size or self.preset["batch_size"]  # per device
+        self.batch_size: int = env.batch_size or self.preset.batch_size  # per device
         self.converge = env.mode == "converge"
         rank, world_size = self.RANK_VARIABLES
         self.rank = int(os.environ.get(rank, 0))
@@ -161,6 +163,17 @@ class BaseWorkload(AbstractContextManager):
         self.log.end("run_stop", metadata={"status": "success"})
         self._teardown()
 
+    def build_model(self, factory: Callable[..., T], **extra: Any) -> T:
+        """factory(**the preset's [model] table, **extra), the table's keys checked against
+        factory's signature first: an unknown or missing argument names the file."""
+        args = {**self.preset.model, **extra}
+        try:
+            inspect.signature(factory).bind(**args)
+        except TypeError as exc:
+            where = f"{self.toml_path}: [configs.{self.env.config}.model]"
+            raise ContractError(f"{where}: {factory.__name__}() {exc}") from None
+        return factory(**args)
+
     def data_dir(self) -> Path:
         """DS_DATA_DIR, every file checked against its SHA256SUMS; logs which data this is."""
         root = self.env.data_dir
@@ -214,19 +227,19 @@ class BaseWorkload(AbstractContextManager):
         self._sync()
         self.log.end("init_stop")
         self.log.event("global_batch_size", self.global_batch_size)
-        quality = self.spec["quality"]
+        quality = self.spec.quality
         self.log.event(
             "quality_metric",
-            quality["metric"],
-            {"direction": quality["direction"], "target": self.preset["target"]},
+            quality.metric,
+            {"direction": quality.direction, "target": self.preset.target},
         )
         self.log.start("run_start")
 
     def total_steps(self, batches: Iterable) -> int:
         """Optimizer steps that windows(batches) will run (for learning-rate schedules)."""
         if self.converge:
-            return self.preset["epochs"] * len(batches)
-        return (self.env.warmup_windows + self.env.windows) * self.preset["steps_per_window"]
+            return self.preset.epochs * len(batches)
+        return (self.env.warmup_windows + self.env.windows) * self.preset.steps_per_window
 
     def windows(self, batches: Iterable) -> Iterator["Window"]:
         """The run's timed windows over batches, which must hold batch_size samples each.
@@ -237,13 +250,13 @@ class BaseWorkload(AbstractContextManager):
         """
         if self.converge:
             passes: Iterator[Iterable] = (
-                _one_pass(batches, epoch) for epoch in range(self.preset["epochs"])
+                _one_pass(batches, epoch) for epoch in range(self.preset.epochs)
             )
         else:
             stream = itertools.chain.from_iterable(
                 _one_pass(batches, epoch) for epoch in itertools.count()
             )
-            steps = self.preset["steps_per_window"]
+            steps = self.preset.steps_per_window
             n = self.env.warmup_windows + self.env.windows
             passes = (itertools.islice(stream, steps) for _ in range(n))
         for index, window_batches in enumerate(passes):

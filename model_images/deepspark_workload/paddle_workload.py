@@ -3,7 +3,7 @@
 A train.py reads as a PyTorch one does (workload.py), with paddle's model and optimizer:
 
 with Workload.from_env(__file__) as wl:   # env, workload.toml, seed, device; init_start
-    model = wl.wrap(Net(**wl.preset["model"]))
+    model = wl.wrap(wl.build_model(Net))  # Net(**[configs.<config>.model])
     wl.start()
     for window in wl.windows(batches):
         for x, y in window:

@@ -37,16 +37,16 @@ def load(
     gives in_channels and num_classes. crop_fraction and resample are the recipe's evaluation
     crop (224 of 256 is 0.875) and interpolation.
     """
-    if wl.preset["data"] == "digits":
+    if wl.preset.data == "digits":
         train, val = digits()
         wl.log_generated_data("sklearn digits", *train.tensors, *val.tensors)
         return wl.loader(train, train=True), wl.loader(val, train=False)
     if not wl.converge:  # made once on the device and reused: speed mode times the model alone
-        size, model = wl.preset["image_size"], wl.preset["model"]
+        size, model = wl.preset.image_size, wl.preset.model
         x = torch.randn(wl.batch_size, model["in_channels"], size, size, device=wl.device)
         y = torch.randint(0, model["num_classes"], (wl.batch_size,), device=wl.device)
         return itertools.repeat((x, y)), None
-    train, val = image_folder(wl.data_dir(), wl.preset["image_size"], crop_fraction, resample)
+    train, val = image_folder(wl.data_dir(), wl.preset.image_size, crop_fraction, resample)
     kwargs = wl.loader_options()
     return wl.loader(train, train=True, **kwargs), wl.loader(val, train=False, **kwargs)
 

@@ -3,7 +3,7 @@
 A train.py reads:
 
 with Workload.from_env(__file__) as wl:   # env, workload.toml, seed, devices; init_start
-    model = wl.wrap(Net(**wl.preset["model"]))
+    model = wl.wrap(wl.build_model(Net))  # Net(**[configs.<config>.model])
     wl.start()                            # init_stop ... run_start
     for window in wl.windows(batches):    # block_start/block_stop around each window
         for x, y in window:
@@ -27,13 +27,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from . import core
-from .core import DIRECTIONS, PRESET_KEYS, Terminated, Window, load_spec
+from .core import Terminated, Window, load_spec
 from .datasets import tensors_sha256
 
-__all__ = [
-    "DIRECTIONS", "PRESET_KEYS", "Terminated", "Window", "Workload", "gather_over_ranks",
-    "load_spec",
-]  # fmt: skip
+__all__ = ["Terminated", "Window", "Workload", "gather_over_ranks", "load_spec"]
 
 
 class Workload(core.BaseWorkload):

@@ -29,17 +29,17 @@ TRAIN_DAYS, VAL_DAY = range(23), 23
 
 def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
     """Training batches for wl.windows(), and the validation loader (None when not needed)."""
-    tables = wl.preset["model"]["table_sizes"]
-    if wl.preset["data"] == "synthetic-clicks":
-        n_train = wl.preset["train_samples"]
-        dense, sparse, labels, _ = click_log(n_train + wl.preset["val_samples"], tables)
+    tables = wl.preset.model["table_sizes"]
+    if wl.preset.data == "synthetic-clicks":
+        n_train = wl.preset.train_samples
+        dense, sparse, labels, _ = click_log(n_train + wl.preset.val_samples, tables)
         wl.log_generated_data("synthetic click log", dense, sparse, labels)
         train = TensorDataset(dense[:n_train], sparse[:n_train], labels[:n_train])
         val = TensorDataset(dense[n_train:], sparse[n_train:], labels[n_train:])
         return wl.loader(train, train=True), wl.loader(val, train=False)
     if not wl.converge:  # made once on the device and reused: speed mode times the model alone
         b, device = wl.batch_size, wl.device
-        dense = torch.randn(b, wl.preset["model"]["num_dense"], device=device)
+        dense = torch.randn(b, wl.preset.model["num_dense"], device=device)
         sparse = torch.stack([torch.randint(0, n, (b,), device=device) for n in tables], 1)
         labels = torch.randint(0, 2, (b,), device=device).float()
         return itertools.repeat((dense, sparse, labels)), None

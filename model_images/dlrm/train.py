@@ -32,21 +32,19 @@ def evaluate(net: nn.Module, loader: DataLoader, wl: Workload) -> float:
 
 
 with Workload.from_env(__file__) as wl:
-    cfg = wl.preset["optim"]
+    cfg = wl.preset.optim
     with wl.device:  # built in place: full's 26 billion parameters never visit host memory
-        net = DLRM(**wl.preset["model"])
+        net = wl.build_model(DLRM)
     model = wl.wrap(net)
     train_batches, val_loader = data.load(wl)
 
     # Plain SGD as in the MLPerf reference (lr 1.0 at batch 2048), scaled linearly with the batch.
-    optimizer = torch.optim.SGD(
-        model.parameters(), cfg["lr"] * wl.global_batch_size / cfg["lr_batch"]
-    )
+    optimizer = torch.optim.SGD(model.parameters(), cfg.scaled_lr(wl.global_batch_size))
     total = wl.total_steps(train_batches)
-    decay = round(cfg["decay_start"] * total)
+    decay = round(cfg.decay_start * total)
     schedule = torch.optim.lr_scheduler.LambdaLR(  # the reference's policy: linear warmup,
         optimizer,  # constant, then a quadratic (polynomial, power 2) decay to zero at the end
-        warmup(cfg["warmup"], total, lambda s: min(1, ((total - s) / (total - decay)) ** 2)),
+        warmup(cfg.warmup, total, lambda s: min(1, ((total - s) / (total - decay)) ** 2)),
     )
 
     wl.start()

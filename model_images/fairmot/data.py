@@ -37,9 +37,9 @@ Frame = tuple[torch.Tensor, torch.Tensor]  # image [3, H, W], gt [n, 5]: id, x1,
 
 def load(wl: Workload) -> tuple[Iterable, list[DataLoader] | None]:
     """Training batches for wl.windows(), and this rank's validation sequences (or None)."""
-    max_objs, (h, w) = wl.preset["max_objs"], wl.preset["image_size"]
-    if wl.preset["data"] == "synthetic":
-        train, val = synthetic(**wl.preset["synthetic"], size=h, max_objs=max_objs)
+    max_objs, (h, w) = wl.preset.max_objs, wl.preset.image_size
+    if wl.preset.data == "synthetic":
+        train, val = synthetic(**wl.preset.synthetic.model_dump(), size=h, max_objs=max_objs)
         frames = torch.stack([x for seq in val for x, _ in seq])
         gts = [gt for seq in val for _, gt in seq]
         wl.log_generated_data("synthetic videos", *train.tensors, frames, *gts)

@@ -20,16 +20,16 @@ from model import FairMOT
 @torch.no_grad()
 def evaluate(net: nn.Module, sequences: list[DataLoader], wl: Workload) -> float:
     """MOTA over all held-out sequences (each rank tracks its share, the counts are summed)."""
-    cfg = wl.preset["track"]
+    cfg = wl.preset.track
     net.eval()
     counts = [0, 0, 0, 0]  # ground truth, misses, false positives, identity switches
     for frames in sequences:
-        tracker = Tracker(cfg["emb_gate"], cfg["iou_gate"], cfg["max_lost"])
+        tracker = Tracker(cfg.emb_gate, cfg.iou_gate, cfg.max_lost)
         clear = ClearMOT()
         for images, gts in frames:
             with wl.autocast():
                 out = net(images.to(wl.device, non_blocking=True))
-            for (boxes, _, embeddings), gt in zip(decode(out, cfg["threshold"]), gts, strict=True):
+            for (boxes, _, embeddings), gt in zip(decode(out, cfg.threshold), gts, strict=True):
                 clear.update(gt.numpy(), tracker.update(boxes, embeddings))
         counts = [a + b for a, b in zip(counts, clear.counts, strict=True)]
     net.train()
@@ -37,19 +37,19 @@ def evaluate(net: nn.Module, sequences: list[DataLoader], wl: Workload) -> float
 
 
 with Workload.from_env(__file__) as wl:
-    cfg = wl.preset["optim"]
+    cfg = wl.preset.optim
     if wl.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels once
-    net = FairMOT(**wl.preset["model"])
+    net = wl.build_model(FairMOT)
     model = wl.wrap(net)
     train_batches, val_sequences = data.load(wl)
 
-    lr = cfg["lr"] * wl.global_batch_size / cfg["lr_batch"]  # linear scaling
+    lr = cfg.scaled_lr(wl.global_batch_size)  # linear scaling
     optimizer = torch.optim.Adam(model.parameters(), lr)
     total = wl.total_steps(train_batches)
-    drop = round(cfg["lr_drop"] * total)
+    drop = round(cfg.lr_drop * total)
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then a 10x drop (FairMOT)
-        optimizer, warmup(cfg["warmup"], total, step_decay([drop], 0.1))
+        optimizer, warmup(cfg.warmup, total, step_decay([drop], 0.1))
     )
 
     wl.start()

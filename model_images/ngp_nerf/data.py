@@ -73,10 +73,10 @@ class RayBatches:
 
 def load(wl: Workload) -> tuple[RayBatches | Iterator[Rays], list[Rays] | None]:
     """Training batches for wl.windows(), and the held-out views (None when not needed)."""
-    if wl.preset["data"] == "spheres":
-        size = wl.preset["image_size"]
-        train = render_views(fibonacci_cameras(wl.preset["train_views"]), size)
-        test = render_views(fibonacci_cameras(wl.preset["test_views"], turn=0.5), size)
+    if wl.preset.data == "spheres":
+        size = wl.preset.image_size
+        train = render_views(fibonacci_cameras(wl.preset.train_views), size)
+        test = render_views(fibonacci_cameras(wl.preset.test_views, turn=0.5), size)
         wl.log_generated_data("spheres", *concat(train), *concat(test))
         return RayBatches(concat(train), wl), test
     if not wl.converge:  # made once on the device and reused: speed mode times the model alone

@@ -37,8 +37,8 @@ def evaluate(net: nn.Module, views: list[data.Rays], wl: Workload, chunk: int) -
 
 
 with Workload.from_env(__file__) as wl:
-    cfg = wl.preset["optim"]
-    net = InstantNGP(**wl.preset["model"])
+    cfg = wl.preset.optim
+    net = wl.build_model(InstantNGP)
     model = wl.wrap(net)
     train_batches, test_views = data.load(wl)
 
@@ -48,15 +48,15 @@ with Workload.from_env(__file__) as wl:
     optimizer = torch.optim.Adam(
         [
             {"params": [net.grid.table], "weight_decay": 0.0},
-            {"params": mlp_weights, "weight_decay": cfg["weight_decay"]},
+            {"params": mlp_weights, "weight_decay": cfg.weight_decay},
         ],
-        lr=cfg["lr"],
+        lr=cfg.lr,
         betas=(0.9, 0.99),
         eps=1e-15,
     )
     total = wl.total_steps(train_batches)
-    milestones = [round(f * total) for f in cfg["decay_at"]]  # step decay at these fractions
-    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, cfg["decay"])
+    milestones = [round(f * total) for f in cfg.decay_at]  # step decay at these fractions
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, cfg.decay)
 
     wl.start()
     for window in wl.windows(train_batches):
@@ -66,4 +66,4 @@ with Workload.from_env(__file__) as wl:
             wl.step(loss, optimizer)
             schedule.step()
         if wl.converge:
-            wl.log_eval(evaluate(net, test_views, wl, wl.preset["eval_chunk"]))
+            wl.log_eval(evaluate(net, test_views, wl, wl.preset.eval_chunk))

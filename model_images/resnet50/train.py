@@ -13,20 +13,20 @@ from deepspark_workload.schedules import warmup_cosine
 from model import ResNet
 
 with Workload.from_env(__file__) as wl:
-    cfg = wl.preset["optim"]
+    cfg = wl.preset.optim
     if wl.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels once
-    net = ResNet(**wl.preset["model"]).to(memory_format=torch.channels_last)
+    net = wl.build_model(ResNet).to(memory_format=torch.channels_last)
     model = wl.wrap(net)
     train_batches, val_loader = vision.load(wl)  # digits, or ImageNet with its manifest
 
-    lr = cfg["lr"] * wl.global_batch_size / cfg["lr_batch"]  # linear scaling (Goyal et al. 2017)
+    lr = cfg.scaled_lr(wl.global_batch_size)  # linear scaling (Goyal et al. 2017)
     optimizer = torch.optim.SGD(
-        model.parameters(), lr, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]
+        model.parameters(), lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
     total = wl.total_steps(train_batches)
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then cosine decay to zero
-        optimizer, warmup_cosine(cfg["warmup"], total)
+        optimizer, warmup_cosine(cfg.warmup, total)
     )
 
     wl.start()
@@ -35,7 +35,7 @@ with Workload.from_env(__file__) as wl:
             x = x.to(wl.device, memory_format=torch.channels_last, non_blocking=True)
             y = y.to(wl.device, non_blocking=True)
             with wl.autocast():
-                loss = F.cross_entropy(model(x), y, label_smoothing=cfg["label_smoothing"])
+                loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
             wl.step(loss, optimizer)
             schedule.step()
         if wl.converge:

@@ -18,13 +18,13 @@ from deepspark_workload.paddle_workload import Workload
 
 def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
     """Training batches for wl.windows(), and the validation loader (None when not needed)."""
-    if wl.preset["data"] == "digits":
+    if wl.preset.data == "digits":
         x_train, y_train, x_val, y_val = images.digits()
         wl.log_generated_data("sklearn digits", x_train, y_train, x_val, y_val)
         # (image, label) pairs of numpy arrays: paddle's collate stacks them into tensors
         train, val = list(zip(x_train, y_train, strict=True)), list(zip(x_val, y_val, strict=True))
         return wl.loader(train, train=True), wl.loader(val, train=False)
-    size, model = wl.preset["image_size"], wl.preset["model"]
+    size, model = wl.preset.image_size, wl.preset.model
     if not wl.converge:  # made once on the device and reused: speed mode times the model alone
         x = paddle.randn([wl.batch_size, model["in_channels"], size, size])
         y = paddle.randint(0, model["num_classes"], [wl.batch_size])

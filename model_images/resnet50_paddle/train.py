@@ -15,28 +15,28 @@ import data
 from model import ResNet
 
 with Workload.from_env(__file__) as wl:
-    cfg = wl.preset["optim"]
-    net = ResNet(**wl.preset["model"])
+    cfg = wl.preset.optim
+    net = wl.build_model(ResNet)
     model = wl.wrap(net)
     train_batches, val_loader = data.load(wl)  # digits, or ImageNet with its manifest
 
-    lr = cfg["lr"] * wl.global_batch_size / cfg["lr_batch"]  # linear scaling (Goyal et al. 2017)
+    lr = cfg.scaled_lr(wl.global_batch_size)  # linear scaling (Goyal et al. 2017)
     total = wl.total_steps(train_batches)
     schedule = paddle.optimizer.lr.LambdaDecay(  # linear warmup, then cosine decay to zero
-        lr, warmup_cosine(cfg["warmup"], total)
+        lr, warmup_cosine(cfg.warmup, total)
     )
     optimizer = paddle.optimizer.Momentum(  # SGD with momentum; weight decay on the gradient
         schedule,
-        cfg["momentum"],
+        cfg.momentum,
         [p for p in net.parameters() if p.trainable],  # not BatchNorm's running statistics
-        weight_decay=cfg["weight_decay"],
+        weight_decay=cfg.weight_decay,
     )
 
     wl.start()
     for window in wl.windows(train_batches):
         for x, y in window:
             with wl.autocast():
-                loss = F.cross_entropy(model(x), y, label_smoothing=cfg["label_smoothing"])
+                loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
             wl.step(loss, optimizer)
             schedule.step()
         if wl.converge:

@@ -42,21 +42,21 @@ X_JITTER, MIN_CONTRAST, NOISE = 4, 0.5, 0.05
 def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
     """Training batches for wl.windows(), and the validation loader (None when not needed)."""
     p = wl.preset
-    charset, max_len = p["charset"], p["model"]["max_len"]
-    if p["data"] == "rendered":
-        train, val = rendered(charset, p["image_size"], p["train_samples"], p["val_samples"])
+    charset, max_len = p.charset, p.model["max_len"]
+    if p.data == "rendered":
+        train, val = rendered(charset, p.image_size, p.train_samples, p.val_samples)
         train, val = (TensorDataset(x, encode(t, charset, max_len)) for x, t in (train, val))
         wl.log_generated_data("rendered text", *train.tensors, *val.tensors)
         return wl.loader(train, train=True), wl.loader(val, train=False)
     if not wl.converge:  # made once on the device and reused: speed mode times the model alone
-        h, w = p["image_size"]
-        x = torch.randn(wl.batch_size, p["model"]["in_channels"], h, w, device=wl.device)
+        h, w = p.image_size
+        x = torch.randn(wl.batch_size, p.model["in_channels"], h, w, device=wl.device)
         tokens = torch.randint(SPECIALS, SPECIALS + len(charset), (wl.batch_size, max_len + 1))
         tokens[:, 0] = EOS  # BOS; a full-length text throughout: the most decoder work
         return itertools.repeat((x, tokens.to(wl.device))), None
     root = wl.data_dir()
-    train = TextLines(root / "train", charset, p["image_size"], max_len)
-    val = TextLines(root / "val", charset, p["image_size"], max_len)
+    train = TextLines(root / "train", charset, p.image_size, max_len)
+    val = TextLines(root / "val", charset, p.image_size, max_len)
     kwargs = wl.loader_options()
     return wl.loader(train, train=True, **kwargs), wl.loader(val, train=False, **kwargs)
 

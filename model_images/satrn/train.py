@@ -19,7 +19,7 @@ from model import SATRN
 
 def evaluate(net: SATRN, loader: DataLoader, wl: Workload) -> float:
     """Word accuracy of greedy decoding over the whole validation set (each rank its share)."""
-    charset = wl.preset["charset"]
+    charset = wl.preset.charset
 
     def hits(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[int, int]:
         x, tokens = batch
@@ -32,18 +32,18 @@ def evaluate(net: SATRN, loader: DataLoader, wl: Workload) -> float:
 
 
 with Workload.from_env(__file__) as wl:
-    cfg = wl.preset["optim"]
-    assert wl.preset["model"]["num_classes"] == data.SPECIALS + len(wl.preset["charset"])
-    net = SATRN(**wl.preset["model"])
+    cfg = wl.preset.optim
+    assert wl.preset.model["num_classes"] == data.SPECIALS + len(wl.preset.charset)
+    net = wl.build_model(SATRN)
     model = wl.wrap(net)
     train_batches, val_loader = data.load(wl)
 
-    lr = cfg["lr"] * wl.global_batch_size / cfg["lr_batch"]  # linear scaling (Goyal et al. 2017)
+    lr = cfg.scaled_lr(wl.global_batch_size)  # linear scaling (Goyal et al. 2017)
     optimizer = torch.optim.Adam(model.parameters(), lr)
     total = wl.total_steps(train_batches)
-    decays = [round(epoch / wl.preset["epochs"] * total) for epoch in cfg["decay_epochs"]]
+    decays = [round(epoch / wl.preset.epochs * total) for epoch in cfg.decay_epochs]
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then x gamma at each decay
-        optimizer, warmup(cfg["warmup"], total, step_decay(decays, cfg["gamma"]))
+        optimizer, warmup(cfg.warmup, total, step_decay(decays, cfg.gamma))
     )
 
     wl.start()

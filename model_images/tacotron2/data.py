@@ -41,17 +41,17 @@ Utterance = tuple[torch.Tensor, torch.Tensor]  # symbol ids (N,), mel frames (n_
 
 def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
     """Training batches for wl.windows(), and the validation loader (None when not needed)."""
-    if wl.preset["data"] == "synthetic":
-        model = wl.preset["model"]  # one letter a symbol, but for padding
+    if wl.preset.data == "synthetic":
+        model = wl.preset.model  # one letter a symbol, but for padding
         shape = dict(n_letters=model["n_symbols"] - 1, n_mel=model["n_mel"])
-        train = synthetic(wl.preset["utterances"], **shape)
-        val = synthetic(wl.preset["val_utterances"], split=1, **shape)
+        train = synthetic(wl.preset.utterances, **shape)
+        val = synthetic(wl.preset.val_utterances, split=1, **shape)
         wl.log_generated_data("synthetic speech", *train.tensors(), *val.tensors())
         return loader(wl, train, True), loader(wl, val, False)
     if not wl.converge:  # made once on the device and reused: speed mode times the model alone
-        b, n, t = wl.batch_size, wl.preset["text_length"], wl.preset["frames"]
-        text = torch.randint(1, wl.preset["model"]["n_symbols"], (b, n), device=wl.device)
-        mels = torch.randn(b, wl.preset["model"]["n_mel"], t, device=wl.device)
+        b, n, t = wl.batch_size, wl.preset.text_length, wl.preset.frames
+        text = torch.randint(1, wl.preset.model["n_symbols"], (b, n), device=wl.device)
+        mels = torch.randn(b, wl.preset.model["n_mel"], t, device=wl.device)
         text_lengths, mel_lengths = (torch.full((b,), k, device=wl.device) for k in (n, t))
         return itertools.repeat((text, text_lengths, mels, mel_lengths)), None
     root = wl.data_dir()

@@ -35,18 +35,18 @@ def evaluate(net: nn.Module, loader: DataLoader, wl: Workload) -> float:
 
 
 with Workload.from_env(__file__) as wl:
-    cfg = wl.preset["optim"]
-    net = Tacotron2(**wl.preset["model"])
+    cfg = wl.preset.optim
+    net = wl.build_model(Tacotron2)
     model = wl.wrap(net)
     train_batches, val_loader = data.load(wl)
 
     optimizer = torch.optim.Adam(
-        model.parameters(), cfg["lr"], eps=cfg["eps"], weight_decay=cfg["weight_decay"]
+        model.parameters(), cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay
     )
     total = wl.total_steps(train_batches)
-    anneal = [round(f * total) for f in cfg["anneal_at"]]
+    anneal = [round(f * total) for f in cfg.anneal_at]
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then steps down (NVIDIA's)
-        optimizer, warmup(cfg["warmup"], total, step_decay(anneal, cfg["anneal_factor"]))
+        optimizer, warmup(cfg.warmup, total, step_decay(anneal, cfg.anneal_factor))
     )
 
     wl.start()
@@ -56,7 +56,7 @@ with Workload.from_env(__file__) as wl:
             with wl.autocast():
                 frames, postnet, gate, _ = model(text, text_lengths, mels, mel_lengths)
                 loss = tacotron2_loss(frames, postnet, gate, mels, mel_lengths)
-            wl.step(loss, optimizer, clip=cfg["clip"])  # NVIDIA clips the gradient norm at 1
+            wl.step(loss, optimizer, clip=cfg.clip)  # NVIDIA clips the gradient norm at 1
             schedule.step()
         if wl.converge:
             wl.log_eval(evaluate(net, val_loader, wl))

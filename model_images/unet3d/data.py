@@ -30,18 +30,18 @@ from deepspark_workload import ContractError, Workload
 
 def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
     """Training batches for wl.windows(), and the validation loader (None when not needed)."""
-    side = wl.preset["patch_size"]
-    if wl.preset["data"] == "phantoms":
-        train = phantoms(wl.preset["train_cases"], side, seed=0)
-        val = phantoms(wl.preset["val_cases"], side, seed=1)
+    side = wl.preset.patch_size
+    if wl.preset.data == "phantoms":
+        train = phantoms(wl.preset.train_cases, side, seed=0)
+        val = phantoms(wl.preset.val_cases, side, seed=1)
         wl.log_generated_data("kidney phantoms", *train.tensors, *val.tensors)
         return wl.loader(train, train=True), wl.loader(val, train=False)
     if not wl.converge:  # made once on the device and reused: speed mode times the model alone
         shape = (wl.batch_size, 1, side, side, side)
         x = torch.randn(shape, device=wl.device)
-        y = torch.randint(0, wl.preset["model"]["num_classes"], shape, device=wl.device)
+        y = torch.randint(0, wl.preset.model["num_classes"], shape, device=wl.device)
         return itertools.repeat((x, y)), None
-    train, val = kits19(wl.data_dir(), side, wl.preset["passes_per_window"])
+    train, val = kits19(wl.data_dir(), side, wl.preset.passes_per_window)
     kwargs = dict(num_workers=wl.loader_workers(), pin_memory=wl.device.type == "cuda")
     return (
         wl.loader(train, train=True, persistent_workers=True, **kwargs),

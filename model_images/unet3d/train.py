@@ -26,7 +26,7 @@ def evaluate(net: nn.Module, loader: DataLoader, wl: Workload) -> float:
     for x, y in loader:
         x, y = x.to(wl.device, non_blocking=True), y.to(wl.device, non_blocking=True)
         with wl.autocast():
-            logits = sliding_window(net, x, wl.preset["patch_size"])
+            logits = sliding_window(net, x, wl.preset.patch_size)
         dice = case_dice(logits.argmax(1), y[:, 0], logits.shape[1])  # (cases, classes)
         total += dice.mean(1).sum().item()
         cases += len(x)
@@ -36,10 +36,10 @@ def evaluate(net: nn.Module, loader: DataLoader, wl: Workload) -> float:
 
 
 with Workload.from_env(__file__) as wl:
-    cfg = wl.preset["optim"]
+    cfg = wl.preset.optim
     if wl.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed patch shapes: pick the fastest kernels once
-    net = UNet3D(**wl.preset["model"])
+    net = wl.build_model(UNet3D)
     model = wl.wrap(net)
     train_batches, val_loader = data.load(wl)
 
@@ -47,13 +47,13 @@ with Workload.from_env(__file__) as wl:
     # Not scaled with the batch: the reference keeps lr whatever the number of GPUs.
     optimizer = torch.optim.SGD(
         model.parameters(),
-        cfg["lr"],
-        momentum=cfg["momentum"],
+        cfg.lr,
+        momentum=cfg.momentum,
         nesterov=True,
-        weight_decay=cfg["weight_decay"],
+        weight_decay=cfg.weight_decay,
     )
-    warmup = warmup_steps(cfg["warmup"], wl.total_steps(train_batches))
-    start = cfg["init_lr"] / cfg["lr"]
+    warmup = warmup_steps(cfg.warmup, wl.total_steps(train_batches))
+    start = cfg.init_lr / cfg.lr
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: start + (1 - start) * min(1, s / warmup)
     )

@@ -31,17 +31,17 @@ GREY = (114, 114, 114)  # YOLOv5's padding colour
 
 def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
     """Training batches for wl.windows(), and the validation loader (None when not needed)."""
-    size = wl.preset["image_size"]
-    if wl.preset["data"] == "shapes":
-        train = shapes(wl.preset["train_images"], size, seed=0)
-        val = shapes(wl.preset["val_images"], size, seed=1)  # other scenes, same generator
+    size = wl.preset.image_size
+    if wl.preset.data == "shapes":
+        train = shapes(wl.preset.train_images, size, seed=0)
+        val = shapes(wl.preset.val_images, size, seed=1)  # other scenes, same generator
         wl.log_generated_data("shapes", *train.tensors, *val.tensors)
         return wl.loader(train, train=True), wl.loader(val, train=False)
     if not wl.converge:  # made once on the device and reused: speed mode times the model alone
         g = torch.Generator().manual_seed(0)
         x = torch.randint(0, 256, (wl.batch_size, 3, size, size), dtype=torch.uint8, generator=g)
         labels = torch.rand(wl.batch_size, 8, 5, generator=g) * 0.5 + 0.25  # COCO: ~7 per image
-        labels[..., 0] = torch.randint(0, wl.preset["model"]["num_classes"], (8,), generator=g)
+        labels[..., 0] = torch.randint(0, wl.preset.model["num_classes"], (8,), generator=g)
         return itertools.repeat((x.to(wl.device), labels.to(wl.device))), None
     root = wl.data_dir()
     kwargs = dict(**wl.loader_options(), collate_fn=collate)

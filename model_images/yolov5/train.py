@@ -30,7 +30,7 @@ def as_targets(labels: torch.Tensor) -> torch.Tensor:
 def evaluate(net: YOLOv5, loader: DataLoader, wl: Workload) -> float:
     """mAP@0.5 over the whole validation set (each rank scores its share)."""
     net.eval()
-    stats, size = DetectionStats(net.detect.nc), wl.preset["image_size"]
+    stats, size = DetectionStats(net.detect.nc), wl.preset.image_size
     for x, labels in loader:
         x = x.to(wl.device, non_blocking=True).float() / 255
         with wl.autocast():
@@ -71,33 +71,33 @@ class EMA:
 
 
 with Workload.from_env(__file__) as wl:
-    cfg = wl.preset["optim"]
+    cfg = wl.preset.optim
     if wl.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels once
-    net = YOLOv5(**wl.preset["model"], image_size=wl.preset["image_size"])
+    net = wl.build_model(YOLOv5, image_size=wl.preset.image_size)
     model = wl.wrap(net)
     train_batches, val_loader = data.load(wl)
     compute_loss = YoloLoss(
         net.detect.anchors,
         net.detect.stride,
         net.detect.nc,
-        wl.preset["image_size"],
-        **wl.preset["loss"],
+        wl.preset.image_size,
+        **wl.preset.loss.model_dump(),
     )
 
     # YOLOv5's loss is a sum over the batch (its lr0 is for that sum), so its weight decay,
     # set for a nominal batch of 64, grows with the batch to keep the two in proportion
-    groups = param_groups(net, cfg["weight_decay"] * wl.global_batch_size / cfg["nominal_batch"])
-    if cfg["optimizer"] == "SGD":
-        optimizer = torch.optim.SGD(groups, cfg["lr"], momentum=cfg["momentum"], nesterov=True)
+    groups = param_groups(net, cfg.weight_decay * wl.global_batch_size / cfg.nominal_batch)
+    if cfg.optimizer == "SGD":
+        optimizer = torch.optim.SGD(groups, cfg.lr, momentum=cfg.momentum, nesterov=True)
     else:
-        optimizer = torch.optim.AdamW(groups, cfg["lr"], betas=(cfg["momentum"], 0.999))
+        optimizer = torch.optim.AdamW(groups, cfg.lr, betas=(cfg.momentum, 0.999))
     total = wl.total_steps(train_batches)
-    lrf = cfg["final_lr_fraction"]
+    lrf = cfg.final_lr_fraction
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then linear decay to lrf
-        optimizer, warmup(cfg["warmup"], total, lambda s: 1 - (1 - lrf) * s / total)
+        optimizer, warmup(cfg.warmup, total, lambda s: 1 - (1 - lrf) * s / total)
     )
-    ema = EMA(net, cfg["ema_decay"], cfg["ema_tau"])
+    ema = EMA(net, cfg.ema_decay, cfg.ema_tau)
 
     wl.start()
     for window in wl.windows(train_batches):

@@ -1,0 +1,144 @@
+"""workload.toml's schema: the one typed reading of the file, for the agent and the library.
+
+Every table forbids keys it does not declare, so a typo is an error naming the file, the preset
+and the key. The core declares what every workload has and the preset keys several workloads
+share; a workload declares its own keys in a `Preset` subclass in `preset.py` beside its
+workload.toml (and `Section` subclasses for its own tables), which `read_spec` loads on both
+sides. That module must import nothing but the standard library, pydantic and this module:
+the agent imports it to list the catalog. A preset's `[model]` table stays a dict of the
+model constructor's keyword arguments: the library checks them against the constructor's
+signature (deepspark_workload's `build_model`).
+
+Imports only pydantic and the standard library: workload images carry this package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from deepspark_core.errors import DeepSparkError
+from deepspark_core.files import read_toml
+
+SPEC_FILE = "workload.toml"
+PRESET_FILE = "preset.py"  # a workload's own Preset subclass, beside its workload.toml
+
+
+class WorkloadError(DeepSparkError):
+    """A workload that is missing or whose workload.toml is invalid."""
+
+
+class Section(BaseModel):
+    """A table of workload.toml: a key it does not declare is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Quality(Section):
+    metric: str
+    direction: Literal["higher", "lower"]
+
+
+class Optim(Section):
+    """`[configs.<name>.optim]`: the keys several workloads share. A workload with keys of its
+    own subclasses it and declares the subclass as its Preset's `optim`."""
+
+    lr: float = Field(gt=0)  # the peak learning rate, at a global batch of lr_batch
+    lr_batch: int | None = Field(default=None, gt=0)  # None: lr is not scaled with the batch
+    warmup: float = Field(default=0.0, ge=0, le=1)  # a fraction of all steps
+    weight_decay: float = Field(default=0.0, ge=0)
+    momentum: float = Field(default=0.0, ge=0, lt=1)
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    clip: float | None = Field(default=None, gt=0)  # the largest gradient norm; None: no clip
+
+    def scaled_lr(self, global_batch: int, rule: Literal["linear", "sqrt"] = "linear") -> float:
+        """lr at global_batch: scaled linearly (Goyal et al. 2017) or with the square root of
+        global_batch / lr_batch; lr itself without an lr_batch."""
+        if self.lr_batch is None:
+            return self.lr
+        if rule == "sqrt":
+            return self.lr * math.sqrt(global_batch / self.lr_batch)
+        return self.lr * global_batch / self.lr_batch
+
+
+class Preset(Section):
+    """One `[configs.<name>]` table: the keys the agent reads and those many workloads share."""
+
+    description: str = ""
+    target: float  # the quality metric's value that counts as converged
+    batch_size: int = Field(gt=0)  # per device
+    max_seconds: float = Field(gt=0)  # a run's hard time limit
+    epochs: int | None = Field(default=None, gt=0)  # converge mode's budget: one window each
+    steps_per_window: int | None = Field(default=None, gt=0)  # speed mode's window
+    data: str | None = None  # which data: a generated set's name or a dataset's
+    image_size: int | tuple[int, int] | None = None  # a side, or height and width
+    model: dict[str, Any] = Field(default_factory=dict)  # the model constructor's arguments
+    optim: Optim | None = None
+
+
+P = TypeVar("P", bound=Preset)
+
+
+class WorkloadSpec(Section, Generic[P]):
+    """A whole workload.toml, its presets of the workload's own Preset class."""
+
+    name: str
+    version: str = "0.1.0"  # the image tag: deepspark/<name>:<version>
+    task: str
+    framework: str = "pytorch"
+    # The DeepSpark model it implements: several workloads (one per framework) may share one.
+    model: str = ""
+    entrypoint: list[str] = Field(min_length=1)
+    # Several ranks: python's arguments in front of the entrypoint's, `{nproc}` and `{out_dir}`
+    # filled in (["-m", "paddle.distributed.launch", ...]); None: torchrun's.
+    launcher: list[str] | None = None
+    quality: Quality
+    configs: dict[str, P]
+
+    @model_validator(mode="after")
+    def _model_defaults_to_name(self) -> WorkloadSpec[P]:
+        self.model = self.model or self.name
+        return self
+
+
+S = TypeVar("S", bound=WorkloadSpec)
+_preset_classes: dict[Path, type[Preset]] = {}  # per preset.py: each is run once
+
+
+def preset_class(folder: Path) -> type[Preset]:
+    """The workload's Preset: `Preset` in folder/preset.py when there is one, else the core's."""
+    file = folder / PRESET_FILE
+    if not file.is_file():
+        return Preset
+    key = file.resolve()
+    if key not in _preset_classes:
+        # A name of its own per file: every workload's module is called preset.py.
+        name = "_deepspark_preset_" + hashlib.sha256(str(key).encode()).hexdigest()[:16]
+        module_spec = importlib.util.spec_from_file_location(name, file)
+        assert module_spec is not None and module_spec.loader is not None
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module  # pydantic resolves the module's annotations through it
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:  # the workload's code: any error is the file's
+            sys.modules.pop(name, None)
+            raise WorkloadError(f"{file}: {type(exc).__name__}: {exc}") from None
+        cls = getattr(module, "Preset", None)
+        if not (isinstance(cls, type) and issubclass(cls, Preset)):
+            raise WorkloadError(f"{file}: no Preset class (a deepspark_core Preset subclass)")
+        _preset_classes[key] = cls
+    return _preset_classes[key]
+
+
+def read_spec(
+    folder: Path, model: type[S] = WorkloadSpec, extra: dict[str, Any] | None = None
+) -> S:
+    """folder's workload.toml (plus extra fields) as model, its presets of the workload's own
+    Preset class; any problem is a one-line WorkloadError naming the file and the key."""
+    return read_toml(folder / SPEC_FILE, model[preset_class(folder)], WorkloadError, extra)
