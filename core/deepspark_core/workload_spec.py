@@ -82,6 +82,21 @@ class Preset(Section):
     optim: Optim | None = None
 
 
+class Dataset(Section):
+    """`[dataset]`: the real dataset the full config trains on, for `deepspark-agent data`.
+
+    `official` is the layout its publisher distributes (what `data prepare --from` reads);
+    the workload's `prepare.py` turns it into the layout the full config reads. A model whose
+    paper corpus is not public names a public stand-in and says so in `stand_in`."""
+
+    name: str  # "ImageNet-1k (ILSVRC2012)"
+    url: str  # where to get it
+    licence: str  # its terms, in a few words ("research, non-commercial; registration")
+    size: str  # as downloaded, e.g. "147 GB"
+    official: str  # the layout `prepare --from` reads
+    stand_in: str | None = None  # why this is not the paper's corpus, when it is not
+
+
 P = TypeVar("P", bound=Preset)
 
 
@@ -99,6 +114,7 @@ class WorkloadSpec(Section, Generic[P]):
     # filled in (["-m", "paddle.distributed.launch", ...]); None: torchrun's.
     launcher: list[str] | None = None
     quality: Quality
+    dataset: Dataset | None = None  # None: no real dataset (the presets generate their data)
     configs: dict[str, P]
 
     @model_validator(mode="after")
