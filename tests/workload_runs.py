@@ -10,6 +10,7 @@ its own copy:
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -161,5 +162,34 @@ def speed(workload: str, out: Path, *, ranks: int = 1, windows: int = 2, **env: 
     batch = int(env.get("DS_BATCH_SIZE", preset["batch_size"])) * ranks
     samples = [e["metadata"]["samples_count"] for e in log if e["key"] == "block_stop"]
     assert samples == [preset["steps_per_window"] * batch] * n
+    assert log[-1]["metadata"]["status"] == "success"
+    return log
+
+
+def train_on(workload: str, preset_toml: str, data_dir: Path, out: Path) -> list[dict]:
+    """One converge run of `workload` on a prepared dataset, with a small preset of its own.
+
+    The workload's folder is copied beside out and `preset_toml` (a `[configs.tiny]` table and
+    its subtables: the full preset's `data` with a model small enough for a CPU) appended to
+    its workload.toml; train.py then runs as the agent starts it. Checks that the run succeeded
+    and verified the dataset's manifest (not generated data); returns the events.
+    """
+    folder = out.parent / f"{out.name}-workload" / workload
+    shutil.copytree(MODEL_IMAGES / workload, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    with (folder / "workload.toml").open("a") as toml:
+        toml.write("\n" + preset_toml)
+    out.mkdir(parents=True, exist_ok=True)
+    env = environ(
+        workload, out, DS_CONFIG="tiny", DS_MODE="converge", DS_DATA_DIR=str(data_dir.resolve())
+    )
+    result = subprocess.run(
+        [sys.executable, "train.py"], cwd=folder, env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = events(out)
+    (dataset,) = [e for e in log if e["key"] == "dataset"]
+    assert dataset["value"] == "SHA256SUMS" and dataset["metadata"]["files"] > 0
+    assert [e["key"] for e in log].count("block_stop") >= 1
     assert log[-1]["metadata"]["status"] == "success"
     return log
