@@ -158,6 +158,20 @@ def docker_client():
     return client
 
 
+@pytest.fixture
+def leftovers(docker_client, tmp_path: Path) -> Callable[[], list]:
+    """This test's run containers still on the engine: those labelled with a run directory
+    under its tmp_path (another agent's runs may share the engine)."""
+    from deepspark_agent.runtime.docker import RUN_LABEL
+
+    def find() -> list:
+        mine = str(tmp_path.resolve())
+        containers = docker_client.containers.list(all=True, filters={"label": RUN_LABEL})
+        return [c for c in containers if c.labels[RUN_LABEL].startswith(mine)]
+
+    return find
+
+
 def _built(client, image: str, command: str) -> str:
     """`image` if the engine has it; else the test needs `command` run first."""
     try:

@@ -12,7 +12,7 @@ from docker.errors import ImageNotFound
 
 from conftest import DATA, assert_telemetry_covers_the_run
 from deepspark_agent import images
-from deepspark_agent.runtime.docker import RUN_LABEL, device_options
+from deepspark_agent.runtime.docker import device_options
 from deepspark_agent.workloads import find_workload
 from deepspark_core.report import seed_row
 from deepspark_core.results import Result
@@ -46,10 +46,6 @@ def run(cli, out: Path, *args: str) -> tuple[int, Result | None, str]:
     return code, Result.model_validate_json(stdout) if stdout.strip() else None, stderr
 
 
-def leftovers(client) -> list:
-    return client.containers.list(all=True, filters={"label": RUN_LABEL})
-
-
 def filled(result: Result) -> set[str]:
     """Which dimensions a result has: the 'shape' both runtimes must agree on."""
     return {name for name, value in result.dimensions if value is not None}
@@ -64,7 +60,7 @@ def behaviour(tmp_path: Path, name: str) -> Path:
 
 
 def test_docker_and_process_runtimes_give_the_same_row(
-    cli, sleeper, sleeper_image, docker_client, tmp_path
+    leftovers, cli, sleeper, sleeper_image, docker_client, tmp_path
 ):
     args = ("sleeper", "--mode", "converge", "--runs", "2")
     code, in_docker, _ = run(cli, tmp_path / "d", *args, "--runtime", "docker")
@@ -82,7 +78,7 @@ def test_docker_and_process_runtimes_give_the_same_row(
     (run_set,) = (tmp_path / "d").iterdir()
     assert_telemetry_covers_the_run(run_set / "run-1", "container")
     assert in_docker.plan.runtime == "docker" and in_process.runs[0].image is None
-    assert leftovers(docker_client) == []
+    assert leftovers() == []
 
 
 @pytest.mark.parametrize(
@@ -94,7 +90,7 @@ def test_docker_and_process_runtimes_give_the_same_row(
     ],
 )
 def test_failed_containers_are_recorded_and_removed(
-    cli, sleeper, sleeper_image, docker_client, tmp_path, fault, args, reason
+    leftovers, cli, sleeper, sleeper_image, docker_client, tmp_path, fault, args, reason
 ):
     data = behaviour(tmp_path, fault)
     code, result, _ = run(
@@ -105,7 +101,7 @@ def test_failed_containers_are_recorded_and_removed(
     # A run the agent killed at its budget is cut short, not failed on its own (issue 14).
     assert failed.status == ("incomplete" if fault == "hang" else "aborted")
     assert failed.reason.startswith(reason)
-    assert leftovers(docker_client) == []
+    assert leftovers() == []
 
 
 def test_a_missing_image_is_a_clear_error_and_never_pulled(
@@ -124,7 +120,7 @@ def test_a_missing_image_is_a_clear_error_and_never_pulled(
 
 
 def test_run_image_measures_a_vendors_image_for_a_catalog_model(
-    cli, vendor_image, docker_client, tmp_path, monkeypatch
+    leftovers, cli, vendor_image, docker_client, tmp_path, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)  # a relative --out: the container sees its mount, /ds/out
     code, out, err = cli("run", "resnet50", "--image", VENDOR_IMAGE, "-o", "runs", "--json")
@@ -144,11 +140,11 @@ def test_run_image_measures_a_vendors_image_for_a_catalog_model(
     assert seed_row(result)["config"] == "none (cpu), mini, bs:32, 1x, fp32, vendor image"
     (run_set,) = (tmp_path / "runs").iterdir()
     assert json.loads((run_set / "plan.json").read_text())["implementation"]["kind"] == "image"
-    assert leftovers(docker_client) == []
+    assert leftovers() == []
 
 
 def test_an_added_folder_builds_with_its_own_dockerfile_and_runs_in_docker(
-    cli, base_image, docker_client, tmp_path
+    leftovers, cli, base_image, docker_client, tmp_path
 ):
     added = ("--workloads", str(DATA / "workloads"))
     code, out, err = cli("images", "build", "contract_only", *added, "--base", base_image)
@@ -157,7 +153,7 @@ def test_an_added_folder_builds_with_its_own_dockerfile_and_runs_in_docker(
     code, result, err = run(cli, tmp_path, "contract_only", *added, "--runtime", "docker")
     assert code == 0, err
     assert result.runs[0].status == "success" and result.runs[0].image.tag.endswith("only:0.1.0")
-    assert result.plan.implementation.origin == "vendor" and leftovers(docker_client) == []
+    assert result.plan.implementation.origin == "vendor" and leftovers() == []
 
 
 @pytest.mark.parametrize(
@@ -207,7 +203,7 @@ def test_push_to_an_authenticated_registry_needs_credentials(
 
 @pytest.mark.slow
 def test_resnet50_image_round_trips_through_a_registry_by_digest(
-    cli, docker_client, base_image, registries, tmp_path
+    leftovers, cli, docker_client, base_image, registries, tmp_path
 ):
     """Build, push, remove, pull back by digest, run: the digest is in the result."""
     registry = registries["DS_TEST_REGISTRY"]
@@ -230,7 +226,7 @@ def test_resnet50_image_round_trips_through_a_registry_by_digest(
     assert pinned in ran.image.repo_digests
     code, in_process, _ = run(cli, tmp_path / "p", *args, "--runtime", "process")
     assert filled(in_docker) == filled(in_process)
-    assert leftovers(docker_client) == []
+    assert leftovers() == []
 
 
 def test_offline_bundle_round_trip_with_the_registries_stopped(
@@ -261,7 +257,7 @@ def test_offline_bundle_round_trip_with_the_registries_stopped(
 
 
 def test_up_offline_from_a_bundle_runs_its_suite_in_containers(
-    cli, sleeper, sleeper_image, docker_client, tmp_path
+    leftovers, cli, sleeper, sleeper_image, docker_client, tmp_path
 ):
     """The air-gapped lab: one bundle file, the registries stopped, the image removed."""
     (tmp_path / "lab").mkdir()
@@ -283,7 +279,7 @@ def test_up_offline_from_a_bundle_runs_its_suite_in_containers(
         assert result.dimensions.stability.runs == 2
     finally:
         subprocess.run(docker_env, check=True, capture_output=True)
-    assert leftovers(docker_client) == []
+    assert leftovers() == []
 
 
 def test_up_pulls_from_a_registry_first(cli, sleeper, sleeper_image, registries, tmp_path):
@@ -309,7 +305,7 @@ def test_a_tampered_bundle_is_refused_in_one_line(cli, tmp_path):
 
 
 def test_a_failing_workload_does_not_stop_the_suite(
-    cli, sleeper, sleeper_image, docker_client, tmp_path
+    leftovers, cli, sleeper, sleeper_image, docker_client, tmp_path
 ):
     behaviour(tmp_path, "crash")
     suite = tmp_path / "mixed.toml"
@@ -326,4 +322,4 @@ def test_a_failing_workload_does_not_stop_the_suite(
     assert crashed.runs[0].reason.startswith("exit code 3")
     assert [r.status for r in fine.runs] == ["success"] * 3  # speed-1x, converge-1, converge-2
     assert fine.dimensions.stability is not None
-    assert leftovers(docker_client) == []
+    assert leftovers() == []

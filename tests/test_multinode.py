@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from deepspark_agent import images
-from deepspark_agent.runtime.docker import RUN_LABEL
 from deepspark_agent.workloads import find_workload
 from deepspark_core.results import RUN_FILE, Result, RunRecord
 
@@ -32,7 +31,9 @@ def agent(*args: str) -> list[str]:
 
 
 @pytest.mark.docker
-def test_two_nodes_on_one_docker_network(docker_client, base_image, tmp_path: Path) -> None:
+def test_two_nodes_on_one_docker_network(
+    docker_client, base_image, leftovers, tmp_path: Path
+) -> None:
     image = images.build(docker_client, find_workload("resnet50"), base_image)
     (tmp_path / "pair.toml").write_text(SUITE)
     tag = uuid.uuid4().hex[:8]
@@ -71,7 +72,7 @@ def test_two_nodes_on_one_docker_network(docker_client, base_image, tmp_path: Pa
     (run,) = (tmp_path / "n1").glob("pair-*/01-resnet50-mini/*/" + RUN_FILE)
     assert run.parent.name == "speed-1x-2n"
     assert RunRecord.model_validate_json(run.read_text()).exit_code == 0
-    assert docker_client.containers.list(all=True, filters={"label": RUN_LABEL}) == []
+    assert leftovers() == []
 
 
 def test_multi_node_flags_are_checked_in_one_line(cli, sleeper, tmp_path: Path) -> None:
