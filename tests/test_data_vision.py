@@ -3,16 +3,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from deepspark_core.datasets import MANIFEST, verify_manifest
+from deepspark_core.datasets import MANIFEST, SILENT, verify_manifest, write_manifest
 from deepspark_workload import imagenet
 from deepspark_workload.prepare import PrepareError
-from workload_runs import train_on
+from workload_runs import load_module, train_on
 
 WNIDS = ("n01440764", "n02102040")
 
@@ -100,3 +101,67 @@ def test_imagenet_without_its_layout_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PrepareError, match="no validation labels"):
         imagenet.convert(tmp_path, tmp_path / "out", None)
     assert not (tmp_path / "out" / MANIFEST).exists()
+
+
+def coco(src: Path) -> None:
+    """COCO 2017: train2017/, val2017/, annotations/instances_{train,val}2017.json, the 80
+    categories with ids 1..90 (gaps), one crowd region."""
+    ids = [i for i in range(1, 91) if i not in {12, 26, 29, 30, 45, 66, 68, 69, 71, 83}]
+    categories = [{"id": i, "name": f"c{i}", "supercategory": "s"} for i in ids]
+    for folder, n in (("train2017", 6), ("val2017", 2)):
+        images, annotations = [], []
+        for i in range(n):
+            name = f"{i + 1:012d}.jpg"
+            jpeg(src / folder / name, (90, 90, 90), size=(40, 30))
+            images.append({"id": i + 1, "file_name": name, "width": 40, "height": 30})
+            annotations.append({"id": 10 * i, "image_id": i + 1, "category_id": 90,
+                                "bbox": [4, 3, 20, 15], "iscrowd": 0, "area": 300})  # fmt: skip
+        annotations.append({"id": 99, "image_id": 1, "category_id": 1,
+                            "bbox": [0, 0, 40, 30], "iscrowd": 1, "area": 1200})  # fmt: skip
+        document = {"images": images, "annotations": annotations, "categories": categories}
+        (src / "annotations").mkdir(parents=True, exist_ok=True)
+        (src / "annotations" / f"instances_{folder}.json").write_text(json.dumps(document))
+
+
+YOLO_TINY = """
+[configs.tiny]
+target = 0.0
+batch_size = 2
+epochs = 1
+steps_per_window = 1
+max_seconds = 120
+data = "coco"             # the full preset's
+image_size = 32
+
+[configs.tiny.model]
+depth_multiple = 0.33
+width_multiple = 0.125
+num_classes = 80
+anchors = [[12, 12, 14, 22, 22, 14], [20, 20, 18, 30, 30, 18], [24, 32, 32, 24, 30, 30]]
+
+[configs.tiny.loss]
+box = 0.05
+obj = 1.0
+cls = 0.5
+anchor_t = 4.0
+
+[configs.tiny.optim]
+optimizer = "AdamW"
+lr = 0.002
+momentum = 0.937
+nominal_batch = 2
+final_lr_fraction = 0.01
+ema_decay = 0.9999
+ema_tau = 100
+"""
+
+
+def test_coco_to_yolo_layout_trains_yolov5(tmp_path: Path) -> None:
+    src, dst = tmp_path / "coco", tmp_path / "yolo"
+    coco(src)
+    load_module("yolov5", "prepare").convert(src, dst, SILENT)
+    assert len(list((dst / "images" / "train").iterdir())) == 6
+    label = (dst / "labels" / "val" / "000000000001.txt").read_text()
+    assert label == "79 0.350000 0.350000 0.500000 0.500000\n"  # id 90: the 80th; no crowd
+    write_manifest(dst)
+    train_on("yolov5", YOLO_TINY, dst, tmp_path / "run")

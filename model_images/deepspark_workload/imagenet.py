@@ -12,11 +12,9 @@ filesystem allows (the same bytes, no space), otherwise copied.
 """
 
 import csv
-import os
-import shutil
 from pathlib import Path
 
-from .prepare import PrepareError, Progress, done, write_atomic
+from .prepare import PrepareError, Progress, done, link_or_copy, write_atomic
 
 KAGGLE = Path("ILSVRC/Data/CLS-LOC")
 SOLUTION = "LOC_val_solution.csv"
@@ -69,10 +67,3 @@ def devkit_wnids(meta: Path) -> dict[int, str]:
 
     synsets = loadmat(meta, squeeze_me=True)["synsets"]
     return {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets}
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:  # another filesystem, or links not allowed
-        shutil.copyfile(source, target)
