@@ -165,3 +165,64 @@ def test_coco_to_yolo_layout_trains_yolov5(tmp_path: Path) -> None:
     assert label == "79 0.350000 0.350000 0.500000 0.500000\n"  # id 90: the 80th; no crowd
     write_manifest(dst)
     train_on("yolov5", YOLO_TINY, dst, tmp_path / "run")
+
+
+def mot17(src: Path) -> None:
+    """MOT17: train/MOT17-XX-{DPM,FRCNN,SDP}/ (the same frames three times), two pedestrians
+    walking across 4 frames, one distractor row (class 7)."""
+    for seq in ("02", "04"):
+        for detector in ("DPM", "FRCNN", "SDP"):
+            root = src / "MOT17" / "train" / f"MOT17-{seq}-{detector}"
+            rows = []
+            for frame in range(1, 5):
+                jpeg(root / "img1" / f"{frame:06d}.jpg", (100, 100, 100), size=(64, 32))
+                for pid in (1, 2):
+                    rows.append(f"{frame},{pid},{4 + 6 * frame + 20 * pid},4,8,20,1,1,1.0")
+                rows.append(f"{frame},9,1,1,5,5,0,7,1.0")
+            (root / "gt").mkdir()
+            (root / "gt" / "gt.txt").write_text("\n".join(rows) + "\n")
+            (root / "det").mkdir()
+            (root / "det" / "det.txt").write_text("1,-1,1,1,5,5,0.9\n")
+            (root / "seqinfo.ini").write_text(f"[Sequence]\nname=MOT17-{seq}-{detector}\n")
+
+
+FAIRMOT_TINY = """
+[configs.tiny]
+target = 0.0
+batch_size = 2
+epochs = 1
+steps_per_window = 1
+max_seconds = 120
+data = "mot17"            # the full preset's
+image_size = [32, 64]
+max_objs = 8
+
+[configs.tiny.model]
+levels = [1, 1, 1, 1, 1, 1]
+channels = [4, 8, 8, 8, 8, 8]
+head_conv = 8
+reid_dim = 8
+num_ids = 4
+
+[configs.tiny.optim]
+lr = 1e-3
+lr_drop = 0.8
+
+[configs.tiny.track]
+threshold = 0.4
+emb_gate = 0.4
+iou_gate = 0.5
+max_lost = 6
+"""
+
+
+def test_mot17_keeps_each_sequence_once_and_trains_fairmot(tmp_path: Path) -> None:
+    src, dst = tmp_path / "download", tmp_path / "mot17"
+    mot17(src)
+    load_module("fairmot", "prepare").convert(src, dst, SILENT)
+    assert sorted(p.name for p in (dst / "train").iterdir()) == ["MOT17-02-DPM", "MOT17-04-DPM"]
+    assert sorted(p.name for p in (dst / "train" / "MOT17-02-DPM").iterdir()) == [
+        "gt", "img1", "seqinfo.ini",
+    ]  # fmt: skip
+    write_manifest(dst)
+    train_on("fairmot", FAIRMOT_TINY, dst, tmp_path / "run")
