@@ -226,3 +226,63 @@ def test_mot17_keeps_each_sequence_once_and_trains_fairmot(tmp_path: Path) -> No
     ]  # fmt: skip
     write_manifest(dst)
     train_on("fairmot", FAIRMOT_TINY, dst, tmp_path / "run")
+
+
+def nerf_synthetic(src: Path) -> None:
+    """nerf_synthetic/lego/: transforms_*.json, 8x8 RGBA views, test/'s depth maps beside."""
+    scene = src / "nerf_synthetic" / "lego"
+    for split, n in (("train", 4), ("val", 1), ("test", 2)):
+        frames = []
+        for i in range(n):
+            angle = 2 * np.pi * i / n
+            eye = [4 * np.cos(angle), 4 * np.sin(angle), 1.0]
+            c2w = np.eye(4)
+            c2w[:3, 3] = eye
+            frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": c2w.tolist()})
+            (scene / split).mkdir(parents=True, exist_ok=True)
+            rgba = np.full((8, 8, 4), 255, np.uint8)
+            rgba[2:6, 2:6] = (200, 50, 50, 255)
+            Image.fromarray(rgba, "RGBA").save(scene / split / f"r_{i}.png")
+            if split == "test":
+                Image.fromarray(rgba[..., 0]).save(scene / split / f"r_{i}_depth_0000.png")
+        meta = {"camera_angle_x": 0.69, "frames": frames}
+        (scene / f"transforms_{split}.json").write_text(json.dumps(meta))
+
+
+NERF_TINY = """
+[configs.tiny]
+target = 0.0
+batch_size = 64
+epochs = 1
+steps_per_window = 1
+max_seconds = 120
+data = "blender"          # the full preset's
+eval_chunk = 256
+
+[configs.tiny.model]
+levels = 2
+features = 2
+log2_table_size = 8
+base_resolution = 4
+finest_resolution = 16
+hidden = 8
+geo_features = 4
+color_layers = 1
+bound = 1.2
+samples = 8
+background = 1.0
+
+[configs.tiny.optim]
+lr = 0.01
+decay_at = [0.6, 0.85]
+decay = 0.33
+"""
+
+
+def test_nerf_synthetic_scene_trains_ngp_nerf(tmp_path: Path) -> None:
+    src, dst = tmp_path / "archive", tmp_path / "lego"
+    nerf_synthetic(src)
+    load_module("ngp_nerf", "prepare").convert(src, dst, SILENT)
+    assert sorted(p.name for p in (dst / "test").iterdir()) == ["r_0.png", "r_1.png"]
+    write_manifest(dst)
+    train_on("ngp_nerf", NERF_TINY, dst, tmp_path / "run")
