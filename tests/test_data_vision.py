@@ -39,13 +39,17 @@ def kaggle_imagenet(src: Path) -> None:
     (src / imagenet.SOLUTION).write_text("\n".join(rows) + "\n")
 
 
-RESNET_TINY = """
+# A small preset's header: one epoch, no target (train_on appends the rest: data, model, optim).
+TINY = """
 [configs.tiny]
 target = 0.0
-batch_size = 4
 epochs = 1
 steps_per_window = 1
 max_seconds = 120
+"""
+RESNET_TINY = (
+    TINY
+    + """batch_size = 4
 data = "imagefolder"      # the full preset's
 image_size = 16
 
@@ -59,6 +63,7 @@ small_stem = true
 [configs.tiny.optim]
 lr = 0.1
 """
+)
 
 
 def test_imagenet_through_data_prepare_trains_resnet50(cli, tmp_path: Path) -> None:
@@ -123,13 +128,9 @@ def coco(src: Path) -> None:
         (src / "annotations" / f"instances_{folder}.json").write_text(json.dumps(document))
 
 
-YOLO_TINY = """
-[configs.tiny]
-target = 0.0
-batch_size = 2
-epochs = 1
-steps_per_window = 1
-max_seconds = 120
+YOLO_TINY = (
+    TINY
+    + """batch_size = 2
 data = "coco"             # the full preset's
 image_size = 32
 
@@ -154,6 +155,7 @@ final_lr_fraction = 0.01
 ema_decay = 0.9999
 ema_tau = 100
 """
+)
 
 
 def test_coco_to_yolo_layout_trains_yolov5(tmp_path: Path) -> None:
@@ -186,13 +188,9 @@ def mot17(src: Path) -> None:
             (root / "seqinfo.ini").write_text(f"[Sequence]\nname=MOT17-{seq}-{detector}\n")
 
 
-FAIRMOT_TINY = """
-[configs.tiny]
-target = 0.0
-batch_size = 2
-epochs = 1
-steps_per_window = 1
-max_seconds = 120
+FAIRMOT_TINY = (
+    TINY
+    + """batch_size = 2
 data = "mot17"            # the full preset's
 image_size = [32, 64]
 max_objs = 8
@@ -214,6 +212,7 @@ emb_gate = 0.4
 iou_gate = 0.5
 max_lost = 6
 """
+)
 
 
 def test_mot17_keeps_each_sequence_once_and_trains_fairmot(tmp_path: Path) -> None:
@@ -249,13 +248,9 @@ def nerf_synthetic(src: Path) -> None:
         (scene / f"transforms_{split}.json").write_text(json.dumps(meta))
 
 
-NERF_TINY = """
-[configs.tiny]
-target = 0.0
-batch_size = 64
-epochs = 1
-steps_per_window = 1
-max_seconds = 120
+NERF_TINY = (
+    TINY
+    + """batch_size = 64
 data = "blender"          # the full preset's
 eval_chunk = 256
 
@@ -277,6 +272,7 @@ lr = 0.01
 decay_at = [0.6, 0.85]
 decay = 0.33
 """
+)
 
 
 def test_nerf_synthetic_scene_trains_ngp_nerf(tmp_path: Path) -> None:

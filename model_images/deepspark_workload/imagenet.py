@@ -14,7 +14,7 @@ filesystem allows (the same bytes, no space), otherwise copied.
 import csv
 from pathlib import Path
 
-from .prepare import PrepareError, Progress, done, link_or_copy, write_atomic
+from .prepare import PrepareError, Progress, link_all
 
 KAGGLE = Path("ILSVRC/Data/CLS-LOC")
 SOLUTION = "LOC_val_solution.csv"
@@ -40,11 +40,7 @@ def convert(src: Path, dst: Path, progress: Progress) -> None:
             if path.stem not in labels:
                 raise PrepareError(f"{path.name} has no label in the validation ground truth")
             pairs.append((path, dst / "val" / labels[path.stem] / path.name))
-    progress.total(len(pairs))
-    for source, target in pairs:
-        if not done(target):
-            write_atomic(target, lambda tmp, source=source: link_or_copy(source, tmp))
-        progress.advance()
+    link_all(pairs, progress)
 
 
 def val_labels(src: Path) -> dict[str, str]:

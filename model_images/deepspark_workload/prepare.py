@@ -57,6 +57,15 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+def link_all(pairs: list[tuple[Path, Path]], progress: Progress) -> None:
+    """Each (source, target) linked or copied, those already done skipped; one unit each."""
+    progress.total(len(pairs))
+    for source, target in pairs:
+        if not done(target):
+            write_atomic(target, lambda tmp, source=source: link_or_copy(source, tmp))
+        progress.advance()
+
+
 class JsonLines:
     """A Progress printed as JSON lines on stdout, for the agent to read."""
 

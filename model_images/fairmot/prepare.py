@@ -11,7 +11,7 @@ holds MOT17/. Files are hard-linked where the filesystem allows, otherwise copie
 
 from pathlib import Path
 
-from deepspark_workload.prepare import PrepareError, Progress, done, link_or_copy, write_atomic
+from deepspark_workload.prepare import PrepareError, Progress, link_all
 
 
 def convert(src: Path, dst: Path, progress: Progress) -> None:
@@ -28,8 +28,4 @@ def convert(src: Path, dst: Path, progress: Progress) -> None:
         files = [seq / "gt" / "gt.txt", *sorted((seq / "img1").glob("*.jpg"))]
         files += [seq / "seqinfo.ini"] if (seq / "seqinfo.ini").is_file() else []
         pairs += [(f, dst / "train" / seq.name / f.relative_to(seq)) for f in files]
-    progress.total(len(pairs))
-    for source, target in pairs:
-        if not done(target):
-            write_atomic(target, lambda tmp, source=source: link_or_copy(source, tmp))
-        progress.advance()
+    link_all(pairs, progress)

@@ -12,7 +12,7 @@ training data. Files are hard-linked where the filesystem allows, otherwise copi
 import json
 from pathlib import Path
 
-from deepspark_workload.prepare import PrepareError, Progress, done, link_or_copy, write_atomic
+from deepspark_workload.prepare import PrepareError, Progress, link_all
 
 SPLITS = ("train", "val", "test")
 SCENE = "lego"
@@ -37,9 +37,4 @@ def convert(src: Path, dst: Path, progress: Progress) -> None:
             if not image.is_file():
                 raise PrepareError(f"{image} is listed in {transforms.name} but missing")
             files.append(image)
-    progress.total(len(files))
-    for source in files:
-        target = dst / source.relative_to(scene)
-        if not done(target):
-            write_atomic(target, lambda tmp, source=source: link_or_copy(source, tmp))
-        progress.advance()
+    link_all([(f, dst / f.relative_to(scene)) for f in files], progress)

@@ -13,25 +13,22 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from deepspark_workload.prepare import PrepareError, Progress, done, link_or_copy, write_atomic
+from deepspark_workload.prepare import PrepareError, Progress, done, link_all, write_atomic
 
 SPLITS = {"train": "train2017", "val": "val2017"}
 
 
 def convert(src: Path, dst: Path, progress: Progress) -> None:
     splits = {split: read_split(src, folder) for split, folder in SPLITS.items()}
-    progress.total(sum(len(images) for images, _ in splits.values()))
+    pairs = []
     for split, (images, labels) in splits.items():
-        for file, source in images.items():
-            target = dst / "images" / split / file
-            if not done(target):
-                write_atomic(target, lambda tmp, source=source: link_or_copy(source, tmp))
-            stem = Path(file).stem
+        for stem, lines in labels.items():  # small: written before the images are linked
             label = dst / "labels" / split / f"{stem}.txt"
-            if labels.get(stem) and not done(label):
-                text = "".join(f"{line}\n" for line in labels[stem])
+            if not done(label):
+                text = "".join(f"{line}\n" for line in lines)
                 write_atomic(label, lambda tmp, text=text: tmp.write_text(text))
-            progress.advance()
+        pairs += [(source, dst / "images" / split / file) for file, source in images.items()]
+    link_all(pairs, progress)
 
 
 def read_split(src: Path, folder: str) -> tuple[dict[str, Path], dict[str, list[str]]]:
