@@ -23,6 +23,7 @@ from deepspark_agent.cli import app
 from deepspark_agent.images import DEFAULT_BASE, default_base
 from deepspark_agent.telemetry import DEFAULT_HZ
 from deepspark_agent.workloads import WORKLOADS_ENV, Workload
+from deepspark_core.datasets import CACHE_ENV
 from deepspark_core.events import read_events
 from deepspark_core.result_bundle import pack_run_set
 from deepspark_core.results import Result
@@ -38,6 +39,14 @@ def own_config_dir(tmp_path_factory, monkeypatch) -> Path:
     config = tmp_path_factory.mktemp("config")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
     return config
+
+
+@pytest.fixture(autouse=True)
+def own_cache_dir(tmp_path_factory, monkeypatch) -> Path:
+    """Each test its own cache (datasets verified before): none sees another's, or the host's."""
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv(CACHE_ENV, str(cache))
+    return cache
 
 
 @pytest.fixture

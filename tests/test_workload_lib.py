@@ -1,7 +1,6 @@
 """The workload helper library: environment parsing, event lines, workload.toml presets."""
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -17,7 +16,7 @@ import pytest
 
 from conftest import require
 from deepspark_workload import ContractError, Env, MLLogger
-from deepspark_workload.datasets import tensors_sha256, verify_manifest
+from deepspark_workload.datasets import tensors_sha256
 from deepspark_workload.text import edit_distance
 from deepspark_workload.workload import load_spec
 
@@ -280,43 +279,6 @@ def test_loader_workers_share_the_cpus_among_the_node_ranks(monkeypatch) -> None
     monkeypatch.setenv("PADDLE_LOCAL_SIZE", "16")
     assert object.__new__(Paddle).loader_workers() == 1  # one CPU a rank: still one worker
     assert workload.loader_options() == {"num_workers": 3, "persistent_workers": True}
-
-
-def write_dataset(root: Path) -> None:
-    (root / "train").mkdir(parents=True)
-    (root / "train" / "a.bin").write_bytes(b"alpha")
-    (root / "labels.txt").write_text("beta\n")
-    subprocess.run(
-        "find . -type f ! -name SHA256SUMS -printf '%P\\0' | sort -z | xargs -0 sha256sum"
-        " > SHA256SUMS",
-        shell=True, cwd=root, check=True,
-    )  # fmt: skip
-
-
-def test_manifest_made_by_sha256sum_verifies(tmp_path: Path) -> None:
-    write_dataset(tmp_path)
-    digest, files = verify_manifest(tmp_path)
-    assert files == 2
-    assert digest == hashlib.sha256((tmp_path / "SHA256SUMS").read_bytes()).hexdigest()
-
-
-@pytest.mark.parametrize(
-    "damage, message",
-    [
-        (lambda root: (root / "train" / "a.bin").write_bytes(b"alpha!"), "does not match"),
-        (lambda root: (root / "labels.txt").unlink(), "listed in SHA256SUMS but missing"),
-        (lambda root: (root / "SHA256SUMS").unlink(), "SHA256SUMS is missing"),
-        (lambda root: (root / "SHA256SUMS").write_text(""), "lists no files"),
-        (lambda root: (root / "SHA256SUMS").write_text("abc  x\n"), "SHA256SUMS:1: expected"),
-        (lambda root: (root / "SHA256SUMS").write_text("0" * 64 + "  ../x\n"), "expected"),
-        (lambda root: (root / "SHA256SUMS").write_text("0" * 64 + "  /etc/x\n"), "expected"),
-    ],
-)
-def test_a_damaged_dataset_is_refused(tmp_path: Path, damage, message: str) -> None:
-    write_dataset(tmp_path)
-    damage(tmp_path)
-    with pytest.raises(ContractError, match=re.escape(message)):
-        verify_manifest(tmp_path)
 
 
 def test_generated_data_digest_covers_shape_dtype_and_values() -> None:

@@ -1,6 +1,11 @@
-"""The terminal's progress bars for a run set: one `RunProgress` (the runner's listener)."""
+"""The terminal's progress bars: a run set's (`Bars`, the runner's listener), and one long job's
+(`job_bars`: a dataset converted, hashed, verified)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (
@@ -8,6 +13,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     TaskID,
+    TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -54,6 +60,11 @@ class Bars:
     def run_progress(self, windows_done: int, rate: str) -> None:
         self._bars().update(self._current, completed=windows_done, rate=rate)
 
+    @contextmanager
+    def data_check(self, root: Path) -> Iterator[TaskBar]:
+        with job_bars(self._console, f"verifying {root}") as (bar,):
+            yield bar
+
     def plan_finished(self) -> None:
         self._bars().stop()
         self._progress = None
@@ -62,3 +73,27 @@ class Bars:
         if self._progress is None:
             raise RuntimeError("progress reported outside a plan")
         return self._progress
+
+
+class TaskBar:
+    """One task of a rich Progress as the core's Progress (total, then advance)."""
+
+    def __init__(self, progress: Progress, description: str) -> None:
+        self._progress = progress
+        self._task = progress.add_task(description, total=None)
+
+    def total(self, n: int) -> None:
+        self._progress.update(self._task, total=n)
+
+    def advance(self, n: int = 1) -> None:
+        self._progress.advance(self._task, n)
+
+
+@contextmanager
+def job_bars(console: Console, *descriptions: str) -> Iterator[list[TaskBar]]:
+    """One bar per step of a long job on console (files converted, bytes hashed), in one live
+    display: rich allows one at a time."""
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=console, transient=True) as progress:
+        yield [TaskBar(progress, description) for description in descriptions]

@@ -12,7 +12,7 @@ import math
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +20,8 @@ from deepspark_agent.planning import Request, make_plan
 from deepspark_agent.runtime.base import Launch, Runtime
 from deepspark_core.assess import assess
 from deepspark_core.contract import RunSpec
+from deepspark_core.datasets import MANIFEST, verify_manifest
+from deepspark_core.datasets import Progress as DataProgress
 from deepspark_core.events import TOKEN, parse_line
 from deepspark_core.files import stamped_path, write_json
 from deepspark_core.results import (
@@ -53,6 +55,10 @@ class RunProgress(Protocol):
     def run_progress(self, windows_done: int, rate: str) -> None: ...
 
     def plan_finished(self) -> None: ...
+
+    def data_check(self, root: Path) -> AbstractContextManager[DataProgress]:
+        """Shows the hashing of a dataset's files, before plan_started."""
+        ...
 
 
 def run_set_dir(out_root: Path, req: Request) -> Path:
@@ -115,6 +121,7 @@ def run_plan(
     """Run the plan into run_set, each run recorded as it ends. If run_set already holds a
     plan (an interrupted run set), keep that plan: skip the runs it recorded, redo the one
     cut off."""
+    verified = _verify_data(req.data_dir, progress)  # before a plan: bad data starts nothing
     if (run_set / PLAN_FILE).is_file():
         plan = read_model(run_set / PLAN_FILE, RunPlan)
         if plan.model != req.workload.name:
@@ -125,8 +132,20 @@ def run_plan(
         write_json(run_set / PLAN_FILE, plan)
     with _agent_log(run_set):
         log.info("run set %s: %s", run_set, plan.model_dump_json())
-        _run_all(req, plan, run_set, runtime, progress)
+        if verified:
+            log.info("data %s verified: manifest sha256 %s", req.data_dir, verified)
+        _run_all(req, plan, run_set, runtime, progress, verified)
     return plan
+
+
+def _verify_data(data_dir: Path | None, progress: RunProgress) -> str | None:
+    """A dataset's manifest digest, its files verified once here (the host's cache makes a
+    second time a stat of each file) rather than by every rank of every run; None for no
+    dataset (a directory without a manifest is the workload's to judge)."""
+    if data_dir is None or not (data_dir / MANIFEST).is_file():
+        return None
+    with progress.data_check(data_dir) as bar:
+        return verify_manifest(data_dir, bar)[0]
 
 
 @contextmanager
@@ -144,7 +163,12 @@ def _agent_log(run_set: Path) -> Iterator[None]:
 
 
 def _run_all(
-    req: Request, plan: RunPlan, run_set: Path, runtime: Runtime, progress: RunProgress
+    req: Request,
+    plan: RunPlan,
+    run_set: Path,
+    runtime: Runtime,
+    progress: RunProgress,
+    data_verified: str | None,
 ) -> None:
     """Each planned run in order: kept if recorded, redone if cut off, not started once the
     budget is spent, else launched."""
@@ -172,7 +196,7 @@ def _run_all(
                 model=plan.model, config=plan.config, mode=planned.mode, seed=planned.seed,
                 batch_size=plan.batch_size, precision=plan.precision, nproc=planned.nproc,
                 warmup_windows=plan.warmup_windows, windows=plan.windows,
-                max_seconds=min(max_seconds, left),
+                max_seconds=min(max_seconds, left), data_verified=data_verified,
             )  # fmt: skip
             speed_windows = plan.warmup_windows + plan.windows
             windows = speed_windows if planned.mode == "speed" else preset.epochs

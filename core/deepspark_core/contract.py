@@ -25,6 +25,7 @@ class RunSpec:
     warmup_windows: int = 1
     windows: int = 5
     max_seconds: float = 600.0
+    data_verified: str | None = None  # the data's manifest digest, once the agent verified it
 
     def env(self, out_dir: Path, data_dir: Path | None = None) -> dict[str, str]:
         """The DS_* variables a workload reads; out_dir and data_dir are absolute paths as
@@ -42,4 +43,5 @@ class RunSpec:
             "DS_DATA_DIR": str(data_dir or ""),
             "DS_OUT_DIR": str(out_dir),
             "DS_MAX_SECONDS": str(self.max_seconds),
+            "DS_DATA_VERIFIED": self.data_verified or "",
         }

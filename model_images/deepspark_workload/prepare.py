@@ -11,20 +11,22 @@ writes `dst/SHA256SUMS`. A converter is resumable: it writes every output file t
 (`done`), so a run cut off by a signal or a full disk starts again where it stopped and never
 leaves a half-written file under its final name. It reports its work through `progress`
 (`total` once the amount is known, then `advance`).
+
+`python -m deepspark_workload.prepare WORKLOAD_DIR SRC DST` (the agent's way in, so that it
+never imports the converters' numpy or Pillow) runs WORKLOAD_DIR/prepare.py's convert and prints
+its progress as JSON lines on stdout (`{"total": n}`, `{"advance": n}`); a PrepareError is one
+line on stderr and exit 1.
 """
 
+import importlib.util
+import json
 import os
+import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
-
-class Progress(Protocol):
-    def total(self, n: int) -> None:
-        """The amount of work (files, records, samples) once it is known."""
-
-    def advance(self, n: int = 1) -> None:
-        """n more units done (skipped outputs count as done)."""
+from deepspark_core.datasets import Progress as Progress  # the converters' interface
 
 
 class PrepareError(ValueError):
@@ -45,3 +47,53 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """target as a hard link to source (the same bytes, no space), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:  # another filesystem, or links not allowed
+        shutil.copyfile(source, target)
+
+
+def link_all(pairs: list[tuple[Path, Path]], progress: Progress) -> None:
+    """Each (source, target) linked or copied, those already done skipped; one unit each."""
+    progress.total(len(pairs))
+    for source, target in pairs:
+        if not done(target):
+            write_atomic(target, lambda tmp, source=source: link_or_copy(source, tmp))
+        progress.advance()
+
+
+class JsonLines:
+    """A Progress printed as JSON lines on stdout, for the agent to read."""
+
+    def total(self, n: int) -> None:
+        print(json.dumps({"total": n}), flush=True)
+
+    def advance(self, n: int = 1) -> None:
+        print(json.dumps({"advance": n}), flush=True)
+
+
+def main(workload_dir: str, src: str, dst: str) -> None:
+    module_file = Path(workload_dir) / "prepare.py"
+    module_spec = importlib.util.spec_from_file_location("workload_prepare", module_file)
+    if module_spec is None or module_spec.loader is None:
+        raise SystemExit(f"error: {module_file}: not a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    source = Path(src)
+    if not source.is_dir():
+        raise SystemExit(f"error: {source} is not a directory")
+    try:
+        module.convert(source, Path(dst), JsonLines())
+    except (PrepareError, OSError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+if __name__ == "__main__":
+    # Through the module's import name: the converters raise *its* PrepareError, not __main__'s.
+    from deepspark_workload.prepare import main as imported_main
+
+    imported_main(*sys.argv[1:])

@@ -10,6 +10,7 @@ import typer
 from deepspark_agent import __version__
 from deepspark_agent.cli import host, keys, report, run, submit, up
 from deepspark_agent.cli.bundle import bundle_app
+from deepspark_agent.cli.data import data_app
 from deepspark_agent.cli.images import images_app
 from deepspark_agent.console import console
 
@@ -43,6 +44,7 @@ app.command()(report.report)
 app.command()(up.up)
 app.add_typer(images_app, name="images")
 app.add_typer(bundle_app, name="bundle")
+app.add_typer(data_app, name="data")
 app.add_typer(keys.keys_app, name="keys")
 app.command("verify")(keys.verify)
 app.command("submit")(submit.submit_command)
