@@ -193,3 +193,32 @@ def train_on(workload: str, preset_toml: str, data_dir: Path, out: Path) -> list
     assert [e["key"] for e in log].count("block_stop") >= 1
     assert log[-1]["metadata"]["status"] == "success"
     return log
+
+
+class Counted:
+    """A converter's Progress that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.expected: int | None = None
+        self.done = 0
+
+    def total(self, n: int) -> None:
+        self.expected = n
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+
+
+def prepare(workload: str, src: Path, dst: Path) -> Counted:
+    """Run the workload's prepare.convert on src and write dst/SHA256SUMS as `data prepare`
+    does; check that the progress reached its total; return it."""
+    from deepspark_workload.datasets import MANIFEST, file_sha256
+
+    progress = Counted()
+    load_module(workload, "prepare").convert(src, dst, progress)
+    assert progress.expected is not None and progress.done == progress.expected
+    files = sorted(p for p in dst.rglob("*") if p.is_file() and p.name != MANIFEST)
+    (dst / MANIFEST).write_text(
+        "".join(f"{file_sha256(p)}  {p.relative_to(dst).as_posix()}\n" for p in files)
+    )
+    return progress

@@ -16,7 +16,7 @@ leaves a half-written file under its final name. It reports its work through `pr
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Progress(Protocol):
@@ -45,3 +45,14 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_npy(path: Path, array: Any) -> None:
+    """A numpy array saved to path through write_atomic."""
+    import numpy as np  # here: the interface itself needs only the standard library
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as f:  # a file object: np.save would add .npy to the temporary name
+            np.save(f, array)
+
+    write_atomic(path, write)
