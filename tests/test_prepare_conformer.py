@@ -8,32 +8,23 @@ import numpy as np
 import pytest
 import soundfile
 
-from deepspark_workload.prepare import PrepareError
-from workload_runs import Counted, load_module, prepare, spec, train_on
+from workload_runs import (
+    load_module,
+    prepare,
+    prepare_fails,
+    prepare_resumes,
+    spec,
+    tiny_preset,
+    train_on,
+)
 
 prep = load_module("conformer", "prepare")
-TINY = """
-[configs.tiny]
-target = 0.99
-batch_size = 2
-epochs = 1
-steps_per_window = 1
-max_seconds = 300
-data = "librispeech"
-
-[configs.tiny.model]
-in_features = 80
-dim = 16
-layers = 1
-heads = 2
-ffn = 32
-kernel = 3
-vocab_size = 29
-dropout = 0.0
-
-[configs.tiny.optim]
-lr = 1e-3
-"""
+TINY = tiny_preset(
+    data="librispeech", target=0.99,
+    model=dict(in_features=80, dim=16, layers=1, heads=2, ffn=32, kernel=3, vocab_size=29,
+               dropout=0.0),
+    optim=dict(lr=1e-3),
+)  # fmt: skip
 TEXTS = ["HELLO WORLD", "IT'S A TEST", "ONE TWO"]
 
 
@@ -76,34 +67,29 @@ def test_librispeech_becomes_log_mel_features_the_full_model_trains_on(tmp_path:
 
 def test_a_second_run_redoes_only_what_is_missing(tmp_path: Path) -> None:
     librispeech(tmp_path / "src")
-    data = tmp_path / "data"
-    prepare("conformer", tmp_path / "src", data)
-    kept, lost = data / "train" / "100-7-0000.npy", data / "dev" / "103-7-0002.npy"
-    before, lost_bytes = kept.stat().st_mtime_ns, lost.read_bytes()
-    lost.unlink()
-    (lost.parent / f".{lost.name}.partial").write_bytes(b"cut off")  # an interrupted write
-    progress = prepare("conformer", tmp_path / "src", data)
-    assert progress.done == 12 and kept.stat().st_mtime_ns == before
-    assert lost.read_bytes() == lost_bytes and not list(data.rglob("*.partial"))
+    prepare_resumes(
+        "conformer",
+        tmp_path / "src",
+        tmp_path / "data",
+        "train/100-7-0000.npy",
+        "dev/103-7-0002.npy",
+    )
 
 
 def test_bad_sources_say_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "src"
     librispeech(src)
     chapter = src / "LibriSpeech" / "dev-clean" / "103" / "7"
-
-    def fails(match: str) -> None:
-        with pytest.raises(PrepareError, match=match):
-            prep.convert(src, tmp_path / "out", Counted())
-
     (chapter / "103-7-0001.flac").unlink()
-    fails(r"103-7-0001.flac is missing: its chapter's transcript lists it")
+    prepare_fails(
+        "conformer", src, r"103-7-0001.flac is missing: its chapter's transcript lists it"
+    )
     (chapter / "103-7-0001.flac").write_bytes(b"not flac")
-    fails(r"103-7-0001.flac: ")
+    prepare_fails("conformer", src, r"103-7-0001.flac: ")
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "soundfile", None)  # as if not installed
-        fails("LibriSpeech's FLAC needs soundfile: pip install soundfile")
+        prepare_fails("conformer", src, "LibriSpeech's FLAC needs soundfile: pip install soundfile")
     (chapter / "103-7.trans.txt").write_text("103-7-0000\n")
-    fails(r"103-7.trans.txt:1: expected '<utterance id> <TRANSCRIPT>'")
+    prepare_fails("conformer", src, r"103-7.trans.txt:1: expected '<utterance id> <TRANSCRIPT>'")
     shutil.rmtree(src / "LibriSpeech" / "train-other-500")
-    fails("train-other-500 is missing: expected LibriSpeech/<subset>/")
+    prepare_fails("conformer", src, "train-other-500 is missing: expected LibriSpeech/<subset>/")

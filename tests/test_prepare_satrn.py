@@ -1,46 +1,22 @@
 """satrn/prepare.py: miniatures of MJSynth and the ICDAR 2013 / 2015 word test sets -> the
 text-line layout the full model trains on."""
 
-import json
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
 
-from deepspark_workload.prepare import PrepareError
-from workload_runs import Counted, load_module, prepare, spec, train_on
+from workload_runs import prepare, prepare_fails, prepare_resumes, spec, tiny_preset, train_on
 
-prep = load_module("satrn", "prepare")
 CHARSET = spec("satrn")["configs"]["full"]["charset"]
-TINY = f"""
-[configs.tiny]
-target = 0.99
-batch_size = 2
-epochs = 1
-steps_per_window = 1
-max_seconds = 300
-data = "textlines"
-image_size = [32, 100]
-charset = {json.dumps(CHARSET)}
-
-[configs.tiny.model]
-in_channels = 3
-d_model = 16
-heads = 2
-enc_layers = 1
-enc_inner = 32
-dec_layers = 1
-dec_inner = 32
-num_classes = {3 + len(CHARSET)}
-max_len = 25
-n_position = 100
-dropout = 0.0
-
-[configs.tiny.optim]
-lr = 1e-3
-decay_epochs = []
-gamma = 0.1
-"""
+TINY = tiny_preset(
+    data="textlines", target=0.99, image_size=[32, 100], charset=CHARSET,
+    model=dict(
+        in_channels=3, d_model=16, heads=2, enc_layers=1, enc_inner=32, dec_layers=1,
+        dec_inner=32, num_classes=3 + len(CHARSET), max_len=25, n_position=100, dropout=0.0,
+    ),
+    optim=dict(lr=1e-3, decay_epochs=[], gamma=0.1),
+)  # fmt: skip
 MJ_WORDS = ["Hello", "WORLD", "tree", "Moniker", "sky", "A4"]
 
 
@@ -104,23 +80,20 @@ def test_mjsynth_and_icdar_become_text_lines_the_full_model_trains_on(
 
 def test_a_second_run_redoes_only_what_is_missing(tmp_path: Path) -> None:
     sources(tmp_path / "src")
-    data = tmp_path / "data"
-    prepare("satrn", tmp_path / "src", data)
-    labels = (data / "train" / "labels.txt").read_text()
-    kept, lost = data / "train/mj/1/1/0_Hello_100.jpg", data / "val/ic15/word_3.png"
-    before = kept.stat().st_mtime_ns
-    lost.unlink()
-    assert prepare("satrn", tmp_path / "src", data).done == 12
-    assert kept.stat().st_mtime_ns == before and lost.is_file()
-    assert (data / "train" / "labels.txt").read_text() == labels
+    prepare_resumes(
+        "satrn",
+        tmp_path / "src",
+        tmp_path / "data",
+        "train/mj/1/1/0_Hello_100.jpg",
+        "val/ic15/word_3.png",
+    )
 
 
 def test_bad_sources_say_what_is_missing(tmp_path: Path) -> None:
     src = tmp_path / "src"
 
     def fails(match: str) -> None:
-        with pytest.raises(PrepareError, match=match):
-            prep.convert(src, tmp_path / "out", Counted())
+        prepare_fails("satrn", src, match)
 
     src.mkdir()
     fails("90kDICT32px/annotation_train.txt is missing: need MJSynth")

@@ -4,44 +4,28 @@ import wave
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from deepspark_workload.prepare import PrepareError
-from workload_runs import Counted, load_module, prepare, spec, train_on
+from workload_runs import (
+    load_module,
+    prepare,
+    prepare_fails,
+    prepare_resumes,
+    spec,
+    tiny_preset,
+    train_on,
+)
 
 prep = load_module("tacotron2", "prepare")
-TINY = """
-[configs.tiny]
-target = 100.0
-batch_size = 2
-epochs = 1
-steps_per_window = 1
-max_seconds = 300
-data = "ljspeech"
-
-[configs.tiny.model]
-n_symbols = 148
-embedding_dim = 16
-encoder_convs = 1
-encoder_kernel = 3
-n_mel = 80
-prenet_dim = 16
-rnn_dim = 16
-attention_dim = 8
-location_filters = 2
-location_kernel = 3
-postnet_convs = 2
-postnet_dim = 16
-postnet_kernel = 3
-p_attention_dropout = 0.0
-p_decoder_dropout = 0.0
-
-[configs.tiny.optim]
-lr = 1e-3
-eps = 1e-6
-anneal_at = []
-anneal_factor = 0.1
-"""
+TINY = tiny_preset(
+    data="ljspeech", target=100.0,
+    model=dict(
+        n_symbols=148, embedding_dim=16, encoder_convs=1, encoder_kernel=3, n_mel=80,
+        prenet_dim=16, rnn_dim=16, attention_dim=8, location_filters=2, location_kernel=3,
+        postnet_convs=2, postnet_dim=16, postnet_kernel=3, p_attention_dropout=0.0,
+        p_decoder_dropout=0.0,
+    ),
+    optim=dict(lr=1e-3, eps=1e-6, anneal_at=[], anneal_factor=0.1),
+)  # fmt: skip
 
 
 def write_wav(path: Path, pcm: np.ndarray, rate: int = 22050, channels: int = 1) -> None:
@@ -102,13 +86,13 @@ def test_nvidias_filelists_give_their_split(tmp_path: Path) -> None:
 
 def test_a_second_run_redoes_only_what_is_missing(tmp_path: Path) -> None:
     ljspeech(tmp_path / "src")
-    data = tmp_path / "data"
-    prepare("tacotron2", tmp_path / "src", data)
-    kept, lost = data / "mels" / "LJ001-0001.npy", data / "mels" / "LJ001-0005.npy"
-    before, lost_bytes = kept.stat().st_mtime_ns, lost.read_bytes()
-    lost.unlink()
-    assert prepare("tacotron2", tmp_path / "src", data).done == 8
-    assert kept.stat().st_mtime_ns == before and lost.read_bytes() == lost_bytes
+    prepare_resumes(
+        "tacotron2",
+        tmp_path / "src",
+        tmp_path / "data",
+        "mels/LJ001-0001.npy",
+        "mels/LJ001-0005.npy",
+    )
 
 
 def test_bad_sources_say_what_is_missing(tmp_path: Path) -> None:
@@ -116,8 +100,7 @@ def test_bad_sources_say_what_is_missing(tmp_path: Path) -> None:
     root = src / "LJSpeech-1.1"
 
     def fails(match: str) -> None:
-        with pytest.raises(PrepareError, match=match):
-            prep.convert(src, tmp_path / "out", Counted())
+        prepare_fails("tacotron2", src, match)
 
     fails("metadata.csv is missing: expected LJSpeech-1.1/metadata.csv and wavs/")
     ljspeech(src, n=3)
