@@ -18,6 +18,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
+
 from deepspark_agent.runtime.base import Launch, argv
 from deepspark_agent.workloads import load_workload
 from deepspark_core.contract import RunSpec
@@ -193,3 +195,66 @@ def train_on(workload: str, preset_toml: str, data_dir: Path, out: Path) -> list
     assert [e["key"] for e in log].count("block_stop") >= 1
     assert log[-1]["metadata"]["status"] == "success"
     return log
+
+
+class Counted:
+    """A converter's Progress that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.expected: int | None = None
+        self.done = 0
+
+    def total(self, n: int) -> None:
+        self.expected = n
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+
+
+def prepare(workload: str, src: Path, dst: Path) -> Counted:
+    """Run the workload's prepare.convert on src and write dst/SHA256SUMS as `data prepare`
+    does; check that the progress reached its total; return it."""
+    from deepspark_workload.datasets import MANIFEST, file_sha256
+
+    progress = Counted()
+    load_module(workload, "prepare").convert(src, dst, progress)
+    assert progress.expected is not None and progress.done == progress.expected
+    files = sorted(p for p in dst.rglob("*") if p.is_file() and p.name != MANIFEST)
+    (dst / MANIFEST).write_text(
+        "".join(f"{file_sha256(p)}  {p.relative_to(dst).as_posix()}\n" for p in files)
+    )
+    return progress
+
+
+def tiny_preset(model: dict[str, Any], optim: dict[str, Any], **keys: Any) -> str:
+    """train_on's `[configs.tiny]` as TOML: one epoch of batch 2 (one step a window), `keys`
+    (the full preset's `data`, a target...) and the model's and the optimizer's tables."""
+    preset = {"batch_size": 2, "epochs": 1, "steps_per_window": 1, "max_seconds": 300, **keys}
+    tables = {"configs.tiny": preset, "configs.tiny.model": model, "configs.tiny.optim": optim}
+    return "".join(
+        f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in table.items())
+        for name, table in tables.items()
+    )  # JSON's numbers, strings and arrays are TOML's
+
+
+def prepare_fails(workload: str, src: Path, match: str) -> None:
+    """The workload's converter stops on src with a one-line PrepareError matching `match`."""
+    from deepspark_workload.prepare import PrepareError
+
+    with pytest.raises(PrepareError, match=match) as error:
+        load_module(workload, "prepare").convert(src, src.parent / "out", Counted())
+    assert "\n" not in str(error.value)
+
+
+def prepare_resumes(workload: str, src: Path, dst: Path, kept: str, lost: str) -> None:
+    """After a whole prepare, a run cut off while writing `lost`: a second run writes it again
+    and leaves `kept` (already written) alone, ending with the same files as the first."""
+    from deepspark_workload.datasets import MANIFEST
+
+    prepare(workload, src, dst)
+    manifest, before = (dst / MANIFEST).read_text(), (dst / kept).stat().st_mtime_ns
+    (dst / lost).unlink()
+    (dst / lost).with_name(f".{Path(lost).name}.partial").write_bytes(b"cut off")
+    prepare(workload, src, dst)
+    assert (dst / kept).stat().st_mtime_ns == before and not list(dst.rglob("*.partial"))
+    assert (dst / MANIFEST).read_text() == manifest

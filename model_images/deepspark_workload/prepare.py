@@ -25,6 +25,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from deepspark_core.datasets import Progress as Progress  # the converters' interface
 
@@ -64,6 +65,17 @@ def link_all(pairs: list[tuple[Path, Path]], progress: Progress) -> None:
         if not done(target):
             write_atomic(target, lambda tmp, source=source: link_or_copy(source, tmp))
         progress.advance()
+
+
+def write_npy(path: Path, array: Any) -> None:
+    """A numpy array saved to path through write_atomic."""
+    import numpy as np  # here: the interface itself needs only the standard library
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as f:  # a file object: np.save would add .npy to the temporary name
+            np.save(f, array)
+
+    write_atomic(path, write)
 
 
 class JsonLines:
