@@ -23,6 +23,7 @@ import pytest
 from deepspark_agent.runtime.base import Launch, argv
 from deepspark_agent.workloads import load_workload
 from deepspark_core.contract import RunSpec
+from deepspark_core.datasets import MANIFEST, write_manifest
 from deepspark_core.workload_spec import Preset, read_spec
 
 MODEL_IMAGES = Path(__file__).resolve().parents[1] / "model_images"
@@ -214,15 +215,10 @@ class Counted:
 def prepare(workload: str, src: Path, dst: Path) -> Counted:
     """Run the workload's prepare.convert on src and write dst/SHA256SUMS as `data prepare`
     does; check that the progress reached its total; return it."""
-    from deepspark_workload.datasets import MANIFEST, file_sha256
-
     progress = Counted()
     load_module(workload, "prepare").convert(src, dst, progress)
     assert progress.expected is not None and progress.done == progress.expected
-    files = sorted(p for p in dst.rglob("*") if p.is_file() and p.name != MANIFEST)
-    (dst / MANIFEST).write_text(
-        "".join(f"{file_sha256(p)}  {p.relative_to(dst).as_posix()}\n" for p in files)
-    )
+    write_manifest(dst)
     return progress
 
 
@@ -249,8 +245,6 @@ def prepare_fails(workload: str, src: Path, match: str) -> None:
 def prepare_resumes(workload: str, src: Path, dst: Path, kept: str, lost: str) -> None:
     """After a whole prepare, a run cut off while writing `lost`: a second run writes it again
     and leaves `kept` (already written) alone, ending with the same files as the first."""
-    from deepspark_workload.datasets import MANIFEST
-
     prepare(workload, src, dst)
     manifest, before = (dst / MANIFEST).read_text(), (dst / kept).stat().st_mtime_ns
     (dst / lost).unlink()
