@@ -22,6 +22,7 @@ from deepspark_agent.devices import describe_system
 from deepspark_agent.doctor import run_checks
 from deepspark_agent.evaluations import Evaluation, ModelOutcome
 from deepspark_agent.exits import EXIT_INTERRUPTED, exit_code
+from deepspark_agent.fit import check_data_dir, check_fit
 from deepspark_agent.images import engine, pull
 from deepspark_agent.planning import Request
 from deepspark_agent.publish import ensure_key, publish
@@ -107,7 +108,7 @@ def run_model(
     collector: str | None,
 ) -> int:
     """`run`: one workload's run set (a vendor's image for it, if given); the exit code."""
-    request.workload.preset(request.config)  # fail before any run on an unknown preset
+    _can_run(request, request.mode == "converge", choice.devices)  # before any run starts
     if image:  # measured for the catalog's model: its presets, metric and target
         if choice.name == "process" or request.nproc > 1:
             raise LaunchError("--image runs the image's own ENTRYPOINT as one rank in docker")
@@ -192,8 +193,8 @@ def _prepare(req: UpRequest, notes: Console) -> tuple[Path, Evaluation, Entries,
         node_devices = max(1, found)
     entries = spec.resolve(req.workloads)  # fail fast on a typo
     for entry, workload in entries:
-        workload.preset(entry.config)
-        planning.scaling(entry, node_devices)
+        request = planning.suite_request(entry, workload, node_devices, None)
+        _can_run(request, entry.stability_runs > 0, req.runtime.devices)
     _preflight(req.workloads, notes)
     if req.node_rank == 0:
         ensure_key(notes)
@@ -205,6 +206,15 @@ def _prepare(req: UpRequest, notes: Console) -> tuple[Path, Evaluation, Entries,
     root, evaluation = resumed or evaluations.start(req.out, spec, node_devices, req.nnodes)
     runtime = choose_runtime(choice, [w for _, w in entries], notes)
     return root, evaluation, entries, runtime
+
+
+def _can_run(request: Request, converge: bool, devices: str) -> None:
+    """The preset exists, fits one device's memory and, for converge runs, has its dataset."""
+    preset = request.workload.preset(request.config)
+    name = f"{request.workload.name} {request.config}"
+    check_fit(name, preset, request.batch_size, describe_system(), devices)
+    if converge:
+        check_data_dir(name, preset, request.data_dir)
 
 
 def _resumed(req: UpRequest, suite_name: str) -> tuple[Path, Evaluation]:

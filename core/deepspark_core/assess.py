@@ -11,6 +11,7 @@ import statistics
 from pathlib import Path
 
 from deepspark_core import metrics
+from deepspark_core.contract import SYNTHETIC_DATA
 from deepspark_core.events import EventLog, EventLogError, read_events
 from deepspark_core.results import (
     EVENTS_FILE,
@@ -80,7 +81,7 @@ def assess_run(run_dir: Path, planned: PlannedRun, plan: RunPlan) -> RunSummary:
         "malformed_lines": log.malformed,
         "accuracy": accuracy,
         "framework": _framework(log),
-        "dataset": _dataset(log),
+        **_dataset(log),
         "end_to_end_speed": _end_to_end_speed(log, windows),
     }
     if speed_na is None:
@@ -116,11 +117,22 @@ def _framework(log: EventLog) -> str | None:
     return f"{event.value} ({device})" if device else str(event.value)
 
 
-def _dataset(log: EventLog) -> str | None:
-    """Which data the run trained on: the workload's name for it and its sha256."""
+def _dataset(log: EventLog) -> dict:
+    """Which data the run trained on: the workload's name for it and its sha256; data the run
+    made itself says so ("synthetic <generator> sha256:...", synthetic_data).
+
+    Logs from before the synthetic value named generated data by itself: read as before, so
+    that their signed results still recompute to the same."""
     event = log.first("dataset")
-    digest = event.metadata.get("sha256") if event else None
-    return f"{event.value} sha256:{digest}" if isinstance(digest, str) else None
+    if event is None:
+        return {}
+    digest = event.metadata.get("sha256")
+    sha = f"sha256:{digest}" if isinstance(digest, str) else None
+    if event.value == SYNTHETIC_DATA:
+        generator = event.metadata.get("generator")
+        named = [SYNTHETIC_DATA, generator if isinstance(generator, str) else None, sha]
+        return {"dataset": " ".join(filter(None, named)), "synthetic_data": True}
+    return {"dataset": f"{event.value} {sha}"} if sha else {}
 
 
 def _end_to_end_speed(log: EventLog, windows: list[metrics.Window]) -> float | None:

@@ -9,6 +9,9 @@ from typing import Literal
 CONTRACT_VERSION = 1
 Mode = Literal["speed", "converge"]
 Precision = Literal["fp32", "amp", "bf16"]
+# The `dataset` event's value for data a run makes itself (generated sets, speed mode's random
+# batches): its metadata names the `generator` and, where the data is fixed, its `sha256`.
+SYNTHETIC_DATA = "synthetic"
 
 
 @dataclass(frozen=True)

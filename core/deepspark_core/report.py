@@ -46,7 +46,8 @@ def seed_row(result: Result) -> dict[str, str]:
         "config": f"{framework}, {plan.config}, bs:{plan.batch_size}, {plan.nproc}x"
         + (f"*{plan.nnodes}n" if plan.nnodes > 1 else "")
         + f", {plan.precision}"
-        + _implementation(result),
+        + _implementation(result)
+        + (", synthetic data" if result.synthetic_data else ""),
         "speed": NA,
         "accuracy": NA,
         "power (W)": NA,

@@ -154,6 +154,7 @@ class RunSummary(Figures):
     reason: str | None = None
     framework: str | None = None  # what the workload logged, e.g. "pytorch 2.13.0"
     dataset: str | None = None  # the data it saw: "SHA256SUMS sha256:<manifest digest>"
+    synthetic_data: bool = False  # the run made its data (generated, or random batches)
     image: ImageRef | None = None
     accuracy: float | None = None  # the final quality value
     events: int = 0
@@ -198,6 +199,20 @@ class Result(_Strict):
     # recorded yet), so stability is not scored and accuracy counts fewer runs than planned
     state: Literal["complete", "incomplete"] = "complete"
     notes: list[str] = []  # why a dimension is missing, one line each
+
+    @property
+    def synthetic_data(self) -> bool:
+        """Some run trained on data it made itself, not on a dataset."""
+        return any(r.synthetic_data for r in self.runs)
+
+    @property
+    def unranked(self) -> str | None:
+        """Why the result must not be ranked: accuracy on synthetic data says nothing of the
+        model's quality on its task. None: rankable."""
+        converge = [r for r in self.runs if r.mode == "converge"]
+        if any(r.synthetic_data for r in converge):
+            return "converge runs on synthetic data"
+        return None
 
 
 def read_model(path: Path, model: type[M]) -> M:

@@ -67,6 +67,21 @@ class Optim(Section):
         return self.lr * global_batch / self.lr_batch
 
 
+class Memory(Section):
+    """`[configs.<name>.memory]`: the device memory one rank needs, fixed plus per sample.
+
+    fixed_gb holds the weights, their gradients, the optimizer's state and the framework's
+    workspace; per_sample_gb the activations kept for the backward pass, per sample of the
+    per-device batch. fp32 figures: under amp and bf16 they are upper bounds."""
+
+    fixed_gb: float = Field(ge=0)
+    per_sample_gb: float = Field(ge=0)
+    source: str  # "computed: ..." or "measured on <device>"
+
+    def need_gb(self, batch_size: int) -> float:
+        return self.fixed_gb + self.per_sample_gb * batch_size
+
+
 class Preset(Section):
     """One `[configs.<name>]` table: the keys the agent reads and those many workloads share."""
 
@@ -80,6 +95,10 @@ class Preset(Section):
     image_size: int | tuple[int, int] | None = None  # a side, or height and width
     model: dict[str, Any] = Field(default_factory=dict)  # the model constructor's arguments
     optim: Optim | None = None
+    # converge mode trains on the workload's real dataset (DS_DATA_DIR with SHA256SUMS), speed
+    # mode on synthetic batches of its shapes; False: the preset generates its data
+    real_data: bool = False
+    memory: Memory | None = None  # what a rank needs; None: small enough for any host
 
 
 class Dataset(Section):

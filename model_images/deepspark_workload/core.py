@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self, TypeVar
 
+from deepspark_core.contract import SYNTHETIC_DATA
 from deepspark_core.datasets import (
     MANIFEST,
     VERIFIED_ENV,
@@ -110,6 +111,12 @@ class BaseWorkload(AbstractContextManager):
         log.event("framework", self.framework(), {"device": self.device_type})
         log.event("seed", env.seed)
         log.start("init_start")
+        self._data_root: Path | None = None
+        if self.preset.real_data:  # before the train script builds a model
+            if self.converge:
+                self.data_dir()  # a missing or damaged dataset fails now, not hours in
+            else:
+                self.log_synthetic("random batches of the preset's shapes")
 
     # What a framework fills in.
     def _setup(self) -> None:
@@ -183,7 +190,10 @@ class BaseWorkload(AbstractContextManager):
         return factory(**args)
 
     def data_dir(self) -> Path:
-        """DS_DATA_DIR, every file checked against its SHA256SUMS; logs which data this is."""
+        """DS_DATA_DIR, every file checked against its SHA256SUMS (once a run); logs which
+        data this is."""
+        if self._data_root is not None:
+            return self._data_root
         root = self.env.data_dir
         if root is None:
             raise ContractError(
@@ -195,6 +205,7 @@ class BaseWorkload(AbstractContextManager):
         except DatasetError as exc:
             raise ContractError(str(exc)) from None
         self.log.event("dataset", MANIFEST, {"sha256": digest, "files": files})
+        self._data_root = root
         return root
 
     def _verified(self, root: Path) -> tuple[str, int]:
@@ -208,12 +219,18 @@ class BaseWorkload(AbstractContextManager):
             return check_present(root)
         return verify_manifest(root, cache=False)
 
+    def log_synthetic(self, generator: str, sha256: str | None = None) -> None:
+        """Log that the run trains on data it makes itself: what made it and, when the data
+        is fixed (not drawn by the run's seed), its digest."""
+        digest = {} if sha256 is None else {"sha256": sha256}
+        self.log.event("dataset", SYNTHETIC_DATA, {"generator": generator, **digest, "files": 0})
+
     def log_generated_arrays(self, name: str, *arrays: Any) -> None:
         """Log the identity of data made by the run itself (numpy arrays): name and sha256.
 
         The digest depends on shapes, dtypes and bytes alone, so twins in two frameworks that
         generate the same data log the same digest."""
-        self.log.event("dataset", name, {"sha256": arrays_sha256(*arrays), "files": 0})
+        self.log_synthetic(name, arrays_sha256(*arrays))
 
     def loader_workers(self, most: int = 8) -> int:
         """DataLoader worker processes for this rank: its share of the CPUs this process may

@@ -99,7 +99,7 @@ class Workload(core.BaseWorkload):
 
     def log_generated_data(self, name: str, *tensors: torch.Tensor) -> None:
         """Log the identity of data made by the run itself (mini configs): name and sha256."""
-        self.log.event("dataset", name, {"sha256": tensors_sha256(*tensors), "files": 0})
+        self.log_synthetic(name, tensors_sha256(*tensors))
 
     def autocast(self) -> torch.autocast:
         """The forward pass's precision: fp32, fp16 (amp) or bf16 autocast."""

@@ -63,7 +63,7 @@ def _row(summary: dict[str, Any], result: Result) -> dict[str, Any]:
     cells = seed_row(result)
     cells["platform"] = summary["platform"]
     cells["vendor"] = summary["vendor"]
-    return {"id": summary["id"], "cells": cells, "summary": summary}
+    return {"id": summary["id"], "cells": cells, "summary": summary, "unranked": result.unranked}
 
 
 def _rows(request: Request, model: str) -> list[dict[str, Any]]:
@@ -110,7 +110,7 @@ def leaderboard(request: Request, model: str) -> HTMLResponse:
     rows = _rows(request, model)
     platforms = sorted({r["summary"]["platform"] for r in rows})
     divisions = [
-        {"name": name, "title": title, "note": note, "rows": chosen}
+        {"name": name, "title": title, "note": note, "rows": _ranked(chosen)}
         for origin, title, note in DIVISIONS
         if (chosen := [r for r in rows if r["summary"]["implementation"] == origin])
         for name in [origin or "unrecorded"]
@@ -123,6 +123,15 @@ def leaderboard(request: Request, model: str) -> HTMLResponse:
         divisions=divisions,
         platforms=platforms,
     )
+
+
+def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """rows (best speed first) numbered, those that must not rank after them, unnumbered
+    (a converge result on synthetic data: its accuracy says nothing of the task)."""
+    ranked = [r for r in rows if not r["unranked"]]
+    for rank, row in enumerate(ranked, 1):
+        row["rank"] = rank
+    return ranked + [r for r in rows if r["unranked"]]
 
 
 @router.get("/compare", response_class=HTMLResponse)

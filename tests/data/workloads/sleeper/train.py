@@ -46,6 +46,8 @@ if behaviour == "garbage":
     sys.exit(0)
 emit("submission_benchmark", "sleeper")
 emit("seed", seed)
+if behaviour == "synthetic":  # data the run made itself, as deepspark_workload logs it
+    emit("dataset", "synthetic", generator="sleeper numbers", files=0)
 emit("run_start", event_type="INTERVAL_START")
 for window in range(6):
     if window == 2 and behaviour == "hang":
