@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deepspark_agent.workloads import Workload, list_workloads
+from deepspark_agent.workloads import Workload, list_workloads, python_path
 from deepspark_core.datasets import DatasetError, Progress, write_manifest
 
 CONVERTER = "prepare.py"
@@ -56,9 +56,7 @@ def prepare(
 def _convert(workload: Workload, src: Path, dst: Path, progress: Progress) -> None:
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            p for p in (str(workload.path.parent), os.environ.get("PYTHONPATH")) if p
-        ),
+        "PYTHONPATH": python_path(workload),
         "PYTHONUNBUFFERED": "1",
     }
     command = [sys.executable, "-m", "deepspark_workload.prepare", str(workload.path)]

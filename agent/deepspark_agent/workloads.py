@@ -64,6 +64,14 @@ def workload_roots(extra: Sequence[Path] = ()) -> list[Path]:
     return roots
 
 
+def python_path(workload: Workload) -> str:
+    """PYTHONPATH for a workload's process: its own folder's parent (its siblings), the
+    built-in folder (the helper library, deepspark_workload, for a workload added from
+    elsewhere too), then the agent's own."""
+    folders = dict.fromkeys((str(workload.path.parent), str(BUILT_IN)))
+    return os.pathsep.join(p for p in (*folders, os.environ.get("PYTHONPATH")) if p)
+
+
 def load_workload(path: Path) -> Workload:
     """Read one workload folder's workload.toml, its presets of the folder's own Preset."""
     workload = read_spec(path, Workload, {"path": path})

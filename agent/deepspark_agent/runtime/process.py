@@ -27,6 +27,7 @@ from deepspark_agent.telemetry import (
     SamplerFactory,
     no_samplers,
 )
+from deepspark_agent.workloads import python_path
 from deepspark_core.results import STDOUT_FILE, TELEMETRY_FILE
 from deepspark_core.runset import GROUP_FILE
 
@@ -48,10 +49,7 @@ class ProcessRuntime:
             **os.environ,
             **launch.spec.env(launch.out_dir, launch.data_dir),
             "PYTHONUNBUFFERED": "1",
-            # The helper library lives beside the workloads.
-            "PYTHONPATH": os.pathsep.join(
-                p for p in (str(launch.workload.path.parent), os.environ.get("PYTHONPATH")) if p
-            ),
+            "PYTHONPATH": python_path(launch.workload),
         }
         command = argv(launch, python=sys.executable)
         started = time.monotonic()
