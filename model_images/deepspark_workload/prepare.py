@@ -14,7 +14,7 @@ leaves a half-written file under its final name. It reports its work through `pr
 """
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -45,3 +45,17 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_atomic_all(paths: Sequence[Path], write: Callable[[list[Path]], None]) -> None:
+    """write_atomic for outputs one pass writes together: write(tmps), then every rename. An
+    interruption between renames leaves some outputs whole and others missing: callers check
+    `done` on every path."""
+
+    def nest(tmps: list[Path]) -> None:
+        if len(tmps) == len(paths):
+            write(tmps)
+        else:
+            write_atomic(paths[len(tmps)], lambda tmp: nest([*tmps, tmp]))
+
+    nest([])
