@@ -2,6 +2,7 @@
 convert the official layout, then write the SHA256SUMS manifest the full config verifies."""
 
 import hashlib
+import json
 from pathlib import Path
 
 from deepspark_workload.datasets import MANIFEST
@@ -37,3 +38,18 @@ def prepare(workload: str, src: Path, dst: Path) -> Path:
     lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(dst)}" for p in files]
     (dst / MANIFEST).write_text("".join(line + "\n" for line in lines))
     return dst
+
+
+def tiny_preset(data: str, model: dict, optim: dict, **keys: object) -> str:
+    """A `[configs.tiny]` table for train_on: the full preset's data, a CPU-sized model, and
+    one epoch of batch 4 unless keys say otherwise (TOML's values are JSON's here)."""
+
+    def table(name: str, values: dict) -> list[str]:
+        return [f"[configs.{name}]", *(f"{k} = {json.dumps(v)}" for k, v in values.items())]
+
+    head = dict(target=0.0, batch_size=4, epochs=1, steps_per_window=2, max_seconds=120)
+    return "\n".join(
+        table("tiny", {**head, "data": data, **keys})
+        + table("tiny.model", model)
+        + table("tiny.optim", optim)
+    )

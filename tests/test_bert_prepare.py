@@ -7,36 +7,19 @@ import pytest
 
 from deepspark_workload.prepare import PrepareError
 from deepspark_workload.wordpiece import WordPiece, ascii_tokens, basic_tokens, unicode_tokens
-from prepare_runs import convert, prepare
+from prepare_runs import convert, prepare, tiny_preset
 from workload_runs import train_on
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = [f"w{i}" for i in range(600)]  # a word per position of the corpus: order is visible
-TINY = """
-[configs.tiny]
-target = 0.0
-batch_size = 4
-epochs = 1
-steps_per_window = 2
-max_seconds = 120
-data = "wikipedia"
-seq_len = 512
-predictions = 8
 
-[configs.tiny.model]
-vocab_size = {vocab}
-hidden = 16
-layers = 1
-heads = 2
-ffn = 32
-max_positions = 512
-type_vocab_size = 2
-dropout = 0.0
 
-[configs.tiny.optim]
-lr = 1e-3
-lr_batch = 4
-"""
+def tiny(vocab_size: int) -> str:
+    model = dict(
+        vocab_size=vocab_size, hidden=16, layers=1, heads=2, ffn=32, max_positions=512,
+        type_vocab_size=2, dropout=0.0,
+    )  # fmt: skip
+    return tiny_preset("wikipedia", model, dict(lr=1e-3, lr_batch=4), seq_len=512, predictions=8)
 
 
 def test_basic_tokens_as_googles_tokenizer_splits_them():
@@ -103,7 +86,7 @@ def test_shards_convert_to_sentence_pairs_and_both_workloads_train(tmp_path):
             words = [int(vocab[i][1:]) for i in segment if vocab[i].startswith("w")]
             assert len(segment) and words == list(range(words[0], words[0] + len(words)))
     for workload in ("bert_large", "bert_large_paddle"):
-        train_on(workload, TINY.format(vocab=len(vocab)), data, tmp_path / workload)
+        train_on(workload, tiny(len(vocab)), data, tmp_path / workload)
 
 
 def test_a_rerun_remakes_only_the_missing_shard_the_same(tmp_path):

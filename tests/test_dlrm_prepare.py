@@ -7,32 +7,22 @@ import numpy as np
 import pytest
 
 from deepspark_workload.prepare import PrepareError
-from prepare_runs import convert, prepare
+from prepare_runs import Counted, convert, prepare, tiny_preset
 from workload_runs import load_module, train_on
 
 DAYS, ROWS = 24, 40
-TINY = """
-[configs.tiny]
-target = 0.5
-batch_size = 16
-epochs = 1
-steps_per_window = 2
-max_seconds = 120
-data = "criteo-1tb"
-
-[configs.tiny.model]
-num_dense = 13
-table_sizes = [7, 5, 3, 11, 2, 9, 4, 6, 3, 8, 10, 5, 4, 3, 7, 2, 6, 9, 5, 4, 3, 8, 6, 2, 5, 7]
-embedding_dim = 4
-bottom_mlp = [8, 4]
-top_mlp = [8, 1]
-sparse = false
-
-[configs.tiny.optim]
-lr = 0.1
-lr_batch = 16
-decay_start = 0.5
-"""
+TINY = tiny_preset(
+    "criteo-1tb",
+    model=dict(
+        num_dense=13,
+        table_sizes=[2 + k % 9 for k in range(26)],
+        embedding_dim=4,
+        bottom_mlp=[8, 4],
+        top_mlp=[8, 1],
+        sparse=False,
+    ),
+    optim=dict(lr=0.1, lr_batch=4, decay_start=0.5),
+)
 
 
 def click_line(rng: np.random.Generator) -> str:
@@ -95,14 +85,8 @@ def test_the_streamed_header_holds_the_row_count_past_one_block(tmp_path, monkey
     prepare_module = load_module("dlrm", "prepare")
     monkeypatch.setattr(prepare_module, "BLOCK", 64)  # a line is longer: blocks join lines
     criteo_days(tmp_path / "criteo", rows=7)
-    prepare_module.convert(tmp_path / "criteo", tmp_path / "data", _Ignore())
+    prepare_module.convert(tmp_path / "criteo", tmp_path / "data", Counted())
     assert np.load(tmp_path / "data" / "day_2_sparse.npy").shape == (7, 26)
-
-
-class _Ignore:
-    def total(self, n: int) -> None: ...
-
-    def advance(self, n: int = 1) -> None: ...
 
 
 def first_line(root, edit):
