@@ -212,12 +212,18 @@ class Counted:
         self.done += n
 
 
-def prepare(workload: str, src: Path, dst: Path) -> Counted:
-    """Run the workload's prepare.convert on src and write dst/SHA256SUMS as `data prepare`
-    does; check that the progress reached its total; return it."""
+def convert(workload: str, src: Path, dst: Path) -> Counted:
+    """The workload's prepare.convert(src, dst): every unit of work it announced reported done;
+    returns its progress."""
     progress = Counted()
     load_module(workload, "prepare").convert(src, dst, progress)
     assert progress.expected is not None and progress.done == progress.expected
+    return progress
+
+
+def prepare(workload: str, src: Path, dst: Path) -> Counted:
+    """convert, then dst/SHA256SUMS, as `deepspark-agent data prepare` does."""
+    progress = convert(workload, src, dst)
     write_manifest(dst)
     return progress
 
@@ -225,7 +231,8 @@ def prepare(workload: str, src: Path, dst: Path) -> Counted:
 def tiny_preset(model: dict[str, Any], optim: dict[str, Any], **keys: Any) -> str:
     """train_on's `[configs.tiny]` as TOML: one epoch of batch 2 (one step a window), `keys`
     (the full preset's `data`, a target...) and the model's and the optimizer's tables."""
-    preset = {"batch_size": 2, "epochs": 1, "steps_per_window": 1, "max_seconds": 300, **keys}
+    preset = {"target": 0.0, "batch_size": 2, "epochs": 1, "steps_per_window": 1,
+              "max_seconds": 300, **keys}  # fmt: skip
     tables = {"configs.tiny": preset, "configs.tiny.model": model, "configs.tiny.optim": optim}
     return "".join(
         f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in table.items())

@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,20 @@ def write_npy(path: Path, array: Any) -> None:
             np.save(f, array)
 
     write_atomic(path, write)
+
+
+def write_atomic_all(paths: Sequence[Path], write: Callable[[list[Path]], None]) -> None:
+    """write_atomic for outputs one pass writes together: write(tmps), then every rename. An
+    interruption between renames leaves some outputs whole and others missing: callers check
+    `done` on every path."""
+
+    def nest(tmps: list[Path]) -> None:
+        if len(tmps) == len(paths):
+            write(tmps)
+        else:
+            write_atomic(paths[len(tmps)], lambda tmp: nest([*tmps, tmp]))
+
+    nest([])
 
 
 class JsonLines:

@@ -2,7 +2,7 @@
 
 mini: a synthetic click log made here from a fixed seed, whose clicks follow a hidden logistic
 model (see click_log). full, speed: synthetic batches of the real shapes. full, converge: Criteo
-1TB as torchrec's preprocessing (scripts/process_Criteo_1TB_Click_Logs_dataset.sh, the MLPerf
+1TB as prepare.py or torchrec's preprocessing (process_Criteo_1TB_Click_Logs_dataset.sh, the MLPerf
 DLRM reference's) writes it, with a SHA256SUMS manifest (workload.py's wl.data_dir()):
 
     $DS_DATA_DIR/day_{0..23}_dense.npy    float32 (N, 13)  log(x + 3) of the integer features
@@ -10,7 +10,7 @@ DLRM reference's) writes it, with a SHA256SUMS manifest (workload.py's wl.data_d
     $DS_DATA_DIR/day_{0..23}_labels.npy   int32 (N, 1)     click: 0 or 1
     $DS_DATA_DIR/SHA256SUMS
 
-Days 0-22 train, read in file order (the preprocessing shuffles them); the first half of day 23
+Days 0-22 train, read in file order (prepare.py keeps the logs' order); the first half of day 23
 is the validation set, as in MLPerf. Ids are reduced modulo each table's size (torchrec's hashing).
 """
 
