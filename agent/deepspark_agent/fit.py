@@ -13,12 +13,12 @@ from pathlib import Path
 
 import psutil
 
+from deepspark_core.datasets import MANIFEST
 from deepspark_core.errors import DeepSparkError
 from deepspark_core.system import SystemDescription
 from deepspark_core.workload_spec import Memory, Preset
 
 GB = 1e9
-MANIFEST = "SHA256SUMS"  # the library's datasets.MANIFEST: the agent does not import it
 
 
 class FitError(DeepSparkError):
