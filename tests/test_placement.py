@@ -274,3 +274,14 @@ def test_doctor_passes_without_accelerators(cli):
     code, out, _ = cli("doctor")
     assert code == 0, out
     assert "accelerators: none found: CPU only" in out
+
+
+def test_up_sizes_the_node_by_the_devices_found(cli, sleeper, monkeypatch, tmp_path):
+    monkeypatch.setattr(placement, "HOST", tree(tmp_path, [f"davinci{i}" for i in range(4)]))
+    suite = tmp_path / "s.toml"
+    suite.write_text('name = "s"\n[[workloads]]\nmodel = "sleeper"\ndevices = [8]\n')
+    args = ("up", "--suite", str(suite), "--runtime", "process", "--out", str(tmp_path / "o"))
+    code, _, err = cli(*args)
+    assert code == 1 and "devices 8 asked, this node has 4" in err
+    code, _, err = cli(*args, "--devices", "none")
+    assert code == 1 and "this node has 1" in err
