@@ -19,8 +19,10 @@ import pytest
 from docker.errors import DockerException, ImageNotFound
 from typer.testing import CliRunner
 
+from deepspark_agent import placement
 from deepspark_agent.cli import app
 from deepspark_agent.images import DEFAULT_BASE, default_base
+from deepspark_agent.placement import Roots
 from deepspark_agent.telemetry import DEFAULT_HZ
 from deepspark_agent.workloads import WORKLOADS_ENV, Workload
 from deepspark_core.datasets import CACHE_ENV
@@ -47,6 +49,18 @@ def own_cache_dir(tmp_path_factory, monkeypatch) -> Path:
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv(CACHE_ENV, str(cache))
     return cache
+
+
+@pytest.fixture(autouse=True)
+def no_host_devices(tmp_path_factory, monkeypatch) -> Roots:
+    """`--devices auto` sees an empty device tree and no NVML: no test depends on this host's
+    accelerators. A test that wants devices points placement.HOST at its own tree."""
+    root = tmp_path_factory.mktemp("host")
+    roots = Roots(dev=root / "dev", sysfs=root / "sys", proc=root / "proc")
+    monkeypatch.setattr(placement, "HOST", roots)
+    monkeypatch.setattr(placement, "nvidia_accelerators", lambda: [])
+    monkeypatch.setattr(placement, "run_tool", lambda command: None)
+    return roots
 
 
 @pytest.fixture

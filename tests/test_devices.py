@@ -228,7 +228,8 @@ def test_visible_devices_env_rejects_unknown_vendor_and_negative_index():
 
 
 def test_every_node_vendor_has_a_visible_devices_variable():
-    assert set(devices.DEVICE_NODES) | {"amd", "hygon"} <= set(devices.VISIBLE_DEVICES)
+    render = {"amd", "hygon", "metax", "intel"}  # by DRM render node
+    assert set(devices.DEVICE_NODES) | render <= set(devices.VISIBLE_DEVICES)
 
 
 def test_describe_system_on_this_host_never_raises(tmp_path):

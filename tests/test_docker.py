@@ -11,8 +11,8 @@ import pytest
 from docker.errors import ImageNotFound
 
 from conftest import DATA, assert_telemetry_covers_the_run
-from deepspark_agent import images
-from deepspark_agent.runtime.docker import device_options
+from deepspark_agent import images, placement
+from deepspark_agent.placement import Roots
 from deepspark_agent.workloads import find_workload
 from deepspark_core.report import seed_row
 from deepspark_core.results import Result
@@ -172,17 +172,28 @@ def test_run_image_refuses_what_it_cannot_run_in_one_line(
     assert not (tmp_path / "out").exists()  # refused before anything started
 
 
-def test_device_options_map_each_vendor_form():
-    assert device_options("none") == {}
-    (all_gpus,) = device_options("nvidia")["device_requests"]
-    assert all_gpus["Driver"] == "nvidia" and all_gpus["Count"] == -1
-    (two,) = device_options("nvidia:0,1")["device_requests"]
-    assert two["DeviceIDs"] == ["0", "1"] and two["Capabilities"] == [["gpu"]]
-    (cdi,) = device_options("cdi:nvidia.com/gpu=all")["device_requests"]
-    assert cdi["Driver"] == "cdi" and cdi["DeviceIDs"] == ["nvidia.com/gpu=all"]
-    assert device_options("/dev/kfd,/dev/dri") == {
-        "devices": ["/dev/kfd:/dev/kfd:rwm", "/dev/dri:/dev/dri:rwm"]
-    }
+def test_device_nodes_and_the_visible_devices_variable_reach_the_container(
+    leftovers, cli, sleeper, sleeper_image, monkeypatch, tmp_path
+):
+    """A real char device (/dev/null) under Ascend's node names, found by auto: the container
+    sees the first device's node and the control nodes as char devices, and the variable."""
+    dev = tmp_path / "host" / "dev"
+    dev.mkdir(parents=True)
+    for name in ("davinci0", "davinci1", "davinci_manager", "devmm_svm", "hisi_hdc"):
+        (dev / name).symlink_to("/dev/null")
+    monkeypatch.setattr(placement, "HOST", Roots(dev, tmp_path / "sys", tmp_path / "proc"))
+    data = behaviour(tmp_path, "devices")
+    code, result, err = run(
+        cli, tmp_path / "out", "sleeper", "--runtime", "docker", "--data-dir", str(data)
+    )
+    assert code == 0 and result.runs[0].status == "success", err
+    assert "devices: 2 ascend (device nodes) -> docker /dev/davinci0, /dev/davinci1, " in err
+    (run_set,) = (tmp_path / "out").iterdir()
+    seen = json.loads((run_set / "run-1" / "devices.json").read_text())
+    assert {"davinci0", "davinci_manager", "devmm_svm", "hisi_hdc"} <= set(seen["char_devices"])
+    assert "davinci1" not in seen["char_devices"]  # one rank: the first device only
+    assert seen["env"] == {"ASCEND_RT_VISIBLE_DEVICES": "0"}
+    assert leftovers() == []
 
 
 def test_push_to_an_authenticated_registry_needs_credentials(

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from conftest import DATA, invoke
 from deepspark_agent.devices import describe_system
 from deepspark_agent.fit import FitError, check_data_dir, device_memory_bytes, fit_error
+from deepspark_agent.placement import CPU, Placement
 from deepspark_agent.workloads import WORKLOADS_ENV, find_workload
 from deepspark_collector.app import create_app
 from deepspark_core.report import seed_row
@@ -50,13 +51,14 @@ def test_the_memory_of_a_device_the_run_uses() -> None:
         for i, size in enumerate((80 * GB, 40 * GB))
     ]
     system = system.model_copy(update={"accelerators": gpus})
-    assert device_memory_bytes(system, "nvidia") == 40 * GB  # the smallest of them
-    assert device_memory_bytes(system, "nvidia:0") == 80 * GB
+    both, first = Placement("nvidia", (0, 1), "NVML"), Placement("nvidia", (0,), "--devices")
+    assert device_memory_bytes(system, both) == 40 * GB  # the smallest of them
+    assert device_memory_bytes(system, first) == 80 * GB
     unknown = system.model_copy(
         update={"accelerators": [gpus[0].model_copy(update={"memory_bytes": None})]}
     )
-    assert device_memory_bytes(unknown, "nvidia") is None  # not known: not checked
-    available = device_memory_bytes(system, "none")  # a CPU run: the host's available memory
+    assert device_memory_bytes(unknown, first) is None  # not known: not checked
+    available = device_memory_bytes(system, CPU)  # a CPU run: the host's available memory
     assert 0 < available <= psutil.virtual_memory().total
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-from collections import Counter
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -141,35 +141,78 @@ DEVICE_NODES: dict[str, tuple[str, ...]] = {
     "mthreads": ("mtgpu.[0-9]*", "mtgpu[0-9]*"),
     "enflame": ("gcu[0-9]*",),
 }
-# ROCm and DTK GPUs: /dev/kfd, plus one DRM render node per GPU (or partition); the render
-# node's PCI vendor tells them from an integrated or another vendor's GPU.
-_KFD_VENDORS = {"0x1002": "amd", "0x1d94": "hygon"}
+# The nodes a vendor's devices need beside their own (globs under /dev): a container given
+# only the per-device nodes cannot open them. Those present are passed.
+CONTROL_NODES: dict[str, tuple[str, ...]] = {
+    "ascend": ("davinci_manager", "devmm_svm", "hisi_hdc"),
+    "amd": ("kfd",),
+    "hygon": ("kfd", "mkfd"),
+    "metax": ("mxcd",),
+    "cambricon": ("cambricon_ctl", "cambricon_ipcm[0-9]*"),
+    "kunlunxin": ("xpuctrl",),
+}
+# GPUs behind DRM render nodes (dri/renderD*): the node's PCI vendor in sysfs says whose it is.
+# ROCm, DTK and MACA GPUs also need the vendor's compute node (/dev/kfd, /dev/mxcd).
+_RENDER_VENDORS = {"0x1002": "amd", "0x1d94": "hygon", "0x9999": "metax", "0x8086": "intel"}
+_COMPUTE_NODE = {"amd": "kfd", "hygon": "kfd", "metax": "mxcd"}
+# Intel's integrated graphics always sits at this PCI address; its discrete GPUs never do.
+_INTEL_IGPU_SLOT = "0000:00:02.0"
+
+
+def _number(name: str) -> int:
+    """The device number a node name ends with (davinci7 -> 7, dri/renderD129 -> 129)."""
+    match = re.search(r"(\d+)$", name)
+    return int(match[1]) if match else -1
+
+
+def vendor_nodes(dev: Path = DEV, sysfs: Path = SYSFS) -> dict[str, list[str]]:
+    """Each vendor's per-device nodes, as paths relative to `dev`, in device order."""
+    found: dict[str, list[str]] = {}
+    for vendor, patterns in DEVICE_NODES.items():
+        names = {node.name for pattern in patterns for node in dev.glob(pattern)}
+        if names:
+            found[vendor] = sorted(names, key=_number)
+    for node in sorted((dev / "dri").glob("renderD*"), key=lambda n: _number(n.name)):
+        vendor = _render_vendor(node.name, dev, sysfs)
+        compute = _COMPUTE_NODE.get(vendor or "")
+        if vendor and (compute is None or (dev / compute).exists()):
+            found.setdefault(vendor, []).append(f"dri/{node.name}")
+    return found
+
+
+def _render_vendor(node: str, dev: Path, sysfs: Path) -> str | None:
+    device = sysfs / "class/drm" / node / "device"
+    try:
+        pci = (device / "vendor").read_text().strip()
+    except OSError:
+        # Without sysfs (some containers) trust the compute node; Hygon's driver adds /dev/mkfd.
+        fallback = (("mkfd", "hygon"), ("kfd", "amd"), ("mxcd", "metax"))
+        return next((vendor for name, vendor in fallback if (dev / name).exists()), None)
+    vendor = _RENDER_VENDORS.get(pci)
+    if vendor == "intel" and _pci_slot(device) in (None, _INTEL_IGPU_SLOT):
+        return None  # integrated graphics, or a card we cannot tell from it
+    return vendor
+
+
+def _pci_slot(device: Path) -> str | None:
+    try:
+        lines = (device / "uevent").read_text().splitlines()
+    except OSError:
+        return None
+    return next(
+        (line.partition("=")[2] for line in lines if line.startswith("PCI_SLOT_NAME=")), None
+    )
+
+
+def control_nodes(vendor: str, dev: Path = DEV) -> list[str]:
+    """The vendor's control nodes present under `dev`, relative to it."""
+    names = {node.name for pattern in CONTROL_NODES.get(vendor, ()) for node in dev.glob(pattern)}
+    return sorted(names)
 
 
 def node_counts(dev: Path = DEV, sysfs: Path = SYSFS) -> dict[str, int]:
     """Devices per vendor, by their device nodes."""
-    counts: Counter[str] = Counter()
-    for vendor, patterns in DEVICE_NODES.items():
-        counts[vendor] = len({node.name for pattern in patterns for node in dev.glob(pattern)})
-    counts.update(_kfd_gpus(dev, sysfs))
-    return {vendor: n for vendor, n in counts.items() if n}
-
-
-def _kfd_gpus(dev: Path, sysfs: Path) -> list[str]:
-    if not (dev / "kfd").exists():
-        return []
-    # Without sysfs (some containers) trust /dev/kfd; Hygon's driver adds /dev/mkfd.
-    fallback = "hygon" if (dev / "mkfd").exists() else "amd"
-    vendors = []
-    for node in (dev / "dri").glob("renderD*"):
-        try:
-            pci = (sysfs / "class/drm" / node.name / "device/vendor").read_text().strip()
-        except OSError:
-            vendors.append(fallback)
-            continue
-        if pci in _KFD_VENDORS:
-            vendors.append(_KFD_VENDORS[pci])
-    return vendors
+    return {vendor: len(nodes) for vendor, nodes in vendor_nodes(dev, sysfs).items()}
 
 
 def detect_accelerators(dev: Path = DEV, sysfs: Path = SYSFS) -> list[Accelerator]:

@@ -24,6 +24,7 @@ from deepspark_agent.evaluations import Evaluation, ModelOutcome
 from deepspark_agent.exits import EXIT_INTERRUPTED, exit_code
 from deepspark_agent.fit import check_data_dir, check_fit
 from deepspark_agent.images import engine, pull
+from deepspark_agent.placement import Placement, resolve
 from deepspark_agent.planning import Request
 from deepspark_agent.publish import ensure_key, publish
 from deepspark_agent.runner import RunProgress, execute, run_plan, run_set_dir
@@ -108,13 +109,18 @@ def run_model(
     collector: str | None,
 ) -> int:
     """`run`: one workload's run set (a vendor's image for it, if given); the exit code."""
-    _can_run(request, request.mode == "converge", choice.devices)  # before any run starts
     if image:  # measured for the catalog's model: its presets, metric and target
         if choice.name == "process" or request.nproc > 1:
             raise LaunchError("--image runs the image's own ENTRYPOINT as one rank in docker")
         request = dataclasses.replace(request, image=image_ref(engine(), image))
         choice = dataclasses.replace(choice, name="docker")
-    runtime = choose_runtime(choice, [request.workload], output.notes)
+    placement = resolve(choice.devices)
+    _can_run(request, request.mode == "converge", placement)  # before any run starts
+    if placement.count and request.nproc > placement.count:
+        raise LaunchError(
+            f"--nproc {request.nproc}: this node has {placement.found()} (see --devices)"
+        )
+    runtime = choose_runtime(choice, [request.workload], output.notes, placement)
     run_set = run_set_dir(out, request)
     _, outcome = measure(
         request, run_set, runtime, planning.single_runs(request), output, collector
@@ -186,16 +192,16 @@ def _prepare(req: UpRequest, notes: Console) -> tuple[Path, Evaluation, Entries,
     else:
         spec = load_suite(req.suite or "smoke")
     resumed = _resumed(req, spec.name) if req.resume else None
+    placement = resolve(req.runtime.devices)
     if resumed:  # the suite as it was evaluated, not as its file may read now
         spec, node_devices = resumed[1].suite, resumed[1].node_devices
-    else:
-        found = len(describe_system().accelerators) if req.runtime.devices != "none" else 1
-        node_devices = max(1, found)
+    else:  # every device found: scaling points `all` mean this many
+        node_devices = max(1, placement.count)
     entries = spec.resolve(req.workloads)  # fail fast on a typo
     for entry, workload in entries:
         request = planning.suite_request(entry, workload, node_devices, None)
-        _can_run(request, entry.stability_runs > 0, req.runtime.devices)
-    _preflight(req.workloads, notes)
+        _can_run(request, entry.stability_runs > 0, placement)
+    _preflight(req.workloads, notes, placement, local_ranks=req.runtime.name != "docker")
     if req.node_rank == 0:
         ensure_key(notes)
     if req.registry:
@@ -204,15 +210,15 @@ def _prepare(req: UpRequest, notes: Console) -> tuple[Path, Evaluation, Entries,
     if (req.registry or req.offline or req.bundle) and choice.name == "auto":
         choice = dataclasses.replace(choice, name="docker")  # the images were the point
     root, evaluation = resumed or evaluations.start(req.out, spec, node_devices, req.nnodes)
-    runtime = choose_runtime(choice, [w for _, w in entries], notes)
+    runtime = choose_runtime(choice, [w for _, w in entries], notes, placement)
     return root, evaluation, entries, runtime
 
 
-def _can_run(request: Request, converge: bool, devices: str) -> None:
+def _can_run(request: Request, converge: bool, placement: Placement) -> None:
     """The preset exists, fits one device's memory and, for converge runs, has its dataset."""
     preset = request.workload.preset(request.config)
     name = f"{request.workload.name} {request.config}"
-    check_fit(name, preset, request.batch_size, describe_system(), devices)
+    check_fit(name, preset, request.batch_size, describe_system(), placement)
     if converge:
         check_data_dir(name, preset, request.data_dir)
 
@@ -245,9 +251,12 @@ def _helper_node(
     return ModelOutcome(model=plan.model, run_set=run_set.name, succeeded=ok, complete=ok)
 
 
-def _preflight(workloads: tuple[Path, ...], notes: Console) -> None:
-    """up's doctor step: one line of what this host has; stop where a required part is missing."""
-    checks = run_checks(workloads)
+def _preflight(
+    workloads: tuple[Path, ...], notes: Console, placement: Placement, local_ranks: bool
+) -> None:
+    """up's doctor step: one line of what this host has; stop where a required part is missing.
+    The host's framework matters to local ranks only: an image brings its own."""
+    checks = run_checks(workloads, placement, local_ranks)
     notes.print("doctor: " + ", ".join(f"{c.name} {c.status}" for c in checks), highlight=False)
     for check in checks:
         if check.required and check.status != "ok":

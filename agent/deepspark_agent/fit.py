@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 
+from deepspark_agent.placement import Placement
 from deepspark_core.datasets import MANIFEST
 from deepspark_core.errors import DeepSparkError
 from deepspark_core.system import SystemDescription
@@ -25,16 +26,15 @@ class FitError(DeepSparkError):
     """A run that cannot fit the device's memory, or lacks its dataset."""
 
 
-def device_memory_bytes(system: SystemDescription, devices: str) -> int | None:
-    """The memory of one device the run will use: the smallest accelerator's (the indices
-    of `nvidia:IDS` when given), the host's available memory for a CPU run (`none`); None
-    when it is not known."""
-    if devices == "none":
+def device_memory_bytes(system: SystemDescription, placement: Placement) -> int | None:
+    """The memory of one device the run will use: the smallest of the placement's
+    accelerators, the host's available memory for a CPU run; None when it is not known."""
+    if placement.vendor is None:
         return psutil.virtual_memory().available
-    chosen = system.accelerators
-    if devices.startswith("nvidia:"):
-        ids = {int(i) for i in devices.removeprefix("nvidia:").split(",") if i.isdigit()}
-        chosen = [a for a in chosen if a.index in ids]
+    chosen = [
+        a for a in system.accelerators
+        if a.vendor == placement.vendor and a.index in placement.indices
+    ]  # fmt: skip
     sizes = [a.memory_bytes for a in chosen if a.memory_bytes]
     return min(sizes) if sizes else None
 
@@ -62,15 +62,19 @@ def fit_error(
 
 
 def check_fit(
-    name: str, preset: Preset, batch_size: int | None, system: SystemDescription, devices: str
+    name: str,
+    preset: Preset,
+    batch_size: int | None,
+    system: SystemDescription,
+    placement: Placement,
 ) -> None:
     """FitError when the preset states its memory and one device of the run has less."""
     if preset.memory is None:
         return
-    have = device_memory_bytes(system, devices)
+    have = device_memory_bytes(system, placement)
     if have is None:
         return
-    device = "host" if devices == "none" else "device"
+    device = "host" if placement.vendor is None else "device"
     if why := fit_error(name, preset.memory, batch_size or preset.batch_size, have, device):
         raise FitError(why)
 

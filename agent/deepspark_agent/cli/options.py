@@ -19,7 +19,10 @@ RuntimeOpt = Annotated[
 ]
 DevicesOpt = Annotated[
     str,
-    typer.Option(help="Docker: accelerators: none, nvidia[:IDS], cdi:NAMES or /dev/A,/dev/B."),
+    typer.Option(
+        help="Accelerators: auto (every one found), none (CPU), VENDOR[:IDS] (nvidia:0,1, "
+        "ascend, amd...), cdi:NAMES or /dev/A,/dev/B."
+    ),
 ]
 TelemetryOpt = Annotated[
     str, typer.Option(help="Accelerator telemetry: auto, nvml, smi:<tool> (nvidia-smi, ...), none.")

@@ -57,7 +57,7 @@ def run(
     workloads: WorkloadsOpt = None,
     image: ImageOpt = None,
     runtime: RuntimeOpt = "auto",
-    devices: DevicesOpt = "none",
+    devices: DevicesOpt = "auto",
     memory_limit: MemoryOpt = None,
     telemetry: TelemetryOpt = "auto",
     telemetry_hz: HzOpt = DEFAULT_HZ,

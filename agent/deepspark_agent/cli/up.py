@@ -65,7 +65,7 @@ def up(
     master_port: MasterPortOpt = 29500,
     network: NetworkOpt = "host",
     runtime: RuntimeOpt = "auto",
-    devices: DevicesOpt = "none",
+    devices: DevicesOpt = "auto",
     telemetry: TelemetryOpt = "auto",
     telemetry_hz: HzOpt = DEFAULT_HZ,
     collector: CollectorOpt = None,

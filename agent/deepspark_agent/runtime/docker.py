@@ -11,16 +11,20 @@ always removes it.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import DeviceRequest
 
+from deepspark_agent.devices import visible_devices_env
+from deepspark_agent.placement import CDI_DOMAINS, CPU, Placement, span
 from deepspark_agent.runtime.base import (
     Launch,
     LaunchError,
@@ -44,29 +48,70 @@ POLL_S = 0.2
 STOP_GRACE_S = 10  # SIGTERM, then SIGKILL: time for the workload to log run_stop
 
 
-def device_options(devices: str) -> dict:
-    """Container options that pass accelerators through, from `--devices`.
+_CDI_KIND = re.compile(r'"?kind"?\s*:\s*"?([\w-]+(?:\.[\w-]+)+/[\w.-]+)')  # YAML or JSON
 
-    none | nvidia | nvidia:0,1 (NVIDIA container toolkit) | cdi:NAME[,NAME] (CDI device names,
-    e.g. cdi:nvidia.com/gpu=all) | /dev/a,/dev/b (explicit nodes, for other vendors' devices).
+
+def cdi_kinds(client: docker.DockerClient) -> set[str] | None:
+    """The device kinds (vendor.com/class) of the CDI specs the engine reads; None where the
+    engine has no CDI (`docker info` lists no CDISpecDirs: before Docker 25, or disabled)."""
+    try:
+        dirs = client.info().get("CDISpecDirs") or []
+    except DockerException:
+        return None
+    if not dirs:
+        return None
+    kinds: set[str] = set()
+    for spec in (path for folder in dirs for path in sorted(Path(folder).glob("*"))):
+        if spec.suffix in (".json", ".yaml", ".yml"):
+            with contextlib.suppress(OSError):
+                kinds.update(_CDI_KIND.findall(spec.read_text(errors="replace")))
+    return kinds
+
+
+def container_devices(
+    placement: Placement, kinds: set[str] | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The container options and environment that pass a placement's devices in.
+
+    NVIDIA: a GPU request (NVIDIA container toolkit). CDI names: those asked for (cdi:NAMES),
+    or the vendor's own where the engine has its CDI spec (`kinds`). Otherwise the device nodes
+    and control nodes, and the visible-devices variable numbering the devices as the container
+    sees them (0..n-1).
     """
-    if devices == "none":
-        return {}
-    if devices == "nvidia" or devices.startswith("nvidia:"):
-        ids = devices.partition(":")[2]
-        request = DeviceRequest(
-            driver="nvidia",
-            count=0 if ids else -1,  # -1: all GPUs
-            device_ids=ids.split(",") if ids else None,
-            capabilities=[["gpu"]],
-        )
-        return {"device_requests": [request]}
-    if devices.startswith("cdi:"):
-        names = devices.removeprefix("cdi:").split(",")
-        return {"device_requests": [DeviceRequest(driver="cdi", device_ids=names)]}
-    if devices.startswith("/dev/"):
-        return {"devices": [f"{node}:{node}:rwm" for node in devices.split(",")]}
-    raise LaunchError(f"--devices {devices!r}: expected none, nvidia[:IDS], cdi:NAMES or /dev/...")
+    if placement.cdi:
+        return {"device_requests": [DeviceRequest(driver="cdi", device_ids=[*placement.cdi])]}, {}
+    ids = [str(i) for i in placement.indices]
+    if placement.vendor == "nvidia":
+        request = DeviceRequest(driver="nvidia", device_ids=ids, capabilities=[["gpu"]])
+        return {"device_requests": [request]}, {}
+    vendor_kinds = (
+        k for k in sorted(kinds or ()) if CDI_DOMAINS.get(k.split("/")[0]) == placement.vendor
+    )
+    kind = next(vendor_kinds, None)
+    if kind and ids:
+        names = [f"{kind}={i}" for i in ids]
+        return {"device_requests": [DeviceRequest(driver="cdi", device_ids=names)]}, {}
+    nodes = [*placement.nodes, *placement.control]
+    devices = [f"{placement.dev / node}:{Path('/dev', node)}:rwm" for node in nodes]
+    env = {}
+    if placement.vendor and placement.nodes:
+        env = visible_devices_env(placement.vendor, range(len(placement.nodes)))
+    return ({"devices": devices} if devices else {}), env
+
+
+def passes(options: dict[str, Any], env: dict[str, str]) -> str:
+    """What container_devices passes, in words for the one line."""
+    if "device_requests" in options:
+        (request,) = options["device_requests"]
+        ids = request["DeviceIDs"]
+        if request["Driver"] == "nvidia":
+            return f"docker --gpus device={span([int(i) for i in ids])}"
+        return f"docker CDI {', '.join(ids)}"
+    if "devices" not in options:
+        return "docker: no devices"
+    nodes = ", ".join(d.split(":")[1] for d in options["devices"])
+    words = ", ".join(f"{k}={v}" for k, v in env.items())
+    return f"docker {nodes}" + (f", {words}" if words else "")
 
 
 def image_ref(client: docker.DockerClient, tag: str) -> ImageRef:
@@ -87,7 +132,7 @@ class DockerRuntime:
     def __init__(
         self,
         client: docker.DockerClient,
-        devices: str = "none",
+        placement: Placement = CPU,
         shm_size: str = "2g",
         mem_limit: str | None = None,
         accelerators: SamplerFactory = no_samplers,
@@ -97,7 +142,15 @@ class DockerRuntime:
         self.client = client
         self.network = network  # for multi-node runs: "host", or a network the nodes share
         self.accelerators, self.hz = accelerators, hz
-        self.devices = device_options(devices)
+        self.placement = placement
+        # Devices other than NVIDIA's GPU request go in as CDI names where the engine has specs.
+        wants_cdi = placement.cdi or placement.vendor not in (None, "nvidia")
+        self.cdi = cdi_kinds(client) if wants_cdi else None
+        if placement.cdi and self.cdi is None:
+            raise LaunchError(
+                f"--devices cdi:{','.join(placement.cdi)}: this Docker engine has no CDI "
+                "(Docker 25+ lists CDISpecDirs in `docker info`)"
+            )
         self.shm_size, self.mem_limit = shm_size, mem_limit
 
     def run(self, launch: Launch, on_tick: Callable[[], None] = lambda: None) -> Outcome:
@@ -108,6 +161,7 @@ class DockerRuntime:
         several = launch.spec.nproc > 1 or launch.cluster is not None
         if several and launch.image:
             raise LaunchError(f"image {launch.image} runs its own ENTRYPOINT: one rank, one node")
+        devices, device_env = container_devices(self.placement.first(launch.spec.nproc), self.cdi)
         started = time.monotonic()
         try:
             container = self.client.containers.create(
@@ -118,6 +172,7 @@ class DockerRuntime:
                 environment={
                     **launch.spec.env(OUT_MOUNT, DATA_MOUNT if launch.data_dir else None),
                     "PYTHONUNBUFFERED": "1",
+                    **device_env,
                 },
                 volumes=volumes,
                 **self._network(launch),
@@ -127,7 +182,7 @@ class DockerRuntime:
                 mem_limit=self.mem_limit,
                 memswap_limit=self.mem_limit,  # no swap beyond the limit: a real OOM, not thrash
                 labels={RUN_LABEL: str(launch.out_dir)},
-                **self.devices,
+                **devices,
             )
         except (APIError, DockerException) as exc:
             return Outcome(exit_code=None, wall_s=0.0, error=f"cannot create container: {exc}")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 
+from deepspark_agent.placement import CPU, Placement
 from deepspark_agent.runtime.base import (
     Launch,
     LaunchError,
@@ -38,8 +39,13 @@ POLL_S = 0.2
 class ProcessRuntime:
     name = "process"
 
-    def __init__(self, accelerators: SamplerFactory = no_samplers, hz: float = DEFAULT_HZ) -> None:
-        self.accelerators, self.hz = accelerators, hz
+    def __init__(
+        self,
+        accelerators: SamplerFactory = no_samplers,
+        hz: float = DEFAULT_HZ,
+        placement: Placement = CPU,
+    ) -> None:
+        self.accelerators, self.hz, self.placement = accelerators, hz, placement
 
     def run(self, launch: Launch, on_tick: Callable[[], None] = lambda: None) -> Outcome:
         """Run to completion or to the spec's deadline, killing the whole process group then."""
@@ -48,6 +54,8 @@ class ProcessRuntime:
         env = {
             **os.environ,
             **launch.spec.env(launch.out_dir, launch.data_dir),
+            # The ranks see the run's devices: the first nproc of the placement's.
+            **self.placement.first(launch.spec.nproc).env(),
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": python_path(launch.workload),
         }

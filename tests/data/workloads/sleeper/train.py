@@ -6,6 +6,7 @@ crash: two windows, then exit 3 without run_stop.
 oom: two windows, then allocate (and touch) memory until the container's limit kills it.
 garbage: no events at all, just noise.
 nan: as ok, but the run with seed 1 ends with eval_accuracy NaN (one seed of a set diverged).
+devices: as ok, after writing devices.json: the visible-devices variables and /dev's char devices.
 """
 
 import json
@@ -41,6 +42,14 @@ def emit(key, value=None, event_type="POINT_IN_TIME", **metadata):
         log.write(line + "\n")
 
 
+if behaviour == "devices":  # what the runtime passed in
+    seen = {
+        "env": {k: v for k, v in os.environ.items() if k.endswith("VISIBLE_DEVICES")},
+        "char_devices": sorted(
+            p.name for p in pathlib.Path("/dev").iterdir() if p.is_char_device()
+        ),
+    }
+    pathlib.Path(os.environ["DS_OUT_DIR"], "devices.json").write_text(json.dumps(seen))
 if behaviour == "garbage":
     print("no events here\n:::MLLOG {not json", flush=True)
     sys.exit(0)
