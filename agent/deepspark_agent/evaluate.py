@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -159,6 +160,49 @@ def evaluate(req: UpRequest, output: Output) -> Evaluated:
     return Evaluated(root, models, exit_code(outcomes))
 
 
+@dataclass(frozen=True)
+class PlannedModel:
+    """One suite entry as `up` would run it on this node: its workload and its runs."""
+
+    entry: SuiteEntry
+    workload: Workload
+    runs: list[PlannedRun]
+
+    def describe(self) -> dict[str, Any]:
+        """The entry's settings, its preset's batch where it sets none, and its runs."""
+        entry = self.entry
+        return {
+            "workload": self.workload.name,
+            "config": entry.config,
+            "precision": entry.precision,
+            "batch_size": entry.batch_size or self.workload.preset(entry.config).batch_size,
+            "budget_s": entry.budget_s,
+            "data_dir": str(entry.data_dir) if entry.data_dir else None,
+            "runs": [run.model_dump() for run in self.runs],
+        }
+
+
+def plan(req: UpRequest) -> tuple[str, int, list[PlannedModel]]:
+    """`up --plan`: the suite's name, this node's devices and each model's runs, as `up`
+    would plan them; nothing runs and nothing is written."""
+    if req.bundle or req.resume:
+        raise SuiteError("--plan reads a suite file: not with --bundle or --resume")
+    spec = load_suite(req.suite or "smoke")
+    node_devices = _node_devices(req)
+    models = []
+    for entry, workload in spec.resolve(req.workloads):
+        workload.preset(entry.config)  # an unknown config fails here, as in `up`
+        runs = planning.suite_runs(entry, node_devices, req.nnodes)
+        models.append(PlannedModel(entry, workload, runs))
+    return spec.name, node_devices, models
+
+
+def _node_devices(req: UpRequest) -> int:
+    """What the suite's "all" devices means on this node."""
+    found = len(describe_system().accelerators) if req.runtime.devices != "none" else 1
+    return max(1, found)
+
+
 def node_cluster(req: UpRequest) -> Cluster | None:
     """This node's place in a multi-node evaluation; None on one node."""
     nnodes, node_rank = req.nnodes, req.node_rank
@@ -188,8 +232,7 @@ def _prepare(req: UpRequest, notes: Console) -> tuple[Path, Evaluation, Entries,
     if resumed:  # the suite as it was evaluated, not as its file may read now
         spec, node_devices = resumed[1].suite, resumed[1].node_devices
     else:
-        found = len(describe_system().accelerators) if req.runtime.devices != "none" else 1
-        node_devices = max(1, found)
+        node_devices = _node_devices(req)
     entries = spec.resolve(req.workloads)  # fail fast on a typo
     for entry, workload in entries:
         workload.preset(entry.config)
