@@ -3,6 +3,7 @@ and the command against the recorded nvidia-smi outputs replayed by the fake too
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,9 +14,12 @@ from pathlib import Path
 import pytest
 
 from deepspark_agent.telemetry.choose import nvml_available
-from deepspark_agent.telemetry.crosscheck import MIB, Tick, compare, markdown
+from deepspark_agent.telemetry.crosscheck import MIB, Tick, compare, main, markdown
+from deepspark_core.metrics import Memory, Power, Speed
+from deepspark_core.results import Result
 
 DATA = Path(__file__).parent / "data"
+SIGNED = DATA / "signed-2026-12-05" / "run-set"
 RECORDED = DATA / "vendor-smi" / "nvidia-smi__query-gpu-csv-header-units__nvgpuexp-h100-590.48.01"
 
 
@@ -103,3 +107,43 @@ def test_no_source_is_an_error_in_one_line(tmp_path) -> None:
     assert proc.returncode == 1
     assert stderr == "crosscheck: error: neither NVML nor nvidia-smi gave a reading\n"
     assert "not found" in stdout and "No device was read" in stdout
+
+
+def measured(result: Result) -> Result:
+    """A result whose dimensions hold what a GPU run with NVML telemetry records."""
+    dims = result.dimensions.model_copy(
+        update={
+            "speed": Speed(value=2500.0, windows=3, per_window=(2490.0, 2500.0, 2510.0)),
+            "power": Power(mean_w=(350.0,), energy_j=10500.0, j_per_sample=None),
+            "memory": Memory(mean_gb=(18.0,), peak_gb=(20.5,)),
+            "power_scope": "accelerator", "memory_scope": "accelerator", "telemetry_hz": 10.0,
+            "energy_counter_j": 10000.0,
+        }
+    )  # fmt: skip
+    return result.model_copy(update={"dimensions": dims, "notes": ["a note"]})
+
+
+def test_each_model_s_energy_counter_is_set_beside_its_power_integral(tmp_path, capsys) -> None:
+    recorded = Result.model_validate_json((SIGNED / "result.json").read_text())
+    results = tmp_path / "results.json"
+    rows = [measured(recorded).model_dump(mode="json"), recorded.model_dump(mode="json")]
+    results.write_text(json.dumps(rows))
+    assert main(["--results", str(results), "--markdown", str(tmp_path / "runs.md")]) == 0
+    text = capsys.readouterr().out
+    assert text == (tmp_path / "runs.md").read_text()
+    first, second = [line for line in text.splitlines() if line.startswith("| sleeper")]
+    assert first.endswith(
+        "| 2500.0/s | 350.0 | 20.50 | power accelerator, memory accelerator, 10.0 Hz "
+        "| 10000.0, 10500.0 | 1.050 |"
+    )
+    # The CPU fixture: its process tree's memory, no power, no energy counter, no ratio.
+    cpu = "| n/a | 0.01 | power none, memory process-tree, 10.0 Hz | n/a, n/a | n/a |"
+    assert second.endswith(cpu)
+    assert "- sleeper: a note" in text
+
+
+def test_unreadable_results_are_one_line(tmp_path, capsys) -> None:
+    (tmp_path / "bad.json").write_text("[{}")
+    assert main(["--results", str(tmp_path / "bad.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"crosscheck: error: {tmp_path / 'bad.json'}: ") and err.count("\n") == 1

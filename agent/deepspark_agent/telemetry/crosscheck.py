@@ -10,12 +10,15 @@ older than the NVML reading. A source that cannot start is said and left out.
     python -m deepspark_agent.telemetry.crosscheck [--seconds S] [--hz HZ] [--markdown FILE]
 
 samples until S seconds have passed or it gets SIGTERM or SIGINT, then prints the comparison
-(Markdown) and writes it to FILE. Exit 1 when neither source gave a reading.
+(Markdown) and writes it to FILE. Exit 1 when neither source gave a reading. With
+`--results FILE` (what `up --json` printed) it samples nothing and prints each model's
+measured figures instead, the energy counter beside the power integral over its windows.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import statistics
 import sys
@@ -31,6 +34,7 @@ from deepspark_agent.telemetry.nvml import NvmlSampler
 from deepspark_agent.telemetry.recorder import DEFAULT_HZ, Sampler
 from deepspark_agent.telemetry.smi import Readings, SmiSampler, TelemetryError
 from deepspark_core.metrics import Sample, Window, counter_energy_j, power
+from deepspark_core.results import Result
 
 MIB = 2**20
 SOURCES = ("nvml", "nvidia-smi")
@@ -163,6 +167,34 @@ def _mib(value: float | None) -> float | None:
     return None if value is None else value / MIB
 
 
+def runs_markdown(results: Sequence[Result]) -> str:
+    """Each model's measured figures (its result's dimensions): speed, device power and
+    memory, the telemetry's rate, and its energy over the measured windows by the hardware's
+    counter and by the integral of sampled power."""
+    lines = [
+        "## The suite's measured runs",
+        "",
+        "| model | config | speed | power, mean (W) | memory, peak (GB) | telemetry "
+        "| energy: counter, power integral (J) | integral / counter |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        plan, dims = result.plan, result.dimensions
+        speed = f"{dims.speed.value:.1f}/s" if dims.speed else f"n/a ({dims.speed_na or 'none'})"
+        watts = f"{dims.power.total_w:.1f}" if dims.power else "n/a"
+        peak = f"{max(dims.memory.peak_gb):.2f}" if dims.memory else "n/a"
+        integral = dims.power.energy_j if dims.power else None
+        scope = f"power {dims.power_scope or 'none'}, memory {dims.memory_scope or 'none'}"
+        scope += f", {_num(dims.telemetry_hz, '.1f', ' Hz')}"
+        lines.append(
+            f"| {plan.model} | {plan.config}, {plan.precision}, bs {plan.batch_size} | {speed} "
+            f"| {watts} | {peak} | {scope} | {_num(dims.energy_counter_j)}, {_num(integral)} "
+            f"| {_ratio(integral, dims.energy_counter_j)} |"
+        )
+    lines += ["", *(f"- {r.plan.model}: {note}" for r in results for note in r.notes)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def open_sources(smi_binary: str | None = None) -> tuple[dict[str, Sampler], list[str]]:
     """The samplers that start on this host, and a line for each that does not."""
     sources: dict[str, Sampler] = {}
@@ -205,7 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hz", type=float, default=DEFAULT_HZ, help="ticks per second")
     parser.add_argument("--markdown", type=Path, help="also write the comparison here")
     parser.add_argument("--smi-binary", help="the nvidia-smi to run (default: PATH's)")
+    parser.add_argument("--results", type=Path, help="`up --json` output: its runs' figures")
     args = parser.parse_args(argv)
+    if args.results:
+        return _print_runs(args.results, args.markdown)
     if args.seconds <= 0 or not 0.1 <= args.hz <= 1000:
         parser.error("--seconds must be positive and --hz within 0.1..1000")
     stop = threading.Event()
@@ -221,6 +256,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not any(t.readings.get(source) for t in ticks for source in SOURCES):
         print("crosscheck: error: neither NVML nor nvidia-smi gave a reading", file=sys.stderr)
         return 1
+    return 0
+
+
+def _print_runs(path: Path, markdown_file: Path | None) -> int:
+    try:
+        results = [Result.model_validate(r) for r in json.loads(path.read_text())]
+    except (OSError, ValueError) as exc:
+        print(f"crosscheck: error: {path}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    text = runs_markdown(results)
+    print(text, end="")
+    if markdown_file:
+        markdown_file.write_text(text)
     return 0
 
 
