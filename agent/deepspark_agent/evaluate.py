@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -164,6 +165,43 @@ def evaluate(req: UpRequest, output: Output) -> Evaluated:
         write_atomic(root / "report.html", html_suite_report(root.name, models).encode())
     evaluations.finish(root, outcomes)
     return Evaluated(root, models, exit_code(outcomes))
+
+
+@dataclass(frozen=True)
+class PlannedModel:
+    """One suite entry as `up` would run it on this node: its workload and its runs."""
+
+    entry: SuiteEntry
+    workload: Workload
+    runs: list[PlannedRun]
+
+    def describe(self) -> dict[str, Any]:
+        """The entry's settings, its preset's batch where it sets none, and its runs."""
+        entry = self.entry
+        return {
+            "workload": self.workload.name,
+            "config": entry.config,
+            "precision": entry.precision,
+            "batch_size": entry.batch_size or self.workload.preset(entry.config).batch_size,
+            "budget_s": entry.budget_s,
+            "data_dir": str(entry.data_dir) if entry.data_dir else None,
+            "runs": [run.model_dump() for run in self.runs],
+        }
+
+
+def plan(req: UpRequest) -> tuple[str, int, list[PlannedModel]]:
+    """`up --plan`: the suite's name, this node's devices and each model's runs, as `up`
+    would plan them; nothing runs and nothing is written."""
+    if req.bundle or req.resume:
+        raise SuiteError("--plan reads a suite file: not with --bundle or --resume")
+    spec = load_suite(req.suite or "smoke")
+    node_devices = max(1, resolve(req.runtime.devices).count)  # as `up` sizes the node
+    models = []
+    for entry, workload in spec.resolve(req.workloads):
+        workload.preset(entry.config)  # an unknown config fails here, as in `up`
+        runs = planning.suite_runs(entry, node_devices, req.nnodes)
+        models.append(PlannedModel(entry, workload, runs))
+    return spec.name, node_devices, models
 
 
 def node_cluster(req: UpRequest) -> Cluster | None:

@@ -1,6 +1,9 @@
-"""The terminal's tables: a result's seed row and runs, and an evaluation's seed table."""
+"""The terminal's tables: a result's seed row and runs, an evaluation's seed table, and a
+suite's plan."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -57,4 +60,18 @@ def suite_table(results: list[Result], title: str, width: int = WIDE) -> Table:
         table.add_column(row["model"], overflow="fold")
     for column in SEED_COLUMNS:
         table.add_row(column, *(row[column] for row in rows))
+    return table
+
+
+def plan_table(title: str, models: list[dict[str, Any]]) -> Table:
+    """`up --plan`: one row per suite entry (evaluate.PlannedModel.describe), its runs."""
+    table = Table(title=title, title_justify="left")
+    for column in ("workload", "config", "precision", "batch", "runs", "budget (s)", "data"):
+        table.add_column(column, overflow="fold")
+    for m in models:
+        runs = ", ".join(r["label"] for r in m["runs"])
+        table.add_row(
+            m["workload"], m["config"], m["precision"], str(m["batch_size"]), runs,
+            number(m["budget_s"], "g"), m["data_dir"] or "synthetic or generated",
+        )  # fmt: skip
     return table

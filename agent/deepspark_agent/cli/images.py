@@ -68,11 +68,20 @@ def build(
     models: ModelsArg,
     base: Annotated[
         str | None,
-        typer.Option(help="Base image (ARG BASE_IMAGE); default: the CPU base of its framework."),
+        typer.Option(
+            help="Base image (ARG BASE_IMAGE); default: the CPU base of its framework. "
+            "NVIDIA GPUs: deepspark/base:cuda; AMD: deepspark/base:rocm; another vendor: its "
+            "copy of dockerfiles/vendor-sdk (scripts/build-base-image FLAVOR on a connected "
+            "host; dockerfiles/README.md)."
+        ),
     ] = None,
     workloads: WorkloadsOpt = None,
 ) -> None:
-    """Build deepspark/<model>:<version> (model_images/Dockerfile, or the workload's own)."""
+    """Build deepspark/<model>:<version> (model_images/Dockerfile, or the workload's own).
+
+    The base gives Python, the framework and the accelerator's stack: deepspark/base:cpu or
+    :paddle-cpu (built offline), :cuda or :rocm (FROM the vendor's framework image, built on a
+    host that reaches its registry; carry the images to an offline host in a bundle)."""
     client = images.engine()
     for name in models:
         workload = find_workload(name, workloads or [])

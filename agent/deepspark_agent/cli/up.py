@@ -17,10 +17,10 @@ from deepspark_agent.cli.options import (
     TelemetryOpt,
 )
 from deepspark_agent.console import JsonOpt, WorkloadsOpt, console, err_console, user_errors
-from deepspark_agent.evaluate import Output, UpRequest, evaluate
+from deepspark_agent.evaluate import Output, UpRequest, evaluate, plan
 from deepspark_agent.progress import Bars
 from deepspark_agent.runtime.choose import RuntimeChoice
-from deepspark_agent.tables import print_result, suite_table
+from deepspark_agent.tables import plan_table, print_result, suite_table
 from deepspark_agent.telemetry import DEFAULT_HZ
 
 SuiteOpt = Annotated[
@@ -45,6 +45,9 @@ NodeRankOpt = Annotated[
 ]
 MasterAddrOpt = Annotated[str | None, typer.Option(help="Node 0's address, for multi-node runs.")]
 MasterPortOpt = Annotated[int, typer.Option(min=1, max=65535, help="Node 0's rendezvous port.")]
+PlanOpt = Annotated[
+    bool, typer.Option("--plan", help="Print the runs the suite would make here; run nothing.")
+]
 NetworkOpt = Annotated[
     str, typer.Option(help="Docker network of multi-node runs: host, or one the nodes share.")
 ]
@@ -69,6 +72,7 @@ def up(
     telemetry: TelemetryOpt = "auto",
     telemetry_hz: HzOpt = DEFAULT_HZ,
     collector: CollectorOpt = None,
+    show_plan: PlanOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate a suite: every model's six dimensions, reported, signed and submitted.
@@ -85,6 +89,9 @@ def up(
         master_addr=master_addr, master_port=master_port, collector=collector,
         runtime=RuntimeChoice(runtime, devices, None, telemetry, telemetry_hz, network),
     )  # fmt: skip
+    if show_plan:
+        _print_plan(request, as_json)
+        return
     live = err_console if as_json else console
     show = (lambda _: None) if as_json else (lambda result: print_result(result, console))
     done = evaluate(request, Output(notes=err_console, live=live, show=show, progress=Bars(live)))
@@ -96,3 +103,13 @@ def up(
             console.print(suite_table(results, done.root.name, console.width))
         err_console.print(f"evaluation: {done.root} (report.md, report.html)", highlight=False)
     raise typer.Exit(done.exit_code)
+
+
+def _print_plan(request: UpRequest, as_json: bool) -> None:
+    name, node_devices, models = plan(request)
+    rows = [m.describe() for m in models]
+    if as_json:
+        print(json.dumps({"suite": name, "node_devices": node_devices, "models": rows}, indent=2))
+    else:
+        title = f"{name}: the plan on this node ({node_devices} device(s)); nothing runs"
+        console.print(plan_table(title, rows))
