@@ -15,7 +15,7 @@ from workload_runs import prepare, prepare_fails, prepare_resumes, tiny_preset, 
 
 TINY = tiny_preset(
     data="kits19", real_data=True, patch_size=64, passes_per_window=1,
-    model=dict(filters=[4, 8], in_channels=1, num_classes=3, activation="relu"),
+    model=dict(filters=[2, 2], in_channels=1, num_classes=3, activation="relu"),
     optim=dict(lr=0.1, init_lr=0.01, warmup=0.1, momentum=0.9, weight_decay=0.0),
 )  # fmt: skip
 CODES = {np.dtype(np.int16): 4, np.dtype(np.float32): 16, np.dtype(np.uint8): 2}
@@ -150,7 +150,7 @@ JUNK = gzip.compress(b"")[:10] + b"not deflate"  # a gzip header, then no valid 
                                   np.zeros((18, 16, 20), np.int16), (1, 0, 1)),
          r"voxel spacing \(1.0, 0.0, 1.0\), not positive"),
         (lambda data: (data / "case_00000").rename(data / "elsewhere"),
-         "2 training cases, 0 of them the reference's validation cases"),
+         "2 segmented cases, 0 of them the reference's validation cases"),
     ],
 )  # fmt: skip
 def test_a_bad_source_is_a_one_line_error(tmp_path: Path, damage, message) -> None:
@@ -162,3 +162,33 @@ def test_a_bad_source_is_a_one_line_error(tmp_path: Path, damage, message) -> No
 def test_a_folder_without_kits19_is_refused(tmp_path: Path) -> None:
     (tmp_path / "src" / "kits19" / "data").mkdir(parents=True)
     prepare_fails("unet3d", tmp_path / "src", "expected kits19/data/case_XXXXX/imaging.nii.gz")
+
+
+def patched(path: Path, offset: int, value: bytes, cut: int = 0) -> Path:
+    """path's NIfTI rewritten with value at offset in the header, less its last cut bytes."""
+    data = bytearray(gzip.decompress(path.read_bytes()))
+    data[offset : offset + len(value)] = value
+    path.write_bytes(gzip.compress(bytes(data[: len(data) - cut])))
+    return path
+
+
+@pytest.mark.parametrize(
+    "offset, value, cut, message",
+    [
+        (40, struct.pack("<5h", 4, 2, 2, 2, 3), 0, r"dim \[4, 2, 2, 2, 3\], not one 3-D volume"),
+        (70, struct.pack("<h", 128), 0, "datatype 128, not an integer or float type"),
+        (0, b"", 1, r"359 bytes, 360 expected for \(2, 2, 2\)"),
+    ],
+)
+def test_the_nifti_reader_refuses_what_it_does_not_read(tmp_path, offset, value, cut, message):
+    from deepspark_workload import nifti
+
+    path = tmp_path / "v.nii.gz"
+    stored = np.arange(8, dtype=np.uint8).reshape(2, 2, 2)
+    write_nifti(path, stored, (1, 1, 1))
+    assert gzip.decompress(path.read_bytes())[352:] == bytes([0, 4, 2, 6, 1, 5, 3, 7])  # x fastest
+    volume, spacing = nifti.read(path, np.float32)
+    assert volume.dtype == np.float32 and spacing == (1, 1, 1)
+    np.testing.assert_array_equal(volume, stored)
+    with pytest.raises(nifti.NiftiError, match=message):
+        nifti.read(patched(path, offset, value, cut), np.float32)

@@ -50,12 +50,12 @@ EVALUATION = (
 def convert(src: Path, dst: Path, progress: Progress) -> None:
     cases = find_cases(src)
     training = [case for case in cases if int(case.name[5:]) < TRAINING_CASES]
-    ids = [case.name[5:] for case in training]
+    ids = {case.name[5:] for case in training}
     evaluation = [f"{n:05d}" for n in EVALUATION if f"{n:05d}" in ids]
     if not evaluation or len(evaluation) == len(training):
         raise PrepareError(
-            f"{src}: {len(training)} training cases, {len(evaluation)} of them the reference's "
-            "validation cases: data.py needs some of each (the whole of KiTS19 has 168 and 42)"
+            f"{src}: {len(training)} segmented cases, {len(evaluation)} of them the reference's "
+            "validation cases: data.py needs some of each (KiTS19: 210, 42 of them)"
         )
     progress.total(len(training))
     for case in training:
