@@ -33,9 +33,11 @@ def convert(src, dst, progress):
 
 @pytest.fixture
 def doubler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A workload folder `doubler` whose converter writes each source file twice over."""
+    """A workload folder `doubler` whose converter writes each source file twice over, beside
+    `sleeper`, whose presets generate their data (every built-in workload has a dataset)."""
     root = tmp_path / "workloads"
     shutil.copytree(DATA / "workloads" / "sleeper", root / "doubler")
+    shutil.copytree(DATA / "workloads" / "sleeper", root / "sleeper")
     toml = root / "doubler" / "workload.toml"
     toml.write_text(
         toml.read_text().replace('name = "sleeper"', 'name = "doubler"')
@@ -63,6 +65,7 @@ def test_data_list_says_each_workloads_dataset(cli, doubler: Path) -> None:
     assert rows["doubler"]["converter"] is True
     assert rows["resnet50"]["dataset"]["name"] == "ImageNet-1k (ILSVRC2012)"
     assert rows["bert_large"]["dataset"] is None or rows["bert_large"]["converter"]
+    assert rows["sleeper"] == {"workload": "sleeper", "dataset": None, "converter": False}
     code, out, _ = cli("data", "list")
     assert code == 0 and "Doubles" in out and "stand-in: no public corpus doubles" in out
     assert "generated only" in out
@@ -96,8 +99,8 @@ def test_prepare_refuses_a_bad_source_in_one_line(cli, doubler: Path, tmp_path: 
         args = args if "--to" in args else [*args, "--to", str(tmp_path / "dst")]
         code, _, err = cli("data", "prepare", "doubler", *args)
         assert code == 1 and message in err and len(err.strip().splitlines()) == 1
-    code, _, err = cli("data", "prepare", "bert_large", "--from", str(empty), "--to", "x")
-    assert code == 1 and "bert_large has no prepare.py" in err
+    code, _, err = cli("data", "prepare", "sleeper", "--from", str(empty), "--to", "x")
+    assert code == 1 and "sleeper has no prepare.py: its presets generate their data" in err
 
 
 def test_verify_names_the_first_bad_file(cli, tmp_path: Path) -> None:

@@ -7,13 +7,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
-from deepspark_core.datasets import MANIFEST, SILENT, verify_manifest, write_manifest
+from deepspark_core.datasets import MANIFEST, verify_manifest
 from deepspark_workload import imagenet
-from deepspark_workload.prepare import PrepareError
-from workload_runs import load_module, train_on
+from workload_runs import prepare, prepare_fails, tiny_preset, train_on
 
 WNIDS = ("n01440764", "n02102040")
 
@@ -39,31 +37,11 @@ def kaggle_imagenet(src: Path) -> None:
     (src / imagenet.SOLUTION).write_text("\n".join(rows) + "\n")
 
 
-# A small preset's header: one epoch, no target (train_on appends the rest: data, model, optim).
-TINY = """
-[configs.tiny]
-target = 0.0
-epochs = 1
-steps_per_window = 1
-max_seconds = 120
-"""
-RESNET_TINY = (
-    TINY
-    + """batch_size = 4
-data = "imagefolder"      # the full preset's
-image_size = 16
-
-[configs.tiny.model]
-layers = [1, 1, 1, 1]
-width = 4
-in_channels = 3
-num_classes = 2
-small_stem = true
-
-[configs.tiny.optim]
-lr = 0.1
-"""
-)
+RESNET_TINY = tiny_preset(
+    data="imagefolder", batch_size=4, image_size=16,
+    model=dict(layers=[1, 1, 1, 1], width=4, in_channels=3, num_classes=2, small_stem=True),
+    optim=dict(lr=0.1),
+)  # fmt: skip
 
 
 def test_imagenet_through_data_prepare_trains_resnet50(cli, tmp_path: Path) -> None:
@@ -100,11 +78,11 @@ def test_imagenet_devkit_labels(tmp_path: Path) -> None:
 
 
 def test_imagenet_without_its_layout_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(PrepareError, match="no train/<wnid>/"):
-        imagenet.convert(tmp_path, tmp_path / "out", None)
-    jpeg(tmp_path / "train" / WNIDS[0] / "a.JPEG", (0, 0, 0))
-    with pytest.raises(PrepareError, match="no validation labels"):
-        imagenet.convert(tmp_path, tmp_path / "out", None)
+    src = tmp_path / "src"
+    src.mkdir()
+    prepare_fails("resnet50", src, "no train/<wnid>/")
+    jpeg(src / "train" / WNIDS[0] / "a.JPEG", (0, 0, 0))
+    prepare_fails("resnet50", src, "no validation labels")
     assert not (tmp_path / "out" / MANIFEST).exists()
 
 
@@ -128,44 +106,27 @@ def coco(src: Path) -> None:
         (src / "annotations" / f"instances_{folder}.json").write_text(json.dumps(document))
 
 
-YOLO_TINY = (
-    TINY
-    + """batch_size = 2
-data = "coco"             # the full preset's
-image_size = 32
-
-[configs.tiny.model]
-depth_multiple = 0.33
-width_multiple = 0.125
-num_classes = 80
-anchors = [[12, 12, 14, 22, 22, 14], [20, 20, 18, 30, 30, 18], [24, 32, 32, 24, 30, 30]]
-
-[configs.tiny.loss]
-box = 0.05
-obj = 1.0
-cls = 0.5
-anchor_t = 4.0
-
-[configs.tiny.optim]
-optimizer = "AdamW"
-lr = 0.002
-momentum = 0.937
-nominal_batch = 2
-final_lr_fraction = 0.01
-ema_decay = 0.9999
-ema_tau = 100
-"""
-)
+YOLO_TINY = tiny_preset(
+    data="coco", image_size=32,
+    model=dict(
+        depth_multiple=0.33, width_multiple=0.125, num_classes=80,
+        anchors=[[12, 12, 14, 22, 22, 14], [20, 20, 18, 30, 30, 18], [24, 32, 32, 24, 30, 30]],
+    ),
+    loss=dict(box=0.05, obj=1.0, cls=0.5, anchor_t=4.0),
+    optim=dict(
+        optimizer="AdamW", lr=0.002, momentum=0.937, nominal_batch=2, final_lr_fraction=0.01,
+        ema_decay=0.9999, ema_tau=100,
+    ),
+)  # fmt: skip
 
 
 def test_coco_to_yolo_layout_trains_yolov5(tmp_path: Path) -> None:
     src, dst = tmp_path / "coco", tmp_path / "yolo"
     coco(src)
-    load_module("yolov5", "prepare").convert(src, dst, SILENT)
+    prepare("yolov5", src, dst)
     assert len(list((dst / "images" / "train").iterdir())) == 6
     label = (dst / "labels" / "val" / "000000000001.txt").read_text()
     assert label == "79 0.350000 0.350000 0.500000 0.500000\n"  # id 90: the 80th; no crowd
-    write_manifest(dst)
     train_on("yolov5", YOLO_TINY, dst, tmp_path / "run")
 
 
@@ -188,42 +149,25 @@ def mot17(src: Path) -> None:
             (root / "seqinfo.ini").write_text(f"[Sequence]\nname=MOT17-{seq}-{detector}\n")
 
 
-FAIRMOT_TINY = (
-    TINY
-    + """batch_size = 2
-data = "mot17"            # the full preset's
-image_size = [32, 64]
-max_objs = 8
-
-[configs.tiny.model]
-levels = [1, 1, 1, 1, 1, 1]
-channels = [4, 8, 8, 8, 8, 8]
-head_conv = 8
-reid_dim = 8
-num_ids = 4
-
-[configs.tiny.optim]
-lr = 1e-3
-lr_drop = 0.8
-
-[configs.tiny.track]
-threshold = 0.4
-emb_gate = 0.4
-iou_gate = 0.5
-max_lost = 6
-"""
-)
+FAIRMOT_TINY = tiny_preset(
+    data="mot17", image_size=[32, 64], max_objs=8,
+    model=dict(
+        levels=[1, 1, 1, 1, 1, 1], channels=[4, 8, 8, 8, 8, 8], head_conv=8, reid_dim=8,
+        num_ids=4,
+    ),
+    optim=dict(lr=1e-3, lr_drop=0.8),
+    track=dict(threshold=0.4, emb_gate=0.4, iou_gate=0.5, max_lost=6),
+)  # fmt: skip
 
 
 def test_mot17_keeps_each_sequence_once_and_trains_fairmot(tmp_path: Path) -> None:
     src, dst = tmp_path / "download", tmp_path / "mot17"
     mot17(src)
-    load_module("fairmot", "prepare").convert(src, dst, SILENT)
+    prepare("fairmot", src, dst)
     assert sorted(p.name for p in (dst / "train").iterdir()) == ["MOT17-02-DPM", "MOT17-04-DPM"]
     assert sorted(p.name for p in (dst / "train" / "MOT17-02-DPM").iterdir()) == [
         "gt", "img1", "seqinfo.ini",
     ]  # fmt: skip
-    write_manifest(dst)
     train_on("fairmot", FAIRMOT_TINY, dst, tmp_path / "run")
 
 
@@ -248,37 +192,19 @@ def nerf_synthetic(src: Path) -> None:
         (scene / f"transforms_{split}.json").write_text(json.dumps(meta))
 
 
-NERF_TINY = (
-    TINY
-    + """batch_size = 64
-data = "blender"          # the full preset's
-eval_chunk = 256
-
-[configs.tiny.model]
-levels = 2
-features = 2
-log2_table_size = 8
-base_resolution = 4
-finest_resolution = 16
-hidden = 8
-geo_features = 4
-color_layers = 1
-bound = 1.2
-samples = 8
-background = 1.0
-
-[configs.tiny.optim]
-lr = 0.01
-decay_at = [0.6, 0.85]
-decay = 0.33
-"""
-)
+NERF_TINY = tiny_preset(
+    data="blender", batch_size=64, eval_chunk=256,
+    model=dict(
+        levels=2, features=2, log2_table_size=8, base_resolution=4, finest_resolution=16,
+        hidden=8, geo_features=4, color_layers=1, bound=1.2, samples=8, background=1.0,
+    ),
+    optim=dict(lr=0.01, decay_at=[0.6, 0.85], decay=0.33),
+)  # fmt: skip
 
 
 def test_nerf_synthetic_scene_trains_ngp_nerf(tmp_path: Path) -> None:
     src, dst = tmp_path / "archive", tmp_path / "lego"
     nerf_synthetic(src)
-    load_module("ngp_nerf", "prepare").convert(src, dst, SILENT)
+    prepare("ngp_nerf", src, dst)
     assert sorted(p.name for p in (dst / "test").iterdir()) == ["r_0.png", "r_1.png"]
-    write_manifest(dst)
     train_on("ngp_nerf", NERF_TINY, dst, tmp_path / "run")

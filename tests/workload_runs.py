@@ -230,10 +230,13 @@ def prepare(workload: str, src: Path, dst: Path) -> Counted:
 
 def tiny_preset(model: dict[str, Any], optim: dict[str, Any], **keys: Any) -> str:
     """train_on's `[configs.tiny]` as TOML: one epoch of batch 2 (one step a window), `keys`
-    (the full preset's `data`, a target...) and the model's and the optimizer's tables."""
+    (the full preset's `data`, a target...; a dict is a subtable, like model and optim)."""
+    extra = {key: value for key, value in keys.items() if isinstance(value, dict)}
+    subtables = {"model": model, "optim": optim, **extra}
+    keys = {key: value for key, value in keys.items() if key not in extra}
     preset = {"target": 0.0, "batch_size": 2, "epochs": 1, "steps_per_window": 1,
               "max_seconds": 300, **keys}  # fmt: skip
-    tables = {"configs.tiny": preset, "configs.tiny.model": model, "configs.tiny.optim": optim}
+    tables = {"configs.tiny": preset} | {f"configs.tiny.{k}": t for k, t in subtables.items()}
     return "".join(
         f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in table.items())
         for name, table in tables.items()

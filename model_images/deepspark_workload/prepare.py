@@ -67,15 +67,17 @@ def link_all(pairs: list[tuple[Path, Path]], progress: Progress) -> None:
         progress.advance()
 
 
-def write_npy(path: Path, array: Any) -> None:
-    """A numpy array saved to path through write_atomic."""
+def save_npy(path: Path, array: Any) -> None:
+    """A numpy array saved to exactly path (np.save given a name not ending in .npy adds it)."""
     import numpy as np  # here: the interface itself needs only the standard library
 
-    def write(tmp: Path) -> None:
-        with tmp.open("wb") as f:  # a file object: np.save would add .npy to the temporary name
-            np.save(f, array)
+    with path.open("wb") as f:
+        np.save(f, array)
 
-    write_atomic(path, write)
+
+def write_npy(path: Path, array: Any) -> None:
+    """A numpy array saved to path through write_atomic."""
+    write_atomic(path, lambda tmp: save_npy(tmp, array))
 
 
 def write_atomic_all(paths: Sequence[Path], write: Callable[[list[Path]], None]) -> None:
