@@ -81,6 +81,7 @@ def assess_run(run_dir: Path, planned: PlannedRun, plan: RunPlan) -> RunSummary:
         "accuracy": accuracy,
         "framework": _framework(log),
         "dataset": _dataset(log),
+        "data_loader": _data_loader(log),
         "end_to_end_speed": _end_to_end_speed(log, windows),
     }
     if speed_na is None:
@@ -92,6 +93,7 @@ def assess_run(run_dir: Path, planned: PlannedRun, plan: RunPlan) -> RunSummary:
         summary["speed_na"] = speed_na
         notes.append(f"speed: {speed_na}")
     if measured:
+        summary["loader"] = _loader(measured, notes)
         summary.update(_telemetry(run_dir / TELEMETRY_FILE, measured, notes))
     return RunSummary(**summary, notes=notes)
 
@@ -121,6 +123,23 @@ def _dataset(log: EventLog) -> str | None:
     event = log.first("dataset")
     digest = event.metadata.get("sha256") if event else None
     return f"{event.value} sha256:{digest}" if isinstance(digest, str) else None
+
+
+def _data_loader(log: EventLog) -> str | None:
+    event = log.first("data_loader")
+    return None if event is None or event.value is None else str(event.value)
+
+
+def _loader(measured: list[metrics.Window], notes: list[str]) -> metrics.Loader | None:
+    """The wait for data over the measured windows, a note when the run was input-bound."""
+    try:
+        loader = metrics.loader(measured)
+    except metrics.MetricError as exc:
+        notes.append(str(exc))
+        return None
+    if loader is not None and loader.note:
+        notes.append(loader.note)
+    return loader
 
 
 def _end_to_end_speed(log: EventLog, windows: list[metrics.Window]) -> float | None:
