@@ -42,15 +42,18 @@ def write_run(
     speed: float,
     final: float | None = None,
     log: list[str] | None = None,
+    wait_ms: object = None,
     **record: object,
 ):
-    """A successful run: 4 one-second windows of `speed` samples, then its final quality;
-    or the given log lines. `record` overrides run.json's fields."""
+    """A successful run: 4 one-second windows of `speed` samples (each waiting wait_ms for
+    its data, when given), then its final quality; or the given log lines. `record`
+    overrides run.json's fields."""
     lines = [line("run_start", mono_ns=0)]
+    waited = {} if wait_ms is None else {"data_wait_ms": wait_ms}
     for w in range(4):
         lines.append(line("block_start", window=w, mono_ns=w * 2 * SECOND))
         stop = (w * 2 + 1) * SECOND
-        lines.append(line("block_stop", window=w, samples_count=speed, mono_ns=stop))
+        lines.append(line("block_stop", window=w, samples_count=speed, mono_ns=stop, **waited))
     if final is not None:
         lines.append(line("eval_accuracy", final, epoch_num=4, mono_ns=8 * SECOND))
     lines.append(line("run_stop", status="success", mono_ns=9 * SECOND))
@@ -220,3 +223,64 @@ def test_report_prints_a_bad_log_s_reason_in_its_rows_without_a_traceback(
     assert any("speed-1x" in row and f"speed: {reason}" in row for row in out.splitlines())
     code, out, _ = cli("report", str(tmp_path), "--markdown")
     assert code == 0 and f"| N/A: {reason} |" in out
+
+
+def write_converge_set(run_set: Path, wait_ms: object, speed_runs: bool = False) -> Result:
+    """Three converge runs of 1,900 samples/s that each waited wait_ms a window for data (and,
+    with speed_runs, a speed run that reports the speed); assessed."""
+    runs = CONVERGE[:3]
+    write_json(run_set / PLAN_FILE, plan([SPEED_1X, *runs] if speed_runs else runs, 1, 1))
+    if speed_runs:
+        write_run(run_set, SPEED_1X, 3000)
+    for planned in runs:
+        write_run(run_set, planned, 1900, 0.6, wait_ms=wait_ms)
+    return assess(run_set)
+
+
+def test_an_input_bound_converge_run_says_so_in_its_row(tmp_path: Path) -> None:
+    """34% of every window waiting for data: the loader delivered what the windows trained
+    on, and without the wait they would have trained 1,900 / 0.66 samples/s."""
+    result = write_converge_set(tmp_path, wait_ms=340)
+    note = "input-bound: 34% of the time waiting for data (loader ~1,900 samples/s; without the wait ~2,879/s)"  # noqa: E501
+    for run in result.runs:
+        assert run.loader.wait_s == pytest.approx(1.02)  # the 3 measured windows'
+        assert run.loader.share == pytest.approx(0.34)
+        assert run.loader.speed == pytest.approx(1900)
+        assert run.loader.compute_speed == pytest.approx(1900 / 0.66)
+        assert note in run.notes
+    assert seed_row(result)["speed"] == f"1900.0/s (3 windows); {note}"
+    assert f"converge-0: {note}" in result.notes  # the run the speed is from
+    assert Result.model_validate_json(result.model_dump_json()) == result
+    speed_too = write_converge_set(tmp_path / "with-speed", wait_ms=340, speed_runs=True)
+    assert seed_row(speed_too)["speed"] == f"3000.0/s (3 windows); converge runs {note}"
+
+
+def test_a_loader_that_keeps_up_adds_no_note(tmp_path: Path) -> None:
+    result = write_converge_set(tmp_path, wait_ms=5)
+    loader = result.runs[0].loader
+    assert loader.share == pytest.approx(0.005) and loader.speed is None
+    assert loader.compute_speed == pytest.approx(1900 / 0.995)
+    assert not any("input-bound" in n for n in result.runs[0].notes + result.notes)
+    assert seed_row(result)["speed"] == "1900.0/s (3 windows)"
+    log = tmp_path / "converge-0" / "mllog.log"
+    said = line("data_loader", "pillow x12 workers", workers=12, mono_ns=0)
+    log.write_text(f"{said}\n{log.read_text()}")
+    assert assess(tmp_path).runs[0].data_loader == "pillow x12 workers"
+
+
+@pytest.mark.parametrize("wait_ms", ["soon", True, 1500, -1, 10**400])
+def test_a_wait_that_cannot_be_true_is_noted_and_speed_stands(tmp_path: Path, wait_ms) -> None:
+    result = write_converge_set(tmp_path, wait_ms=wait_ms)
+    run = result.runs[0]
+    assert run.loader is None and run.speed.value == pytest.approx(1900)
+    assert any(n.startswith("loader: measured window 0 data_wait_ms") for n in run.notes)
+    assert seed_row(result)["speed"] == "1900.0/s (3 windows)"
+
+
+def test_a_log_without_waits_has_no_loader_figure(tmp_path: Path) -> None:
+    """Older logs and speed runs: the new fields stay at their defaults, so a result signed
+    before them recomputes to the same predicate (attest compares defaults leniently)."""
+    result = write_converge_set(tmp_path, wait_ms=None)
+    assert all(r.loader is None and r.data_loader is None for r in result.runs)
+    dumped = result.model_dump(mode="json", exclude_defaults=True)
+    assert not any({"loader", "data_loader"} & set(run) for run in dumped["runs"])

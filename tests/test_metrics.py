@@ -13,6 +13,7 @@ from deepspark_core.metrics import (
     counter_energy_j,
     end_to_end_speed,
     linearity,
+    loader,
     memory,
     power,
     speed,
@@ -59,6 +60,29 @@ def test_speed_with_ties_drops_only_one_copy_of_min_and_max() -> None:
     # 100, 100, 130, 200, 200: drop one 100 and one 200 -> (100 + 130 + 200) / 3 = 143.33...
     # (dropping every copy of the extremes would wrongly give 130)
     assert speed(windows_1s(100, 200, 130, 100, 200)).value == pytest.approx(430 / 3)
+
+
+def test_loader_share_over_unequal_windows() -> None:
+    # 1 s with 100 samples waiting 200 ms, 3 s with 300 waiting 400 ms: 0.6 s of 4 s = 15%,
+    # input-bound; the loader gave 400/4 = 100/s, the device alone 400/3.4 = 117.6/s
+    ws = [Window(0, S, 100, 200.0), Window(S, 4 * S, 300, 400.0)]
+    result = loader(ws)
+    assert (result.wait_s, result.share) == pytest.approx((0.6, 0.15))
+    assert (result.speed, result.compute_speed) == pytest.approx((100, 400 / 3.4))
+    assert result.note == (
+        "input-bound: 15% of the time waiting for data (loader ~100 samples/s; without the wait"
+        " ~118/s)"
+    )
+    assert loader([Window(0, S, 100, 100.0)]).note is None  # exactly 10%: keeps up
+    assert loader([Window(0, S, 100, 1000.0)]).compute_speed is None  # all of it waiting
+    assert loader(windows_1s(100, 100)) is None  # no window logged its wait
+
+
+@pytest.mark.parametrize("waits", [(10.0, None), (math.nan, 1.0), (-0.5, 1.0), (1000.1, 1.0)])
+def test_loader_refuses_a_wait_that_cannot_be(waits: tuple) -> None:
+    ws = [Window(i * S, (i + 1) * S, 10, wait) for i, wait in enumerate(waits)]
+    with pytest.raises(MetricError, match=r"data_wait_ms .* is not a time within the window"):
+        loader(ws)
 
 
 def test_speed_with_unequal_window_lengths() -> None:

@@ -184,6 +184,60 @@ def test_workload_speed_windows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert events[-1]["metadata"]["status"] == "success"
 
 
+def test_converge_windows_log_the_wait_for_data(tmp_path: Path, monkeypatch) -> None:
+    """Each converge window's block_stop carries the time next() of the batches took: here a
+    loader that sleeps 20 ms a batch, and training steps of 30 ms that the wait leaves out."""
+    import time
+
+    def slow(batches: list) -> Iterator:
+        for batch in batches:
+            time.sleep(0.02)
+            yield batch
+
+    monkeypatch.setenv("DS_MODE", "converge")
+    toml = TINY_TOML.replace("epochs = 1", "epochs = 2")
+    epochs = [[1, 2, 3], [4, 5, 6]]
+    with tiny_workload(tmp_path, monkeypatch, toml=toml) as wl:
+        wl.start()
+        for window in wl.windows(_Epochs(epochs, slow)):
+            seen = []
+            for batch in window:
+                seen.append(batch)
+                time.sleep(0.03)
+            assert seen == epochs[window.index]
+    lines = (tmp_path / "out" / "mllog.log").read_text().splitlines()
+    events = [json.loads(line.removeprefix(":::MLLOG ")) for line in lines]
+    starts = [e["metadata"] for e in events if e["key"] == "block_start"]
+    stops = [e["metadata"] for e in events if e["key"] == "block_stop"]
+    assert [m["samples_count"] for m in stops] == [3 * 4, 3 * 4]
+    for start, stop in zip(starts, stops, strict=True):
+        window_ms = (stop["mono_ns"] - start["mono_ns"]) / 1e6
+        assert stop["data_wait_ms"] >= 3 * 20  # three batches drawn
+        assert window_ms - stop["data_wait_ms"] >= 3 * 30  # the steps are not waiting
+
+
+class _Epochs:
+    """Batches that differ by epoch (the windows say which through the sampler)."""
+
+    def __init__(self, epochs: list[list[int]], wrap: Callable) -> None:
+        self.epochs, self.wrap, self.epoch = epochs, wrap, 0
+        self.sampler = self  # _one_pass calls sampler.set_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.epochs[0])
+
+    def __iter__(self) -> Iterator:
+        return self.wrap(self.epochs[self.epoch])
+
+
+def test_speed_windows_log_no_wait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events = run_tiny_workload(tmp_path, monkeypatch, leave_early=False)
+    assert all("data_wait_ms" not in e["metadata"] for e in events)  # synthetic: no loader
+
+
 def test_workload_left_window_aborts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(RuntimeError, match="window 0 was left before its last batch"):
         run_tiny_workload(tmp_path, monkeypatch, leave_early=True)
@@ -195,16 +249,16 @@ def test_workload_left_window_aborts(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 @contextlib.contextmanager
 def tiny_workload(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, paddle: bool = False
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, paddle: bool = False, toml: str = TINY_TOML
 ) -> Iterator[Any]:
-    """A run of the tiny workload.toml in this process, torch's Workload or paddle's."""
+    """A run of the tiny workload.toml (or toml) in this process, torch's Workload or paddle's."""
     if paddle:
         require("paddle")
         from deepspark_workload.paddle_workload import Workload
     else:
         from deepspark_workload import Workload
 
-    (tmp_path / "workload.toml").write_text(TINY_TOML)
+    (tmp_path / "workload.toml").write_text(toml)
     monkeypatch.setenv("DS_OUT_DIR", str(tmp_path / "out"))
     sigterm = signal.getsignal(signal.SIGTERM)
     try:
@@ -272,8 +326,12 @@ def test_loader_workers_share_the_cpus_among_the_node_ranks(monkeypatch) -> None
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     workload = object.__new__(BaseWorkload)  # loader_workers reads the environment alone
-    assert workload.loader_workers() == 8  # 15 for this rank's workers: at most 8
+    assert workload.loader_workers() == 15  # every CPU but the rank's own: no fixed cap
     assert workload.loader_workers(most=4) == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(96)))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert workload.loader_workers() == 11  # 12 CPUs a rank of 8 on a 96-core host
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     assert workload.loader_workers() == 3  # 4 CPUs a rank, one of them the rank's own
     monkeypatch.setenv("PADDLE_LOCAL_SIZE", "16")

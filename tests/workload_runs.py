@@ -107,8 +107,9 @@ def converge(workload: str, out: Path, seed: int = 1, **env: str) -> list[dict]:
     """Train the mini config to convergence and check the run's events; return them.
 
     Checks: the contract's event order, one window and one evaluation per epoch, full batches
-    in every window, the generated data's digest, the last evaluation at or past the target in
-    the metric's direction, and that MLCommons' parser reads the log without an error.
+    and the wait for them in every window, the generated data's digest, the last evaluation
+    at or past the target in the metric's direction, and that MLCommons' parser reads the log
+    without an error.
     """
     from mlperf_logging.compliance_checker.mlp_parser import parse_file
 
@@ -140,6 +141,7 @@ def converge(workload: str, out: Path, seed: int = 1, **env: str) -> list[dict]:
     assert [m["window"] for m in stops] == list(range(epochs))
     assert len({m["samples_count"] for m in stops}) == 1  # every epoch: the same full batches
     assert stops[0]["samples_count"] % batch == 0
+    assert all(m["data_wait_ms"] >= 0 for m in stops)  # the loop's wait for data, every epoch
     evals = [e for e in log if e["key"] == "eval_accuracy"]
     assert [e["metadata"]["epoch_num"] for e in evals] == list(range(1, epochs + 1))
     final = evals[-1]["value"]

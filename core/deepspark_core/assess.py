@@ -82,6 +82,7 @@ def assess_run(run_dir: Path, planned: PlannedRun, plan: RunPlan) -> RunSummary:
         "accuracy": accuracy,
         "framework": _framework(log),
         **_dataset(log),
+        "data_loader": _data_loader(log),
         "end_to_end_speed": _end_to_end_speed(log, windows),
     }
     if speed_na is None:
@@ -93,6 +94,7 @@ def assess_run(run_dir: Path, planned: PlannedRun, plan: RunPlan) -> RunSummary:
         summary["speed_na"] = speed_na
         notes.append(f"speed: {speed_na}")
     if measured:
+        summary["loader"] = _loader(measured, notes)
         summary.update(_telemetry(run_dir / TELEMETRY_FILE, measured, notes))
     return RunSummary(**summary, notes=notes)
 
@@ -133,6 +135,23 @@ def _dataset(log: EventLog) -> dict:
         named = [SYNTHETIC_DATA, generator if isinstance(generator, str) else None, sha]
         return {"dataset": " ".join(filter(None, named)), "synthetic_data": True}
     return {"dataset": f"{event.value} {sha}"} if sha else {}
+
+
+def _data_loader(log: EventLog) -> str | None:
+    event = log.first("data_loader")
+    return None if event is None or event.value is None else str(event.value)
+
+
+def _loader(measured: list[metrics.Window], notes: list[str]) -> metrics.Loader | None:
+    """The wait for data over the measured windows, a note when the run was input-bound."""
+    try:
+        loader = metrics.loader(measured)
+    except metrics.MetricError as exc:
+        notes.append(str(exc))
+        return None
+    if loader is not None and loader.note:
+        notes.append(loader.note)
+    return loader
 
 
 def _end_to_end_speed(log: EventLog, windows: list[metrics.Window]) -> float | None:

@@ -85,6 +85,20 @@ def _samples(event: Event) -> int:
     return count
 
 
+def _wait(stop: Event) -> float | None:
+    """A stop's optional data_wait_ms: None when absent, NaN when it is not a number (the
+    loader figure is N/A with the reason; the window's speed does not depend on it)."""
+    wait = stop.metadata.get("data_wait_ms")
+    if wait is None:
+        return None
+    if isinstance(wait, bool) or not isinstance(wait, int | float):
+        return math.nan
+    try:
+        return float(wait)
+    except OverflowError:  # an integer beyond any float: beyond any window too
+        return math.inf
+
+
 @dataclass
 class EventLog:
     events: list[Event] = field(default_factory=list)
@@ -171,7 +185,7 @@ class EventLog:
                 f"line {stop.lineno}: {stop.key} is not after its start at line {start.lineno} "
                 f"({stop_ns - start_ns} ns: a clock that went backwards)"
             )
-        return Window(start_ns=start_ns, stop_ns=stop_ns, samples=samples)
+        return Window(start_ns=start_ns, stop_ns=stop_ns, samples=samples, data_wait_ms=_wait(stop))
 
     @staticmethod
     def _ns(event: Event, mono_offset_ns: int) -> int:

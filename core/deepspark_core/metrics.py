@@ -43,6 +43,9 @@ class Window:
     start_ns: int
     stop_ns: int
     samples: int
+    # rank 0's wait for its batches inside the window (block_stop's optional data_wait_ms);
+    # NaN when logged but not a number, so that `loader` can say so
+    data_wait_ms: float | None = None
 
     @property
     def seconds(self) -> float:
@@ -93,6 +96,62 @@ def end_to_end_speed(samples: int, seconds: float) -> float:
     if samples < 0:
         raise MetricError(f"end-to-end speed needs non-negative samples, got {samples}")
     return samples / seconds
+
+
+# --- the input pipeline ----------------------------------------------------------------------
+
+# A training loop that waits for its data longer than this share of its windows measured its
+# loader, not its accelerator.
+INPUT_BOUND_SHARE = 0.10
+
+
+@dataclass(frozen=True)
+class Loader:
+    """How the input pipeline kept up over the measured windows (rank 0's wait)."""
+
+    wait_s: float  # waiting for the next batch, summed over the windows
+    share: float  # of the windows' time
+    speed: float | None  # samples/s the loader delivered when input-bound; None: it kept up
+    compute_speed: float | None  # samples/s over the windows' time less the wait
+
+    @property
+    def note(self) -> str | None:
+        """The row's note when the run was input-bound; None when the loader kept up."""
+        if self.speed is None:
+            return None
+        alone = f"; without the wait ~{self.compute_speed:,.0f}/s" if self.compute_speed else ""
+        return (
+            f"input-bound: {self.share:.0%} of the time waiting for data "
+            f"(loader ~{self.speed:,.0f} samples/s{alone})"
+        )
+
+
+def loader(windows: Sequence[Window]) -> Loader | None:
+    """The windows' wait for data against their time; None when none logged its wait.
+
+    When input-bound the loader cannot have delivered more than the windows consumed (its
+    workers never idle while the loop waits), so its speed is the windows' throughput;
+    otherwise it kept up and its own speed is not measured.
+    """
+    if all(w.data_wait_ms is None for w in windows):
+        return None
+    for index, w in enumerate(windows):
+        wait = w.data_wait_ms
+        if wait is None or not 0 <= wait <= w.seconds * 1e3:  # NaN fails both comparisons
+            raise MetricError(
+                f"loader: measured window {index} data_wait_ms {wait!r} is not a time "
+                f"within the window ({w.seconds * 1e3:.3f} ms)"
+            )
+    seconds = sum(w.seconds for w in windows)
+    samples = sum(w.samples for w in windows)
+    wait_s = sum(cast(float, w.data_wait_ms) for w in windows) / 1e3
+    share = wait_s / seconds
+    return Loader(
+        wait_s=wait_s,
+        share=share,
+        speed=samples / seconds if share > INPUT_BOUND_SHARE else None,
+        compute_speed=samples / (seconds - wait_s) if wait_s < seconds else None,
+    )
 
 
 # --- accuracy --------------------------------------------------------------------------------

@@ -32,6 +32,17 @@ def _implementation(result: Result) -> str:
     return ", vendor image" if implementation.kind == "image" else ", vendor"
 
 
+def _input_bound(result: Result) -> str | None:
+    """The note of the successful converge run of median wait share, when it was input-bound:
+    its windows' speed measured the loader, not the accelerator."""
+    converge = [r for r in result.runs if r.mode == "converge" and r.status == "success"]
+    loaders = sorted((r.loader for r in converge if r.loader), key=lambda loader: loader.share)
+    note = loaders[(len(loaders) - 1) // 2].note if loaders else None
+    if note and any(p.mode == "speed" for p in result.plan.runs):
+        return f"converge runs {note}"  # the speed beside it is the speed runs', not theirs
+    return note
+
+
 def seed_row(result: Result) -> dict[str, str]:
     """The DeepSpark table's columns, as text. An incomplete run set says so in its model
     cell, its stability (how many converge runs ran to their end) and its accuracy (from how
@@ -65,6 +76,8 @@ def seed_row(result: Result) -> dict[str, str]:
         row["speed"] = f"{dims.speed.value:.1f}/s ({dims.speed.windows} windows)"
     elif dims.speed_na:
         row["speed"] = f"{NA}: {dims.speed_na}"
+    if input_bound := _input_bound(result):
+        row["speed"] += f"; {input_bound}"
     converge = [r for r in result.runs if r.mode == "converge"]
     planned = sum(p.mode == "converge" for p in plan.runs)
     if dims.accuracy:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from deepspark_core.contract import Mode, Precision
 from deepspark_core.errors import DeepSparkError
 from deepspark_core.files import M, read_json
-from deepspark_core.metrics import Accuracy, Memory, Power, Speed, Stability
+from deepspark_core.metrics import Accuracy, Loader, Memory, Power, Speed, Stability
 from deepspark_core.system import SystemDescription
 
 RESULT_SCHEMA = "deepspark.result/v2"
@@ -155,6 +155,8 @@ class RunSummary(Figures):
     framework: str | None = None  # what the workload logged, e.g. "pytorch 2.13.0"
     dataset: str | None = None  # the data it saw: "SHA256SUMS sha256:<manifest digest>"
     synthetic_data: bool = False  # the run made its data (generated, or random batches)
+    data_loader: str | None = None  # how it read that data, e.g. "pillow x12 workers"
+    loader: Loader | None = None  # its wait for data, where its windows logged it (converge)
     image: ImageRef | None = None
     accuracy: float | None = None  # the final quality value
     events: int = 0

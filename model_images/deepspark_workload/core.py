@@ -14,6 +14,7 @@ import itertools
 import os
 import random
 import signal
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -36,6 +37,7 @@ from .env import ContractError, Env
 from .mllog import MLLogger
 
 RUN_KEYS = ("epochs", "steps_per_window")  # optional for the agent, needed for a run
+_END = object()  # the end of a window's batches
 T = TypeVar("T")
 
 
@@ -232,16 +234,23 @@ class BaseWorkload(AbstractContextManager):
         generate the same data log the same digest."""
         self.log_synthetic(name, arrays_sha256(*arrays))
 
-    def loader_workers(self, most: int = 8) -> int:
+    def loader_workers(self, most: int | None = None) -> int:
         """DataLoader worker processes for this rank: its share of the CPUs this process may
-        use (the node's ranks share them), less one for the rank itself; 1 to most."""
+        use (the node's ranks share them), less one for the rank itself; at least 1, at most
+        `most` (None: no cap, so decoding on the CPU gets every core the rank has)."""
         ranks = int(os.environ.get(self.LOCAL_SIZE_VARIABLE, 1))
-        return max(1, min(most, len(os.sched_getaffinity(0)) // ranks - 1))
+        share = len(os.sched_getaffinity(0)) // ranks - 1
+        return max(1, share if most is None else min(most, share))
 
-    def loader_options(self, most_workers: int = 8) -> dict[str, Any]:
+    def loader_options(self, most_workers: int | None = None) -> dict[str, Any]:
         """A DataLoader's options for data read from files: loader_workers of them, kept from
         epoch to epoch (no worker start-up inside every epoch's window)."""
         return {"num_workers": self.loader_workers(most_workers), "persistent_workers": True}
+
+    def log_data_loader(self, decode: str, workers: int) -> None:
+        """Log how the run turns its files into batches (the `data_loader` event), once, where
+        the choice is made: the decoder ("pillow", "gpu-nvjpeg", "dali") and the workers."""
+        self.log.event("data_loader", f"{decode} x{workers} workers", {"workers": workers})
 
     def evaluate(
         self, net: Any, batches: Iterable, score: Callable[[Any], tuple[float, float]]
@@ -309,6 +318,10 @@ class BaseWorkload(AbstractContextManager):
         self.log.event("eval_accuracy", value, {"epoch_num": self.windows_done})
 
 
+def _nothing() -> None:
+    pass
+
+
 def _one_pass(batches: Iterable, epoch: int) -> Iterator:
     """One pass over batches, telling a distributed sampler the epoch it reshuffles by:
     torch's DataLoader holds it as .sampler, paddle's as .batch_sampler."""
@@ -334,10 +347,25 @@ class Window:
         wl = self.workload
         wl._sync()  # the clock starts once earlier device work is done ...
         wl.log.start("block_start", metadata={"window": self.index})
-        for batch in self.batches:
+        batches, waited_ns = iter(self.batches), 0
+        # Converge runs read real data, and time the wait for each batch between two syncs:
+        # the device has finished its queued steps (a wait is not hidden behind them) and
+        # whatever the loader queued on it (a decode on the GPU is the loader's time). Speed
+        # runs reuse one batch: nothing to wait for, and no sync per step to perturb them.
+        timed = wl._sync if wl.converge else _nothing
+        while True:
+            timed()
+            began = time.monotonic_ns()
+            batch = next(batches, _END)
+            timed()
+            waited_ns += time.monotonic_ns() - began
+            if batch is _END:
+                break
             yield batch
             self.steps += 1
         wl._sync()  # ... and stops once this window's work is
-        samples = self.steps * wl.global_batch_size
-        wl.log.end("block_stop", metadata={"window": self.index, "samples_count": samples})
+        stop = {"window": self.index, "samples_count": self.steps * wl.global_batch_size}
+        if wl.converge:
+            stop["data_wait_ms"] = round(waited_ns / 1e6, 3)
+        wl.log.end("block_stop", metadata=stop)
         wl.windows_done += 1

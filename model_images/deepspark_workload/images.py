@@ -92,6 +92,31 @@ class ImageFolder:
         return (x - MEAN) / STD, label
 
 
+def random_box(
+    w: int,
+    h: int,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> tuple[int, int, int, int]:
+    """An Inception-style crop of a w x h image, (left, top, right, bottom): random area and
+    aspect ratio; the whole image if ten tries find no crop inside it."""
+    for _ in range(10):
+        area = w * h * random.uniform(*scale)
+        aspect = math.exp(random.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        cw, ch = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+        if 0 < cw <= w and 0 < ch <= h:
+            left, top = random.randint(0, w - cw), random.randint(0, h - ch)
+            return left, top, left + cw, top + ch
+    return 0, 0, w, h
+
+
+def center_box(w: int, h: int, fraction: float = 0.875) -> tuple[float, float, float, float]:
+    """The central square of a w x h image whose side is fraction of the short side: the crop
+    that resizing the short side to size / fraction and cutting size x size takes."""
+    side = min(w, h) * fraction  # in the original's pixels: one resampling, not two
+    return (w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2
+
+
 def random_resized_crop(
     img: Image.Image,
     size: int,
@@ -100,17 +125,7 @@ def random_resized_crop(
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
 ) -> Image.Image:
     """Inception-style crop of random area and aspect ratio, resized to size, random flip."""
-    w, h = img.size
-    box = (0, 0, w, h)  # if ten tries find no crop inside the image: the whole image
-    for _ in range(10):
-        area = w * h * random.uniform(*scale)
-        aspect = math.exp(random.uniform(math.log(ratio[0]), math.log(ratio[1])))
-        cw, ch = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
-        if 0 < cw <= w and 0 < ch <= h:
-            left, top = random.randint(0, w - cw), random.randint(0, h - ch)
-            box = (left, top, left + cw, top + ch)
-            break
-    img = img.resize((size, size), resample, box=box)
+    img = img.resize((size, size), resample, box=random_box(*img.size, scale, ratio))
     return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if random.random() < 0.5 else img
 
 
@@ -121,7 +136,4 @@ def center_crop(
     resample: Image.Resampling = Image.Resampling.BILINEAR,
 ) -> Image.Image:
     """Resize the short side to size / fraction (256 for 224), cut the central size x size."""
-    w, h = img.size
-    side = min(w, h) * fraction  # the crop's side in the original's pixels: one resampling
-    box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
-    return img.resize((size, size), resample, box=box)
+    return img.resize((size, size), resample, box=center_box(*img.size, fraction))

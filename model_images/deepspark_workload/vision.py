@@ -2,10 +2,12 @@
 
 mini: scikit-learn's 8x8 digits, a fixed 80/20 split. full, speed mode: synthetic batches of
 the real shape, made once on the device. full, converge mode: an ImageNet-style folder,
-checked against its manifest and decoded with Pillow. The data itself (the split, the folder
+checked against its manifest and decoded on the GPU where the framework can (gpu_decode.py),
+otherwise with Pillow in the loader's workers. The data itself (the split, the folder
 layout, the crops) is framework-free in images.py; this wraps it in torch tensors and loaders.
 """
 
+import importlib
 import itertools
 from collections.abc import Iterable
 from pathlib import Path
@@ -46,9 +48,31 @@ def load(
         x = torch.randn(wl.batch_size, model["in_channels"], size, size, device=wl.device)
         y = torch.randint(0, model["num_classes"], (wl.batch_size,), device=wl.device)
         return itertools.repeat((x, y)), None
-    train, val = image_folder(wl.data_dir(), wl.preset.image_size, crop_fraction, resample)
-    kwargs = wl.loader_options()
-    return wl.loader(train, train=True, **kwargs), wl.loader(val, train=False, **kwargs)
+    size, decode = wl.preset.image_size, choose_decoder(wl.device.type)
+    folders = images.image_folder(wl.data_dir(), size, crop_fraction, resample)
+    options = wl.loader_options()
+    wl.log_data_loader(decode, options["num_workers"])
+    if decode != "pillow":  # torchvision or DALI is importable: only then import them
+        from . import gpu_decode
+
+        return gpu_decode.loaders(wl, decode, folders, size, crop_fraction, resample, options)
+    train, val = (ImageFolder(folder) for folder in folders)
+    return wl.loader(train, train=True, **options), wl.loader(val, train=False, **options)
+
+
+def choose_decoder(device_type: str) -> str:
+    """Where a run decodes its images, chosen once: on a CUDA device with torchvision's nvJPEG
+    decode ("gpu-nvjpeg"), else DALI's ("dali"), when the package imports; otherwise Pillow in
+    the loader's workers ("pillow"; Pillow decodes a few hundred ImageNet JPEGs a second per
+    core, less than a GPU trains on, so the workers get every core the rank has)."""
+    if device_type == "cuda":
+        for decode, module in (("gpu-nvjpeg", "torchvision.io"), ("dali", "nvidia.dali")):
+            try:
+                importlib.import_module(module)
+            except (ImportError, RuntimeError):  # absent, or built for another torch
+                continue
+            return decode
+    return "pillow"
 
 
 def digits() -> tuple[TensorDataset, TensorDataset]:

@@ -31,4 +31,5 @@ def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
         return itertools.repeat((x, y)), None
     train, val = images.image_folder(wl.data_dir(), size)
     kwargs = wl.loader_options()
+    wl.log_data_loader("pillow", kwargs["num_workers"])
     return wl.loader(train, train=True, **kwargs), wl.loader(val, train=False, **kwargs)

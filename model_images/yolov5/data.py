@@ -45,6 +45,7 @@ def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
         return itertools.repeat((x.to(wl.device), labels.to(wl.device))), None
     root = wl.data_dir()
     kwargs = dict(**wl.loader_options(), collate_fn=collate)
+    wl.log_data_loader("pillow", kwargs["num_workers"])  # mosaics are Pillow's work
     train, val = YoloFolder(root, "train", size, True), YoloFolder(root, "val", size, False)
     return wl.loader(train, train=True, **kwargs), wl.loader(val, train=False, **kwargs)
 
