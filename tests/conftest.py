@@ -35,6 +35,15 @@ DATA = Path(__file__).parent / "data"
 ROOTFS_IMAGE = "deepspark/rootfs:bookworm"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (scripts/test runs the suite on every core), the tests that use the
+    Docker engine run one after another on one worker: they share images, tags and the
+    registries, and some remove what others would find."""
+    for item in items:
+        if "docker_client" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("docker"))
+
+
 @pytest.fixture(autouse=True)
 def own_config_dir(tmp_path_factory, monkeypatch) -> Path:
     """Each test its own config directory: no test signs with, or finds, a real key."""
