@@ -35,6 +35,7 @@ DATA = Path(__file__).parent / "data"
 ROOTFS_IMAGE = "deepspark/rootfs:bookworm"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (scripts/test runs the suite on every core), the tests that use the
     Docker engine run one after another on one worker: they share images, tags and the
