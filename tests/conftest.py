@@ -35,14 +35,13 @@ DATA = Path(__file__).parent / "data"
 ROOTFS_IMAGE = "deepspark/rootfs:bookworm"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (scripts/test runs the suite on every core), the tests that use the
-    Docker engine run one after another on one worker: they share images, tags and the
-    registries, and some remove what others would find."""
-    for item in items:
-        if "docker_client" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("docker"))
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Every test that uses the Docker engine is marked `docker`, as it is collected:
+    scripts/test runs the others on every core (pytest-xdist) and then these one after
+    another, since they share images, tags and the registries, and some stop or remove
+    what others would use."""
+    if "docker_client" in getattr(item, "fixturenames", ()):
+        item.add_marker(pytest.mark.docker)
 
 
 @pytest.fixture(autouse=True)
