@@ -139,6 +139,9 @@ def test_suite_errors_are_one_line(cli, sleeper, tmp_path):
         assert err.count("\n") == 1, err
 
 
+# Under xdist in CI (two runs) the agent did not answer SIGINT within 60 s; alone it takes
+# ~2 s. Not understood yet: it runs in the serial pass.
+@pytest.mark.serial
 def test_ctrl_c_stops_the_workload_and_keeps_the_journal(cli, sleeper, tmp_path):
     """SIGINT (Ctrl-C) during a run: the agent stops the workload's process group, records
     nothing for the run it cut, says how to go on, and exits 130."""
