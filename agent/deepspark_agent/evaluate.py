@@ -37,6 +37,7 @@ from deepspark_agent.workloads import Workload
 from deepspark_core.files import write_atomic
 from deepspark_core.report import html_suite_report, markdown_table
 from deepspark_core.results import RUN_FILE, PlannedRun, Result, RunRecord, read_model
+from deepspark_core.system import SystemDescription
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def run_model(
         request = dataclasses.replace(request, image=image_ref(engine(), image))
         choice = dataclasses.replace(choice, name="docker")
     placement = resolve(choice.devices)
-    _can_run(request, request.mode == "converge", placement)  # before any run starts
+    _can_run(request, request.mode == "converge", placement, describe_system())  # before any run
     if placement.count and request.nproc > placement.count:
         raise LaunchError(
             f"--nproc {request.nproc}: this node has {placement.found()} (see --devices)"
@@ -236,9 +237,10 @@ def _prepare(req: UpRequest, notes: Console) -> tuple[Path, Evaluation, Entries,
     else:  # every device found: scaling points `all` mean this many
         node_devices = max(1, placement.count)
     entries = spec.resolve(req.workloads)  # fail fast on a typo
+    system = describe_system()  # probed once: each model's fit is checked against it
     for entry, workload in entries:
         request = planning.suite_request(entry, workload, node_devices, None)
-        _can_run(request, entry.stability_runs > 0, placement)
+        _can_run(request, entry.stability_runs > 0, placement, system)
     _preflight(req.workloads, notes, placement, local_ranks=req.runtime.name != "docker")
     if req.node_rank == 0:
         ensure_key(notes)
@@ -252,11 +254,13 @@ def _prepare(req: UpRequest, notes: Console) -> tuple[Path, Evaluation, Entries,
     return root, evaluation, entries, runtime
 
 
-def _can_run(request: Request, converge: bool, placement: Placement) -> None:
+def _can_run(
+    request: Request, converge: bool, placement: Placement, system: SystemDescription
+) -> None:
     """The preset exists, fits one device's memory and, for converge runs, has its dataset."""
     preset = request.workload.preset(request.config)
     name = f"{request.workload.name} {request.config}"
-    check_fit(name, preset, request.batch_size, describe_system(), placement)
+    check_fit(name, preset, request.batch_size, system, placement)
     if converge:
         check_data_dir(name, preset, request.data_dir)
 
