@@ -8,7 +8,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -16,6 +17,7 @@ from types import ModuleType
 import docker
 import httpx
 import pytest
+import sqlalchemy
 from docker.errors import DockerException, ImageNotFound
 from typer.testing import CliRunner
 
@@ -332,3 +334,31 @@ class ServedCollector:
 
     def results(self) -> list[dict]:
         return httpx.get(f"{self.url}/api/v1/results").json()
+
+
+POSTGRES_ENV_FILE = Path(__file__).parents[1] / ".postgres-env"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL of the `deepspark` database (scripts/postgres-env; CI must have it) whose
+    connections see only a schema of this test's own, empty, what a fresh database would be:
+    tests on several xdist workers share the server, never a schema."""
+    if not POSTGRES_ENV_FILE.is_file():
+        reason = f"{POSTGRES_ENV_FILE} missing: run scripts/postgres-env"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    base = dict(line.split("=", 1) for line in POSTGRES_ENV_FILE.read_text().split())[
+        "DS_TEST_POSTGRES_URL"
+    ]
+    schema = f"test_{uuid.uuid4().hex}"
+    engine = sqlalchemy.create_engine(base)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{base}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()

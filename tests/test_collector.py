@@ -290,27 +290,6 @@ def test_serve_runs_uvicorn_and_accepts_a_submission_over_http(bundle, tmp_path)
 
 # --- PostgreSQL by URL ---------------------------------------------------------------------
 
-POSTGRES_ENV_FILE = Path(__file__).parents[1] / ".postgres-env"
-
-
-@pytest.fixture
-def postgres_url() -> str:
-    """An empty `deepspark` database (scripts/postgres-env); CI must have it."""
-    if not POSTGRES_ENV_FILE.is_file():
-        reason = f"{POSTGRES_ENV_FILE} missing: run scripts/postgres-env"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    url = dict(line.split("=", 1) for line in POSTGRES_ENV_FILE.read_text().split())[
-        "DS_TEST_POSTGRES_URL"
-    ]
-    engine = create_engine(url)
-    with engine.begin() as conn:  # a clean schema: what a fresh database would be
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    return url
-
 
 def test_postgres_gets_the_schema_and_keeps_one_row_per_envelope(postgres_url, bundle, tmp_path):
     s = Settings(data_dir=tmp_path / "collector", db_url=postgres_url, admin_token=TOKEN)
