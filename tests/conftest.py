@@ -44,6 +44,8 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     what others would use."""
     if "docker_client" in getattr(item, "fixturenames", ()):
         item.add_marker(pytest.mark.docker)
+    if "slurm_cluster" in getattr(item, "fixturenames", ()):  # one cluster: jobs would queue
+        item.add_marker(pytest.mark.slurm)
 
 
 @pytest.fixture(autouse=True)
@@ -190,6 +192,26 @@ def docker_client():
     except DockerException as exc:
         _docker_unavailable(f"no Docker engine answers: {exc}")
     return client
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> list[str]:
+    """The idle nodes of the Slurm cluster scripts/slurm-env starts (CI must have it)."""
+    try:
+        nodes = subprocess.run(
+            ["sinfo", "-h", "-N", "-t", "idle,mixed", "-o", "%N"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.split()  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        nodes, why = [], str(exc)
+    else:
+        why = f"{len(nodes)} idle node(s)"
+    if len(nodes) < 2:
+        reason = f"no Slurm cluster of 2 nodes answers ({why}): run scripts/slurm-env"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return nodes
 
 
 @pytest.fixture

@@ -9,19 +9,22 @@ is `runner`'s; this module strings them together and says what happened.
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import signal
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from deepspark_agent import evaluations, planning
+from deepspark_agent import evaluations, nodes, planning, slurm
 from deepspark_agent.bundle import import_offline
 from deepspark_agent.devices import describe_system
 from deepspark_agent.doctor import run_checks
-from deepspark_agent.evaluations import Evaluation, ModelOutcome
+from deepspark_agent.evaluations import EVALUATION_FILE, Evaluation, ModelOutcome
 from deepspark_agent.exits import EXIT_INTERRUPTED, exit_code
 from deepspark_agent.fit import check_data_dir, check_fit
 from deepspark_agent.images import engine, pull
@@ -32,6 +35,7 @@ from deepspark_agent.runner import RunProgress, execute, run_plan, run_set_dir
 from deepspark_agent.runtime.base import Cluster, LaunchError, Runtime
 from deepspark_agent.runtime.choose import RuntimeChoice, choose_runtime
 from deepspark_agent.runtime.docker import image_ref
+from deepspark_agent.slurm import Place
 from deepspark_agent.suites import Suite, SuiteEntry, SuiteError, load_suite
 from deepspark_agent.workloads import Workload
 from deepspark_core.files import write_atomic
@@ -68,6 +72,8 @@ class UpRequest:
     master_port: int = 29500
     runtime: RuntimeChoice = field(default_factory=RuntimeChoice)
     collector: str | None = None
+    executor: str | None = None  # local, slurm; None: a Slurm job step's agent finds its place
+    evaluation: Path | None = None  # a Slurm job's agents: the evaluation they work in
 
 
 @dataclass(frozen=True)
@@ -90,10 +96,15 @@ def measure(
     runs: list[PlannedRun],
     output: Output,
     collector: str | None,
+    attach: Sequence[Path] = (),
 ) -> tuple[Result, ModelOutcome]:
-    """One model's run set on node 0: executed, shown, reported, signed, submitted."""
+    """One model's run set on node 0: executed, shown, reported, signed, submitted.
+    attach: files copied into its `slurm/` folder first, signed with it (the batch scripts)."""
     result = execute(request, run_set, output.progress, runtime, runs)
     output.show(result)
+    for path in attach:
+        (run_set / "slurm").mkdir(exist_ok=True)
+        shutil.copyfile(path, run_set / "slurm" / path.name)
     publish(run_set, result, output.live, collector)
     outcome = ModelOutcome(
         model=request.workload.name, run_set=run_set.name, complete=result.state == "complete",
@@ -134,25 +145,35 @@ def evaluate(req: UpRequest, output: Output) -> Evaluated:
     """`up`: every model of the suite in one evaluation directory, then its reports."""
     if req.registry and (req.offline or req.bundle):
         raise SuiteError("--registry pulls images; --offline and --bundle never do: pick one")
+    place = _slurm_place(req)
+    if place:  # one of a Slurm job's agents: its place from Slurm, nothing typed by hand
+        master = slurm.node_addr(place.hosts[0])
+        req = dataclasses.replace(
+            req, nnodes=place.nnodes, node_rank=place.node_rank, master_addr=master,
+            master_port=place.master_port,
+        )  # fmt: skip
     cluster = node_cluster(req)
-    root, evaluation, entries, runtime = _prepare(req, output.notes)
+    root, evaluation, entries, runtime, peers = _prepare(req, output.notes, place)
+    if cluster and peers:
+        cluster = dataclasses.replace(cluster, peers=peers)
     output.notes.print(f"evaluation: {root}", highlight=False)
+    scripts = sorted((root / "slurm").glob("*.sbatch")) if place else []
     models: list[tuple[Result, Path]] = []  # node 0's results, with their run sets
     outcomes: list[ModelOutcome] = []
     try:
-        for index, (entry, workload) in enumerate(entries):
-            request = planning.suite_request(entry, workload, evaluation.node_devices, cluster)
-            runs = planning.suite_runs(entry, evaluation.node_devices, evaluation.nnodes)
-            run_set = evaluations.run_set_path(root, index, workload.name, entry.config)
-            if req.node_rank > 0:  # a helper node: its share of the multi-node runs
-                multi_node = [r for r in runs if r.nnodes > 1]
-                outcomes.append(
-                    _helper_node(request, run_set, runtime, multi_node, output, req.node_rank)
+        with _sigterm_interrupts():
+            for index, (entry, workload) in enumerate(entries):
+                request = planning.suite_request(entry, workload, evaluation.node_devices, cluster)
+                runs = planning.suite_runs(entry, evaluation.node_devices, evaluation.nnodes)
+                run_set = evaluations.run_set_path(root, index, workload.name, entry.config)
+                if req.node_rank > 0:  # a helper node: its share of the multi-node runs
+                    outcomes += _helper_node(request, run_set, runtime, runs, output, peers)
+                    continue
+                result, outcome = measure(
+                    request, run_set, runtime, runs, output, req.collector, scripts
                 )
-                continue
-            result, outcome = measure(request, run_set, runtime, runs, output, req.collector)
-            models.append((result, run_set))
-            outcomes.append(outcome)
+                models.append((result, run_set))
+                outcomes.append(outcome)
     except KeyboardInterrupt:  # the runtime has stopped the running workload on its way out
         output.notes.print(
             f"interrupted: finished runs are recorded in {root}; "
@@ -164,8 +185,34 @@ def evaluate(req: UpRequest, output: Output) -> Evaluated:
         results = [result for result, _ in models]
         write_atomic(root / "report.md", (markdown_table(results) + "\n").encode())
         write_atomic(root / "report.html", html_suite_report(root.name, models).encode())
-    evaluations.finish(root, outcomes)
+    if req.node_rank == 0 or not peers:  # a shared evaluation is node 0's to finish
+        evaluations.finish(root, outcomes)
     return Evaluated(root, models, exit_code(outcomes))
+
+
+def _slurm_place(req: UpRequest) -> Place | None:
+    """This agent's place in a Slurm job step, unless told otherwise (--executor local, or
+    the multi-node options typed by hand)."""
+    typed = req.nnodes > 1 or req.node_rank > 0 or req.master_addr
+    place = None if req.executor == "local" or typed else slurm.here()
+    if req.evaluation and place is None:
+        raise SuiteError("--evaluation is for the agents of a Slurm job (srun starts them)")
+    return place
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (scancel, a batch system's stop) ends the evaluation as Ctrl-C does: the
+    runtime stops the running workload, and what was recorded is resumable."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass(frozen=True)
@@ -222,15 +269,25 @@ def node_cluster(req: UpRequest) -> Cluster | None:
 Entries = list[tuple[SuiteEntry, Workload]]
 
 
-def _prepare(req: UpRequest, notes: Console) -> tuple[Path, Evaluation, Entries, Runtime]:
+def _prepare(
+    req: UpRequest, notes: Console, place: Place | None
+) -> tuple[Path, Evaluation, Entries, Runtime, Path | None]:
     """Everything checked before the first run: the suite (from a bundle, a file, or the
     evaluation resumed), the host, the key, the images; then the evaluation's directory
-    (new, or the one resumed) and the runtime."""
+    (new, or the one resumed), the runtime, and a Slurm job's folder of the nodes' shares."""
     if req.bundle:
         spec = _load_bundle(req.bundle, req.suite, notes)
     else:
         spec = load_suite(req.suite or "smoke")
-    resumed = _resumed(req, spec.name) if req.resume else None
+    root = peers = None
+    if place:  # every node sees one directory: each checks in, node 0 sees them all
+        root = _job_root(req, spec.name, place)
+        peers = nodes.join(root, place)
+        resumed = _in_job(root, place)
+    else:
+        resumed = _resumed(req, spec.name) if req.resume else None
+    if resumed and resumed[1].nnodes != req.nnodes:
+        raise SuiteError(f"{resumed[0]} is an evaluation on {resumed[1].nnodes} node(s)")
     placement = resolve(req.runtime.devices)
     if resumed:  # the suite as it was evaluated, not as its file may read now
         spec, node_devices = resumed[1].suite, resumed[1].node_devices
@@ -249,9 +306,38 @@ def _prepare(req: UpRequest, notes: Console) -> tuple[Path, Evaluation, Entries,
     choice = req.runtime
     if (req.registry or req.offline or req.bundle) and choice.name == "auto":
         choice = dataclasses.replace(choice, name="docker")  # the images were the point
-    root, evaluation = resumed or evaluations.start(req.out, spec, node_devices, req.nnodes)
+    root, evaluation = resumed or evaluations.start(
+        req.out, spec, node_devices, req.nnodes, path=root
+    )
     runtime = choose_runtime(choice, [w for _, w in entries], notes, placement)
-    return root, evaluation, entries, runtime
+    return root, evaluation, entries, runtime, peers
+
+
+EVALUATION_WAIT_S = 600.0  # a helper node's wait for node 0's checks and evaluation.json
+
+
+def _job_root(req: UpRequest, suite_name: str, place: Place) -> Path:
+    """A Slurm job's evaluation: the one its script names, the one resumed, or one named
+    after the job (node 0 makes it)."""
+    if req.evaluation:
+        return req.evaluation.resolve()
+    if req.resume:
+        return evaluations.resume(req.out, suite_name)[0]
+    root = (req.out / f"{suite_name}-job{place.job_id}").resolve()
+    if place.node_rank == 0:
+        root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _in_job(root: Path, place: Place) -> tuple[Path, Evaluation] | None:
+    """The evaluation a job goes on with; None where node 0 starts it (a helper waits)."""
+    path = root / EVALUATION_FILE
+    if place.node_rank > 0 and not nodes.wait_for(path.is_file, EVALUATION_WAIT_S):
+        raise nodes.SharedDirError(
+            f"node {place.node_rank} ({place.host}): node 0 wrote no {path} in "
+            f"{EVALUATION_WAIT_S:g} s"
+        )
+    return (root, evaluations.load(root)) if path.is_file() else None
 
 
 def _can_run(
@@ -266,10 +352,7 @@ def _can_run(
 
 
 def _resumed(req: UpRequest, suite_name: str) -> tuple[Path, Evaluation]:
-    root, evaluation = evaluations.resume(req.out, suite_name)
-    if evaluation.nnodes != req.nnodes:
-        raise SuiteError(f"--resume: {root} is an evaluation on {evaluation.nnodes} node(s)")
-    return root, evaluation
+    return evaluations.resume(req.out, suite_name)
 
 
 def _helper_node(
@@ -278,9 +361,17 @@ def _helper_node(
     runtime: Runtime,
     runs: list[PlannedRun],
     output: Output,
-    node_rank: int,
-) -> ModelOutcome:
-    """A helper node's share of a model: its multi-node runs, a line per run (its exit)."""
+    peers: Path | None,
+) -> list[ModelOutcome]:
+    """A helper node's share of a model: its multi-node runs, a line per run (its exit).
+    On a shared filesystem, those node 0 has not recorded, in this job's folder for the node."""
+    node_rank = request.cluster.node_rank if request.cluster else 0
+    runs = [r for r in runs if r.nnodes > 1]
+    if peers:
+        runs = [r for r in runs if not (run_set / r.label / RUN_FILE).is_file()]
+        run_set = nodes.helper_set(peers, node_rank, run_set.name)
+    if not runs:
+        return []
     plan = run_plan(request, run_set, output.progress, runtime, runs)
     ok = True
     for planned in plan.runs:
@@ -290,7 +381,7 @@ def _helper_node(
         output.notes.print(
             f"node {node_rank}: {plan.model} {planned.label}: {how}", highlight=False
         )
-    return ModelOutcome(model=plan.model, run_set=run_set.name, succeeded=ok, complete=ok)
+    return [ModelOutcome(model=plan.model, run_set=run_set.name, succeeded=ok, complete=ok)]
 
 
 def _preflight(

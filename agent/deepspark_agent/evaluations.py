@@ -42,15 +42,19 @@ class ModelOutcome(BaseModel):
     complete: bool = True  # every planned run ran to its end (none cut by the budget)
 
 
-def start(out: Path, suite: Suite, node_devices: int, nnodes: int = 1) -> tuple[Path, Evaluation]:
+def start(
+    out: Path, suite: Suite, node_devices: int, nnodes: int = 1, path: Path | None = None
+) -> tuple[Path, Evaluation]:
+    """A new evaluation under out, or in `path` (a Slurm job's, made before it ran)."""
     evaluation = Evaluation(
         suite=suite,
         started_at=_now(),
         node_devices=node_devices,
         nnodes=nnodes,
     )
-    path = stamped_path(out, suite.name)
-    path.mkdir(parents=True)
+    given = path is not None
+    path = path or stamped_path(out, suite.name)
+    path.mkdir(parents=True, exist_ok=given)
     write_json(path / EVALUATION_FILE, evaluation)
     return path, evaluation
 
@@ -65,7 +69,11 @@ def resume(out: Path, suite_name: str) -> tuple[Path, Evaluation]:
     if not unfinished:
         raise SuiteError(f"--resume: no unfinished evaluation of suite {suite_name!r} in {out}")
     path = max(unfinished, key=lambda d: d.stat().st_mtime)
-    return path, read_json(path / EVALUATION_FILE, Evaluation, SuiteError)
+    return path, load(path)
+
+
+def load(path: Path) -> Evaluation:
+    return read_json(path / EVALUATION_FILE, Evaluation, SuiteError)
 
 
 def run_set_path(path: Path, index: int, workload: str, config: str) -> Path:

@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
 
+from deepspark_agent import nodes
 from deepspark_agent.planning import Request, make_plan
 from deepspark_agent.runtime.base import Launch, Runtime
 from deepspark_core.assess import assess
@@ -235,11 +236,14 @@ def _launch(
         on_tick=lambda: progress.run_progress(live.poll(), live.rate),
     )
     progress.run_progress(live.poll(), live.rate)
+    clocks = {}
+    if cluster and cluster.peers and cluster.node_rank == 0:  # every node's telemetry
+        clocks = nodes.gather(run_dir, cluster.peers, cluster.nnodes, mono_offset_ns)
     record = RunRecord(
         label=planned.label, seed=planned.seed, nproc=planned.nproc,
         exit_code=outcome.exit_code, wall_s=round(outcome.wall_s, 3), error=outcome.error,
         timed_out=outcome.timed_out, mono_offset_ns=mono_offset_ns, runtime=runtime.name,
-        image=outcome.image,
+        image=outcome.image, node_clock_ns=clocks,
     )  # fmt: skip
     write_json(run_dir / RUN_FILE, record)
     log.info("%s: exit %s after %.1f s %s", planned.label, outcome.exit_code, outcome.wall_s,

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from deepspark_core.report import SEED_COLUMNS, number, seed_row
-from deepspark_core.results import Result, RunSummary
+from deepspark_core.results import NodeFigures, Result, RunSummary
 
 WIDE = 150  # terminal columns the seed row needs to print unfolded
 
@@ -40,8 +40,22 @@ def print_result(result: Result, console: Console) -> None:
     for run in result.runs:
         runs.add_row(*_run_row(run))
     console.print(runs)
+    for run in result.runs:  # a multi-node run: a line per node, its own devices
+        for node in run.nodes:
+            console.print(f"{run.label} {node_line(node)}", highlight=False)
     for note in result.notes:
         console.print(f"[dim]note: {note}[/]")
+
+
+def node_line(node: NodeFigures) -> str:
+    """One node's power (mean per device, energy) and memory (mean, peak per device)."""
+    power = memory = "N/A"
+    if node.power:
+        power = f"{sum(node.power.mean_w):.0f} W over {node.power.devices} device(s)"
+    if node.memory:
+        mean, peak = node.memory.mean_gb, node.memory.peak_gb
+        memory = f"{sum(mean) / len(mean):.2f} GB mean, {max(peak):.2f} GB peak per device"
+    return f"node {node.node}: power {power}; memory {memory} ({node.scope or 'no telemetry'})"
 
 
 def suite_table(results: list[Result], title: str, width: int = WIDE) -> Table:

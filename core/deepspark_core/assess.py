@@ -6,6 +6,7 @@ result can be recomputed at any time (`deepspark-agent report`), by anyone who h
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 from pathlib import Path
@@ -18,10 +19,10 @@ from deepspark_core.results import (
     PLAN_FILE,
     RUN_FILE,
     STDOUT_FILE,
-    TELEMETRY_FILE,
     Dimensions,
     Figures,
     Linearity,
+    NodeFigures,
     PlannedRun,
     Result,
     RunPlan,
@@ -30,7 +31,7 @@ from deepspark_core.results import (
     SchemaError,
     read_model,
 )
-from deepspark_core.series import load_series, sample_rate_hz
+from deepspark_core.series import load_nodes, sample_rate_hz
 
 
 def event_log_path(run_dir: Path) -> Path:
@@ -95,7 +96,7 @@ def assess_run(run_dir: Path, planned: PlannedRun, plan: RunPlan) -> RunSummary:
         notes.append(f"speed: {speed_na}")
     if measured:
         summary["loader"] = _loader(measured, notes)
-        summary.update(_telemetry(run_dir / TELEMETRY_FILE, measured, notes))
+        summary.update(_telemetry(run_dir, record, planned.nnodes, measured, notes))
     return RunSummary(**summary, notes=notes)
 
 
@@ -168,34 +169,52 @@ def _end_to_end_speed(log: EventLog, windows: list[metrics.Window]) -> float | N
         return None
 
 
-def _telemetry(path: Path, measured: list[metrics.Window], notes: list[str]) -> dict:
-    """Power and memory over the measured windows, from the most specific scope recorded."""
+def _telemetry(
+    run_dir: Path, record: RunRecord, nnodes: int, measured: list[metrics.Window], notes: list[str]
+) -> dict:
+    """Power and memory over the measured windows, from the most specific scope recorded, over
+    every node's devices; a multi-node run's `nodes` each node's own."""
     out: dict = {}
     samples = sum(w.samples for w in measured)
+    per_node: dict[int, dict] = {rank: {"node": rank} for rank in range(nnodes)}
     for name, metric in (("power", "power_w"), ("memory", "mem_used_bytes")):
-        found = load_series(path, metric)
-        if found is None:
+        nodes = load_nodes(run_dir, metric, record.node_clock_ns)
+        if not nodes:
             notes.append(f"{name}: no sensor recorded {metric} for this run")
             continue
-        scope, series = found
-        devices = [series[d] for d in sorted(series)]
+        if len(scopes := sorted({scope for _, scope, _ in nodes})) > 1:
+            notes.append(f"{name}: the nodes recorded different scopes ({', '.join(scopes)})")
+            continue
+        devices = [series[d] for _, _, series in nodes for d in sorted(series)]
         try:
-            if name == "power":
-                out[name] = metrics.power(devices, measured, samples)
-            else:
-                out[name] = metrics.memory(devices, measured)
+            out[name] = _figure(name, devices, measured, samples)
         except metrics.MetricError as exc:
             notes.append(str(exc))
             continue
-        out[f"{name}_scope"] = scope
+        out[f"{name}_scope"] = scope = nodes[0][1]
         out["telemetry_hz"] = sample_rate_hz(devices[0])
-    counters = load_series(path, "energy_j")
-    if counters is not None:
+        for rank, _, series in nodes if nnodes > 1 else ():
+            with contextlib.suppress(metrics.MetricError):  # the total said why
+                own = [series[d] for d in sorted(series)]
+                per_node[rank] |= {name: _figure(name, own, measured, samples), "scope": scope}
+    if nnodes > 1:
+        out["nodes"] = [NodeFigures(**figures) for figures in per_node.values()]
+    counters = load_nodes(run_dir, "energy_j", record.node_clock_ns)
+    if counters:
         try:
-            out["energy_counter_j"] = metrics.counter_energy_j(list(counters[1].values()), measured)
+            devices = [d for _, _, series in counters for d in series.values()]
+            out["energy_counter_j"] = metrics.counter_energy_j(devices, measured)
         except metrics.MetricError as exc:
             notes.append(str(exc))
     return out
+
+
+def _figure(
+    name: str, devices: list[list[metrics.Sample]], measured: list[metrics.Window], samples: int
+) -> metrics.Power | metrics.Memory:
+    if name == "power":
+        return metrics.power(devices, measured, samples)
+    return metrics.memory(devices, measured)
 
 
 def assess(run_set: Path) -> Result:

@@ -24,6 +24,8 @@ from deepspark_core.system import SystemDescription
 RESULT_SCHEMA = "deepspark.result/v2"
 PLAN_FILE, RUN_FILE, RESULT_FILE = "plan.json", "run.json", "result.json"
 EVENTS_FILE, STDOUT_FILE, TELEMETRY_FILE = "mllog.log", "stdout.log", "telemetry.jsonl"
+# In a multi-node run's directory, each other node's telemetry, gathered by node 0's agent.
+NODE_TELEMETRY = "telemetry-node{rank}.jsonl"
 
 
 class SchemaError(DeepSparkError):
@@ -121,6 +123,9 @@ class RunRecord(_Strict):
     mono_offset_ns: int  # monotonic minus wall clock at launch, to place time_ms-only events
     runtime: str = "process"
     image: ImageRef | None = None
+    # A multi-node run: per other node (rank), the ns to add to its telemetry's times to put
+    # them on this node's clock (the nodes' monotonic-minus-wall offsets at launch).
+    node_clock_ns: dict[int, int] = {}
 
 
 RunStatus = Literal["success", "aborted", "incomplete"]
@@ -140,8 +145,18 @@ class Figures(_Strict):
     energy_counter_j: float | None = None  # from the hardware's energy counter, where it has one
 
 
+class NodeFigures(_Strict):
+    """One node's share of a multi-node run: its own devices' power and memory."""
+
+    node: int
+    power: Power | None = None
+    memory: Memory | None = None
+    scope: str | None = None
+
+
 class RunSummary(Figures):
-    """One run, assessed from its raw artifacts."""
+    """One run, assessed from its raw artifacts; a multi-node run's power and memory cover
+    every node's devices (power summed, memory per device), `nodes` each node's own."""
 
     label: str
     mode: Mode
@@ -161,6 +176,7 @@ class RunSummary(Figures):
     accuracy: float | None = None  # the final quality value
     events: int = 0
     malformed_lines: int = 0
+    nodes: list[NodeFigures] = []  # a multi-node run's nodes, node 0 first
     notes: list[str] = []
 
     @property

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from deepspark_agent.batch import submit_evaluation
 from deepspark_agent.cli.options import (
     CollectorOpt,
     DevicesOpt,
@@ -17,9 +18,10 @@ from deepspark_agent.cli.options import (
     TelemetryOpt,
 )
 from deepspark_agent.console import JsonOpt, WorkloadsOpt, console, err_console, user_errors
-from deepspark_agent.evaluate import Output, UpRequest, evaluate, plan
+from deepspark_agent.evaluate import Evaluated, Output, UpRequest, evaluate, plan
 from deepspark_agent.progress import Bars
 from deepspark_agent.runtime.choose import RuntimeChoice
+from deepspark_agent.slurm import Executor, JobOptions
 from deepspark_agent.tables import plan_table, print_result, suite_table
 from deepspark_agent.telemetry import DEFAULT_HZ
 
@@ -48,6 +50,32 @@ MasterPortOpt = Annotated[int, typer.Option(min=1, max=65535, help="Node 0's ren
 PlanOpt = Annotated[
     bool, typer.Option("--plan", help="Print the runs the suite would make here; run nothing.")
 ]
+ExecutorOpt = Annotated[
+    Executor | None,
+    typer.Option(
+        help="local: run here; slurm: submit an sbatch job, one agent per node, and follow it "
+        "\\[default: local, or this node's place when srun started the agent].",
+    ),
+]
+NodesOpt = Annotated[int, typer.Option(min=1, help="slurm: nodes to allocate, one agent on each.")]
+PartitionOpt = Annotated[str | None, typer.Option(help="slurm: the partition to run in.")]
+AccountOpt = Annotated[str | None, typer.Option(help="slurm: the account to charge.")]
+TimeOpt = Annotated[
+    str | None, typer.Option(help="slurm: the job's time limit (minutes, or [D-]HH:MM:SS).")
+]
+ContainerImageOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="slurm: run each node's agent in this image with pyxis (srun --container-image); "
+        "without pyxis, the workloads run in their images through each node's Docker engine."
+    ),
+]
+EvaluationOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="The evaluation a Slurm job's agents work in (the sbatch script names it).",
+    ),
+]
 NetworkOpt = Annotated[
     str, typer.Option(help="Docker network of multi-node runs: host, or one the nodes share.")
 ]
@@ -72,6 +100,13 @@ def up(
     telemetry: TelemetryOpt = "auto",
     telemetry_hz: HzOpt = DEFAULT_HZ,
     collector: CollectorOpt = None,
+    executor: ExecutorOpt = None,
+    nodes: NodesOpt = 1,
+    partition: PartitionOpt = None,
+    account: AccountOpt = None,
+    time: TimeOpt = None,
+    container_image: ContainerImageOpt = None,
+    evaluation: EvaluationOpt = None,
     show_plan: PlanOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -82,19 +117,30 @@ def up(
 
     Exit codes: 0 every model complete; 1 a model with no successful run (or a user error);
     3 incomplete: the budget killed or never started some run (stability is then not
-    scored); 130 interrupted (`--resume` goes on)."""
+    scored); 130 interrupted, or the Slurm job cancelled (`--resume` goes on)."""
     request = UpRequest(
         suite=suite, out=out, workloads=tuple(workloads or []), resume=resume, registry=registry,
         offline=offline, bundle=bundle, nnodes=nnodes, node_rank=node_rank,
         master_addr=master_addr, master_port=master_port, collector=collector,
         runtime=RuntimeChoice(runtime, devices, None, telemetry, telemetry_hz, network),
+        executor=executor, evaluation=evaluation,
     )  # fmt: skip
     if show_plan:
         _print_plan(request, as_json)
         return
     live = err_console if as_json else console
     show = (lambda _: None) if as_json else (lambda result: print_result(result, console))
-    done = evaluate(request, Output(notes=err_console, live=live, show=show, progress=Bars(live)))
+    output = Output(notes=err_console, live=live, show=show, progress=Bars(live))
+    if executor == "slurm":
+        job = JobOptions(nodes, partition, account, time, container_image)
+        done = submit_evaluation(request, job, output)
+    else:
+        done = evaluate(request, output)
+    _report(done, as_json)
+
+
+def _report(done: Evaluated, as_json: bool) -> None:
+    """The evaluation's seed table (or its results as JSON), where it lies; its exit code."""
     if not done.interrupted:
         results = [result for result, _ in done.models]
         if as_json:

@@ -26,6 +26,9 @@ class Cluster:
     node_rank: int
     master_addr: str  # node 0's address, where rank 0's store listens
     master_port: int = 29500
+    # Nodes on a shared filesystem (a Slurm job): the folder of the helper nodes' shares of
+    # each run (nodes.job_dir), whose telemetry node 0 gathers; None: each node its own.
+    peers: Path | None = None
 
     def torchrun_args(self, timeout_s: float) -> list[str]:
         return [
