@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -14,20 +13,7 @@ import pytest
 from deepspark_agent import images
 from deepspark_agent.workloads import find_workload
 from deepspark_core.results import RUN_FILE, Result, RunRecord
-
-SUITE = """name = "pair"
-[[workloads]]
-model = "resnet50"
-devices = [1]
-batch_size = 16
-windows = 3
-stability_runs = 0
-budget_s = 600
-"""
-
-
-def agent(*args: str) -> list[str]:
-    return [sys.executable, "-m", "deepspark_agent", *args]
+from two_nodes import SUITE, agent
 
 
 @pytest.mark.docker

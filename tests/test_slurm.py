@@ -17,20 +17,7 @@ import pytest
 from deepspark_agent import nodes, slurm
 from deepspark_agent.slurm import JobOptions, Place
 from deepspark_core.results import RUN_FILE, Result
-
-SUITE = """name = "pair"
-[[workloads]]
-model = "resnet50"
-devices = [1]
-batch_size = 16
-windows = 3
-stability_runs = 0
-budget_s = 900
-"""
-
-
-def agent(*args: str) -> list[str]:
-    return [sys.executable, "-m", "deepspark_agent", *args]
+from two_nodes import SUITE, agent
 
 
 def test_two_nodes_cancelled_then_resumed(slurm_cluster, tmp_path: Path) -> None:
