@@ -284,3 +284,33 @@ def test_a_log_without_waits_has_no_loader_figure(tmp_path: Path) -> None:
     assert all(r.loader is None and r.data_loader is None for r in result.runs)
     dumped = result.model_dump(mode="json", exclude_defaults=True)
     assert not any({"loader", "data_loader"} & set(run) for run in dumped["runs"])
+
+
+def test_a_multi_node_run_sums_every_node_s_power_on_node_0_s_clock(tmp_path: Path) -> None:
+    """Node 1's telemetry (another clock, 5 s behind) is shifted by the run's node_clock_ns:
+    unshifted, its readings would fall outside the windows and the run would have no power.
+    The run's power is both nodes' devices summed, memory per device; `nodes` each node's."""
+    runs = [PlannedRun(label="speed-1x-2n", mode="speed", seed=0, nproc=1, nnodes=2)]
+    write_json(tmp_path / PLAN_FILE, plan(runs, nproc=1))
+    shift = 5 * SECOND
+    write_run(tmp_path, runs[0], 100, node_clock_ns={1: shift})
+    run_dir = tmp_path / "speed-1x-2n"
+
+    def telemetry(name: str, watts: float, gb: float, offset_ns: int) -> None:
+        rows = [
+            {"t_ns": t * SECOND // 10 - offset_ns, "scope": "accelerator", "device": "0",
+             "power_w": watts, "mem_used_bytes": gb * 1e9}
+            for t in range(90)
+        ]  # fmt: skip
+        (run_dir / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    telemetry("telemetry.jsonl", 100.0, 2.0, 0)
+    telemetry("telemetry-node1.jsonl", 300.0, 4.0, shift)  # its clock reads 5 s less
+    (run,) = assess(tmp_path).runs
+    assert run.power.mean_w == pytest.approx((100.0, 300.0)) and run.power.devices == 2
+    assert run.power.energy_j == pytest.approx(400.0 * 3)  # 3 measured one-second windows
+    assert run.memory.mean_gb == pytest.approx((2.0, 4.0))
+    assert [(n.node, n.power.total_w, n.memory.mean_gb) for n in run.nodes] == [
+        (0, pytest.approx(100.0), pytest.approx((2.0,))),
+        (1, pytest.approx(300.0), pytest.approx((4.0,))),
+    ]

@@ -51,7 +51,7 @@ def node_line(node: NodeFigures) -> str:
     """One node's power (mean per device, energy) and memory (mean, peak per device)."""
     power = memory = "N/A"
     if node.power:
-        power = f"{sum(node.power.mean_w):.0f} W over {node.power.devices} device(s)"
+        power = f"{node.power.total_w:.0f} W over {node.power.devices} device(s)"
     if node.memory:
         mean, peak = node.memory.mean_gb, node.memory.peak_gb
         memory = f"{sum(mean) / len(mean):.2f} GB mean, {max(peak):.2f} GB peak per device"
