@@ -30,7 +30,7 @@ from deepspark_core.results import (
     SchemaError,
     read_model,
 )
-from deepspark_core.series import load_series, sample_rate_hz
+from deepspark_core.series import read_series, sample_rate_hz
 
 
 def event_log_path(run_dir: Path) -> Path:
@@ -172,8 +172,9 @@ def _telemetry(path: Path, measured: list[metrics.Window], notes: list[str]) -> 
     """Power and memory over the measured windows, from the most specific scope recorded."""
     out: dict = {}
     samples = sum(w.samples for w in measured)
+    recorded = read_series(path, ("power_w", "mem_used_bytes", "energy_j"))  # one parse
     for name, metric in (("power", "power_w"), ("memory", "mem_used_bytes")):
-        found = load_series(path, metric)
+        found = recorded[metric]
         if found is None:
             notes.append(f"{name}: no sensor recorded {metric} for this run")
             continue
@@ -189,7 +190,7 @@ def _telemetry(path: Path, measured: list[metrics.Window], notes: list[str]) -> 
             continue
         out[f"{name}_scope"] = scope
         out["telemetry_hz"] = sample_rate_hz(devices[0])
-    counters = load_series(path, "energy_j")
+    counters = recorded["energy_j"]
     if counters is not None:
         try:
             out["energy_counter_j"] = metrics.counter_energy_j(list(counters[1].values()), measured)

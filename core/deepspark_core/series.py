@@ -1,4 +1,4 @@
-"""Reading recorded telemetry: one metric's series per device from a run's `telemetry.jsonl`
+"""Reading recorded telemetry: each metric's series per device from a run's `telemetry.jsonl`
 (the agent's recorder writes it: one JSON line per device per tick, with its scope), and the
 rate it was achieved at. Assessment and the plots read it; recording stays in the agent."""
 
@@ -6,34 +6,62 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 from deepspark_core.metrics import Sample
 
 SCOPES = ("accelerator", "container", "process-tree")  # most specific first
 
+Series = tuple[str, dict[str, list[Sample]]]  # the scope read, and each device's readings
 
-def load_series(path: Path, metric: str) -> tuple[str, dict[str, list[Sample]]] | None:
-    """One metric's readings per device, in time order, from the most specific scope that
-    recorded it (accelerator before container before process tree); None if none did.
-    Unreadable lines are skipped."""
-    by_scope: dict[str, dict[str, list[Sample]]] = defaultdict(lambda: defaultdict(list))
-    if not path.exists():
-        return None
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for line in lines:
-            try:
-                row = json.loads(line)
-                value = row.get(metric)
-                if value is not None:
-                    sample = Sample(int(row["t_ns"]), float(value))
-                    by_scope[str(row["scope"])][str(row["device"])].append(sample)
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue
+
+def read_series(path: Path, metrics: Iterable[str]) -> dict[str, Series | None]:
+    """Each of `metrics`' readings per device, in time order, from the most specific scope
+    that recorded it (accelerator before container before process tree); None for a metric
+    none did. The file is parsed once whatever the number of metrics (the collector
+    recomputes every submission). A line that cannot be read is skipped for the metrics it
+    cannot give."""
+    wanted = tuple(metrics)
+    found: dict[str, dict[str, dict[str, list[Sample]]]] = {
+        metric: defaultdict(lambda: defaultdict(list)) for metric in wanted
+    }
+    if path.exists():
+        with path.open(encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                _add_line(line, wanted, found)
+    return {metric: _most_specific(found[metric]) for metric in wanted}
+
+
+def _add_line(
+    line: str, metrics: tuple[str, ...], found: dict[str, dict[str, dict[str, list[Sample]]]]
+) -> None:
+    try:
+        row = json.loads(line)
+        values = [(metric, row.get(metric)) for metric in metrics]
+        present = [(metric, value) for metric, value in values if value is not None]
+        if not present:
+            return
+        t_ns, scope, device = int(row["t_ns"]), str(row["scope"]), str(row["device"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return
+    for metric, value in present:
+        try:
+            found[metric][scope][device].append(Sample(t_ns, float(value)))
+        except (ValueError, TypeError):
+            continue
+
+
+def _most_specific(by_scope: dict[str, dict[str, list[Sample]]]) -> Series | None:
     if not by_scope:
         return None
     scope = min(by_scope, key=lambda s: SCOPES.index(s) if s in SCOPES else len(SCOPES))
     return scope, {d: sorted(s, key=lambda x: x.t_ns) for d, s in by_scope[scope].items()}
+
+
+def load_series(path: Path, metric: str) -> Series | None:
+    """One metric's readings per device (`read_series` for one metric)."""
+    return read_series(path, (metric,))[metric]
 
 
 def sample_rate_hz(series: list[Sample]) -> float | None:
