@@ -295,6 +295,17 @@ def await_collector(url: str, running: Callable[[], bool], seconds: float = 30) 
             time.sleep(0.2)
 
 
+def emptied(folder: Path, seconds: float = 10) -> bool:
+    """Whether `folder` is empty within `seconds`: the collector removes a submission's spool
+    folder in the background, after answering."""
+    deadline = time.monotonic() + seconds
+    while any(folder.iterdir()):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 class ServedCollector:
     """`deepspark-collector serve` (uvicorn) in a subprocess, stoppable and restartable on
     one port and data directory; `bin_dir` is the folder of its executable (default: this

@@ -1,18 +1,21 @@
 """The collector's HTTP API: admin, submissions, and read-only results.
 
-`create_app(settings)` builds the FastAPI application. At start it brings the database to
-the newest Alembic revision and loads (or creates) the collector's receipt key. Every error
-is JSON `{"detail": "..."}` with a status a client can act on.
+`prepare(settings)` does what must happen once per data directory and database, before any
+worker serves: the database brought to the newest Alembic revision, the receipt key loaded
+(or created), older rows' payload digests filled, the spool emptied. `create_app(settings)`
+prepares and builds the FastAPI application; `worker_app` is uvicorn's factory for each of
+`serve --workers N`'s processes, which the parent prepared: they share nothing but the
+database and the data directory. Every error is JSON `{"detail": "..."}` with a status a
+client can act on.
 """
 
 import hmac
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio.to_thread
 from cryptography.hazmat.primitives import serialization
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
@@ -20,7 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from deepspark_collector import db, store, web
+from deepspark_collector import db, spool, store, web
 from deepspark_collector.ratelimit import RateLimiter
 from deepspark_collector.settings import Settings
 from deepspark_collector.verify import (
@@ -47,21 +50,42 @@ class KeyIn(BaseModel):
     public_key_pem: str
 
 
-def create_app(settings: Settings) -> FastAPI:
+def prepare(settings: Settings) -> None:
+    """What runs once before the collector serves, in `serve`'s parent process."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.spool_dir.mkdir(exist_ok=True)
+    spool.clear(settings.spool_dir)
+    collector_key(settings.key_dir)
+    engine = db.make_engine(settings.database_url)
+    try:
+        db.migrate(engine)
+        store.fill_payload_digests(db.sessions(engine), settings.artifacts_dir)  # before 0003
+    finally:
+        engine.dispose()
+
+
+def worker_app() -> FastAPI:
+    """uvicorn's factory: one worker's app, from the settings its parent prepared."""
+    return create_app(Settings.from_parent(), prepared=True)
+
+
+def create_app(settings: Settings, prepared: bool = False) -> FastAPI:
+    """The app; prepared: `prepare(settings)` ran already (else it runs here)."""
+    if not prepared:
+        prepare(settings)
     engine = db.make_engine(settings.database_url)
     factory = db.sessions(engine)
+    writer = db.Writer(engine)
+    received = spool.Spool(settings.spool_dir)
+    # Per process: with N workers an address or key gets up to N x burst (settings.RateLimit).
     limiter = RateLimiter(settings.rate_limit.burst, settings.rate_limit.per_minute)
     receipt_key = collector_key(settings.key_dir)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = db.THREADS
         yield
         engine.dispose()
 
-    db.migrate(engine)  # at creation, so that an app that exists has its schema
-    store.fill_payload_digests(factory, settings.artifacts_dir)  # rows from before 0003
     app = FastAPI(title="DeepSpark collector", version="1", lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
@@ -124,14 +148,14 @@ def create_app(settings: Settings) -> FastAPI:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.max_body:
             raise Rejected(413, f"a result bundle may be at most {settings.max_body} bytes")
-        work = Path(tempfile.mkdtemp(prefix="submission-", dir=settings.spool_dir))
+        work = received.folder()
         try:
             bundle = work / BUNDLE_FILE
             await _receive(request, bundle, settings.max_body)
             client = request.client.host if request.client else "unknown"
             status, body = await run_in_threadpool(_process, bundle, work, client, vendor)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            received.discard(work)
         return JSONResponse(body, status_code=status)
 
     def _process(
@@ -161,13 +185,15 @@ def create_app(settings: Settings) -> FastAPI:
             raise Rejected(429, busy, limiter.retry_after(charged))
         result = check_run_set(run_set, signed)
         try:
-            row, created = store.add_submission(factory, signed, result)
+            row, created = writer.run(lambda: store.add_submission(factory, signed, result))
         except store.Conflict as exc:
             raise Rejected(409, str(exc)) from None
+        except store.Revoked as exc:
+            raise Rejected(403, str(exc)) from None
         kept = settings.artifacts_dir / row.envelope_sha256
         if created and not kept.exists():  # the verified files, for download and plots
             kept.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(run_set, kept)
+            run_set.rename(kept)  # moved within the data directory, never copied
         return (201 if created else 200), _receipt_body(row, signed, created)
 
     def _receipt_body(row: db.Submission, signed: Signed, created: bool) -> dict[str, Any]:

@@ -6,10 +6,12 @@ database to the newest revision; nothing here creates tables by itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -24,10 +26,18 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# A process's threadpool threads (the app sets anyio's limiter to it) and so its connections:
+# one each, none waited for; small, since PostgreSQL's 100 connections are shared by every
+# worker process, and two cores gain nothing from more threads.
+THREADS = 8
+BUSY_TIMEOUT_MS = 10_000  # SQLite: how long another process's write transaction is waited for
+IMMEDIATE = "deepspark_immediate"  # execution option: a SQLite write transaction
+
+T = TypeVar("T")
 
 
 class Base(DeclarativeBase):
@@ -88,17 +98,32 @@ class Submission(Base):
 
 
 def make_engine(url: str) -> Engine:
-    engine = create_engine(url)
+    engine = create_engine(url, pool_size=THREADS, max_overflow=0)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
-def _sqlite_pragmas(connection, _record) -> None:
+def _sqlite_connect(connection, _record) -> None:
+    # WAL: readers never wait for the writer; NORMAL: a commit is not synced (a power cut may
+    # lose the last commits, never the database). The driver's own transaction handling is
+    # off so that _sqlite_begin says which kind each transaction is.
+    connection.isolation_level = None
     cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # A write transaction takes the write lock first (BEGIN IMMEDIATE), waiting up to the busy
+    # timeout: one that read first could not upgrade after another process wrote (its
+    # snapshot is stale, SQLITE_BUSY at once, no waiting).
+    immediate = connection.get_execution_options().get(IMMEDIATE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def alembic_config(url: str) -> Config:
@@ -122,5 +147,21 @@ def sessions(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A write transaction (on SQLite it holds the write lock from its start)."""
     with factory() as session, session.begin():
+        session.connection(execution_options={IMMEDIATE: True})
         yield session
+
+
+class Writer:
+    """Where a process runs its submissions' write transactions: on SQLite one thread (a
+    queue), since the database has one write lock and threads waiting for it in its busy
+    handler only burn CPU; elsewhere (PostgreSQL) the caller's thread, on its own pooled
+    connection."""
+
+    def __init__(self, engine: Engine) -> None:
+        single = engine.dialect.name == "sqlite"
+        self._thread = ThreadPoolExecutor(1, "sqlite-writer") if single else None
+
+    def run(self, write: Callable[[], T]) -> T:
+        return write() if self._thread is None else self._thread.submit(write).result()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,6 +34,10 @@ class NotFound(LookupError):
     pass
 
 
+class Revoked(PermissionError):
+    """The signing key was revoked after the submission's signature was checked."""
+
+
 def parse_public_key(pem: str) -> Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(pem.encode())
@@ -41,6 +46,11 @@ def parse_public_key(pem: str) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError(f"not an Ed25519 key ({type(key).__name__})")
     return key
+
+
+# A key id is its key's digest, so a registered id's PEM never changes: each is parsed once
+# per process. Revocation is not cached: it is read with every submission.
+_cached_public_key = lru_cache(maxsize=4096)(parse_public_key)
 
 
 def add_vendor(factory: sessionmaker[Session], name: str) -> int:
@@ -82,7 +92,7 @@ def key_states(factory: sessionmaker[Session], kids: list[str]) -> dict[str, Key
     with factory() as session:
         return {
             key.key_id: KeyState(
-                parse_public_key(key.public_key_pem), vendor, key.revoked_at is not None
+                _cached_public_key(key.public_key_pem), vendor, key.revoked_at is not None
             )
             for key, vendor in session.execute(query).all()
         }
@@ -93,18 +103,21 @@ def find_submission(
 ) -> Submission | None:
     """The row of this statement signed by this key, however its envelope was encoded."""
     with factory() as session:
-        return session.scalar(
-            select(Submission).where(
-                Submission.payload_sha256 == payload_sha256, Submission.key_id == kid
-            )
-        )
+        return session.scalar(_same_submission(payload_sha256, kid))
+
+
+def _same_submission(payload_sha256: str, kid: str) -> Select[tuple[Submission]]:
+    return select(Submission).where(
+        Submission.payload_sha256 == payload_sha256, Submission.key_id == kid
+    )
 
 
 def add_submission(
     factory: sessionmaker[Session], signed: Signed, result: Result
 ) -> tuple[Submission, bool]:
     """The stored row and whether it is new: one row per statement and key. `result` is the
-    recomputed one."""
+    recomputed one. One transaction: the same statement by the same key stored meanwhile is
+    answered as it is; a key revoked since its signature was checked is refused (Revoked)."""
     row = Submission(
         envelope_sha256=signed.envelope_sha256,
         payload_sha256=signed.payload_sha256,
@@ -123,11 +136,15 @@ def add_submission(
     )
     try:
         with transaction(factory) as session:
+            if existing := session.scalar(_same_submission(signed.payload_sha256, signed.key_id)):
+                return existing, False
+            if session.scalar(select(Key.revoked_at).where(Key.key_id == signed.key_id)):
+                raise Revoked(f"revoked signing key: {signed.key_id}")
             session.add(row)
         return row, True
-    except IntegrityError:  # a concurrent upload of the same statement won, or this envelope
+    except IntegrityError:  # another process stored the same statement first, or this
         existing = find_submission(factory, signed.payload_sha256, signed.key_id)
-        if existing is None:  # is stored already, credited to another of its signers
+        if existing is None:  # envelope is stored already, credited to another of its signers
             raise Conflict("this envelope is stored already under another signing key") from None
         return existing, False
 
