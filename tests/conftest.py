@@ -311,21 +311,24 @@ class ServedCollector:
     one port and data directory; `bin_dir` is the folder of its executable (default: this
     interpreter's)."""
 
-    def __init__(self, data: Path, bin_dir: Path | None = None) -> None:
+    def __init__(
+        self, data: Path, bin_dir: Path | None = None, options: tuple[str, ...] = ()
+    ) -> None:
         self.data = data
         self.exe = (bin_dir or Path(sys.executable).parent) / "deepspark-collector"
+        self.options = options  # more `serve` options (--workers N)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log = data.parent / f"serve-{self.port}.log"  # its stdout and stderr
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServedCollector:
         env = {**os.environ, "DEEPSPARK_COLLECTOR_ADMIN_TOKEN": TOKEN}
-        process = self.process = subprocess.Popen(
-            [self.exe, "serve", "--port", str(self.port), "--data-dir", str(self.data)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        command = [self.exe, "serve", "--port", str(self.port), "--data-dir", str(self.data)]
+        with self.log.open("ab") as log:
+            process = self.process = subprocess.Popen(
+                [*command, *self.options], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         await_collector(self.url, lambda: process.poll() is None)
         return self
 
