@@ -115,7 +115,7 @@ def main() -> None:
             key = {"vendor": "load", "public_key_pem": pem}
             httpx.post(f"{url}/keys", json=key, headers=ADMIN).raise_for_status()
             latencies, errors = run_clients(url, bodies, args.clients, args.per_client)
-            stored = len(httpx.get(f"{url}/results", timeout=60).json())
+            stored = count_results(f"{url}/results")
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -134,6 +134,17 @@ def main() -> None:
         )
     if errors or stored != total:
         raise SystemExit(1)
+
+
+def count_results(url: str) -> int:
+    """The results stored, page after page (the read API's `Link: rel="next"`)."""
+    count = 0
+    params: dict[str, int] | None = {"limit": 1000}
+    while url:
+        answer = httpx.get(url, params=params, timeout=60)
+        count += len(answer.json())
+        url, params = answer.links.get("next", {}).get("url"), None
+    return count
 
 
 def run_clients(
