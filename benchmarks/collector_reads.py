@@ -1,0 +1,291 @@
+"""The collector's reads at scale: RESULTS stored results, then latency of the pages and the API.
+
+.venv/bin/python benchmarks/collector_reads.py [--results 100000] [--db sqlite|postgresql]
+    [--requests 100] [--concurrent 20]
+
+A bulk loader inserts RESULTS rows directly into a fresh collector database (SQLite in a temp
+dir, or a schema of its own in the PostgreSQL of `.postgres-env`), varied over models,
+platforms, vendors, frameworks, presets, divisions and modes, each row's result a real
+sleeper run set's `result.json` (speed or converge runs) with its names and speed edited;
+then `board.rebuild` fills the standings, as revision 0006 does. A real collector (uvicorn
+subprocess) then takes a few real signed submissions through the API, and each read is timed
+REQUESTS times, one client after the other: p50/p95/p99 of the leaderboard, the index,
+compare, `/api/v1/results` (first page, a deep page by cursor, a filtered page). Last, a
+cheap request (the collector's key) alone, and while CONCURRENT clients load the leaderboard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy import insert, text
+
+from deepspark_agent.workloads import WORKLOADS_ENV
+from deepspark_collector import board, db
+from deepspark_collector.settings import DATA_DIR_ENV, DB_URL_ENV, Settings
+from deepspark_collector.store import encode_cursor
+from deepspark_core.result_bundle import pack_run_set
+from deepspark_core.results import RESULT_FILE
+from deepspark_core.signing import PUBLIC_KEY_NAME, init_keys
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "reads-benchmark-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+MODELS = [f"model{i:02d}" for i in range(12)]
+PLATFORMS = [f"Accelerator {name}" for name in "ABCDEFGH"]
+VENDORS = [f"vendor{i}" for i in range(6)]
+FRAMEWORKS = ["pytorch", "paddlepaddle"]
+CONFIGS = ["mini", "full", "large"]
+IMPLEMENTATIONS = ["reference", "vendor", None]
+MODES = ["speed", "converge", "speed+converge"]
+BATCH = 5000
+
+
+def run_sets(work: Path) -> dict[str, Path]:
+    """A real sleeper run set of each mode, signed with a fresh key under `work`."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(work / "config")}
+    env[WORKLOADS_ENV] = str(ROOT / "tests" / "data" / "workloads")
+    agent = Path(sys.executable).parent / "deepspark-agent"
+    found = {}
+    for mode in ("speed", "converge"):
+        out = work / "runs" / mode
+        subprocess.run(
+            [agent, "run", "sleeper", "--runtime", "process", "--mode", mode, "--runs", "2",
+             "--out", str(out)],
+            env=env, check=True, capture_output=True,
+        )  # fmt: skip
+        (found[mode],) = out.iterdir()
+    return found
+
+
+def database(kind: str, work: Path) -> tuple[str, Callable[[], None]]:
+    """A fresh database's URL and how to drop it."""
+    if kind == "sqlite":
+        (work / "collector").mkdir()
+        return Settings(data_dir=work / "collector").database_url, lambda: None
+    env = dict(line.split("=", 1) for line in (ROOT / ".postgres-env").read_text().split())
+    base, schema = env["DS_TEST_POSTGRES_URL"], f"reads_{uuid.uuid4().hex}"
+    admin = db.make_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+
+    def drop() -> None:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+    return f"{base}?options=-csearch_path%3D{schema}", drop
+
+
+def bulk_load(url: str, results: dict[str, dict], count: int, seed: int = 17) -> dict[str, float]:
+    """`count` rows straight into the database, then the standings: seconds of each."""
+    engine = db.make_engine(url)
+    db.migrate(engine)
+    rng = random.Random(seed)
+    t0 = time.perf_counter()
+    with engine.begin() as conn:
+        conn.execute(insert(db.Vendor), [{"id": i + 1, "name": v} for i, v in enumerate(VENDORS)])
+        keys = [{"key_id": secrets.token_hex(32), "vendor_id": i + 1, "public_key_pem": "bulk"}
+                for i in range(len(VENDORS))]  # fmt: skip
+        conn.execute(insert(db.Key), keys)
+        for start in range(0, count, BATCH):
+            rows = [_row(rng, results, keys) for _ in range(min(BATCH, count - start))]
+            conn.execute(insert(db.Submission), rows)
+    loaded = time.perf_counter()
+    with engine.begin() as conn:
+        groups = board.rebuild(conn)
+    engine.dispose()
+    return {"insert_s": loaded - t0, "rebuild_s": time.perf_counter() - loaded, "groups": groups}
+
+
+def _row(rng: random.Random, results: dict[str, dict], keys: list[dict]) -> dict:
+    mode = rng.choice(MODES)
+    result = json.loads(json.dumps(results["speed" if mode == "speed" else "converge"]))
+    model, framework = rng.choice(MODELS), rng.choice(FRAMEWORKS)
+    plan = result["plan"]
+    plan.update(model=f"{model}_{framework}", implements=model, framework=framework,
+                config=rng.choice(CONFIGS))  # fmt: skip
+    speed = result["dimensions"]["speed"]
+    speed["value"] = round(speed["value"] * rng.uniform(0.5, 2.0), 3)
+    accuracy = result["dimensions"].get("accuracy")
+    return {
+        "envelope_sha256": secrets.token_hex(32),
+        "payload_sha256": secrets.token_hex(32),
+        "key_id": rng.choice(keys)["key_id"],
+        "model": plan["model"],
+        "implements": model,
+        "framework": framework,
+        "implementation": rng.choice(IMPLEMENTATIONS),
+        "config": plan["config"],
+        "mode": mode,
+        "nproc": plan["nproc"],
+        "platform": rng.choice(PLATFORMS),
+        "speed": speed["value"],
+        "accuracy": accuracy["value"] if accuracy else None,
+        "result_json": json.dumps(result),
+        "received_at": datetime.now(UTC),
+    }
+
+
+def serve(work: Path, url: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    env = {**os.environ, DATA_DIR_ENV: str(work / "collector"), DB_URL_ENV: url,
+           "DEEPSPARK_COLLECTOR_ADMIN_TOKEN": TOKEN}  # fmt: skip
+    exe = Path(sys.executable).parent / "deepspark-collector"
+    server = subprocess.Popen(
+        [exe, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            httpx.get(f"{base}/api/v1/collector-key", timeout=1)
+            return server, base
+        except httpx.TransportError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the collector did not start") from None
+            time.sleep(0.3)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def submit_real(base: str, work: Path, sets: dict[str, Path]) -> None:
+    """The run sets through the API, signed by a registered key: real submissions on top."""
+    pem = (work / "config" / "deepspark" / PUBLIC_KEY_NAME).read_text()
+    api = f"{base}/api/v1"
+    httpx.post(f"{api}/vendors", json={"name": "bench"}, headers=ADMIN).raise_for_status()
+    key = {"vendor": "bench", "public_key_pem": pem}
+    httpx.post(f"{api}/keys", json=key, headers=ADMIN).raise_for_status()
+    for mode, run_set in sets.items():
+        body = pack_run_set(run_set, work / f"{mode}.tar").read_bytes()
+        answer = httpx.post(f"{api}/submissions", content=body, timeout=120,
+                            headers={"Content-Type": "application/x-tar"})  # fmt: skip
+        if answer.status_code != 201:
+            raise SystemExit(f"a real submission was refused: {answer.text}")
+
+
+def timed(client: httpx.Client, path: str, times: int) -> list[float]:
+    out = []
+    for _ in range(times):
+        start = time.perf_counter()
+        answer = client.get(path)
+        out.append(time.perf_counter() - start)
+        if answer.status_code != 200:
+            raise SystemExit(f"GET {path}: HTTP {answer.status_code} {answer.text[:200]}")
+    return out
+
+
+def percentiles(samples: list[float]) -> str:
+    s = sorted(samples)
+
+    def at(q: float) -> float:
+        return s[min(len(s) - 1, int(q * len(s)))] * 1e3
+
+    return f"p50 {at(0.5):7.1f} ms  p95 {at(0.95):7.1f} ms  p99 {at(0.99):7.1f} ms"
+
+
+def under_load(base: str, cheap: str, heavy: str, clients: int, times: int) -> list[float]:
+    """The cheap request's latencies while `clients` clients request `heavy` without pause."""
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(base_url=base, timeout=300) as client:
+            while not stop.is_set():
+                client.get(heavy)
+
+    threads = [threading.Thread(target=hammer) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)  # every client has a request in flight
+    try:
+        with httpx.Client(base_url=base, timeout=300) as client:
+            return timed(client, cheap, times)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=int, default=100_000)
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--requests", type=int, default=100, help="of each read")
+    parser.add_argument("--concurrent", type=int, default=20)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="collector-reads-") as tmp:
+        work = Path(tmp)
+        init_keys(work / "config" / "deepspark")
+        sets = run_sets(work)
+        results = {m: json.loads((p / RESULT_FILE).read_text()) for m, p in sets.items()}
+        url, drop = database(args.db, work)
+        try:
+            load = bulk_load(url, results, args.results)
+            print(
+                f"{args.db}: {args.results} results inserted in {load['insert_s']:.1f} s; "
+                f"standings rebuilt in {load['rebuild_s']:.1f} s ({load['groups']} groups)"
+            )
+            server, base = serve(work, url)
+            try:
+                submit_real(base, work, sets)
+                report(base, args)
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+        finally:
+            drop()
+
+
+def report(base: str, args: argparse.Namespace) -> None:
+    model, (a, b) = MODELS[0], PLATFORMS[:2]
+    leaderboard = f"/models/{model}"
+    reads = {
+        "leaderboard": leaderboard,
+        "index": "/",
+        "compare": f"/compare?model={model}&a={a}&b={b}".replace(" ", "%20"),
+        "api first page": "/api/v1/results",
+        "api deep page": f"/api/v1/results?cursor={encode_cursor(args.results - 150)}",
+        "api filtered": f"/api/v1/results?model={model}&device={a.replace(' ', '%20')}",
+    }
+    with httpx.Client(base_url=base, timeout=300) as client:
+        for name, path in reads.items():
+            size = len(client.get(path).content)  # also warms the caches
+            samples = timed(client, path, args.requests)
+            print(f"{name:15} {percentiles(samples)}  ({size / 1024:.0f} KiB)")
+        cheap = "/api/v1/collector-key"
+        alone = timed(client, cheap, args.requests)
+    loaded = under_load(base, cheap, leaderboard, args.concurrent, args.requests)
+    print(f"{'cheap alone':15} {percentiles(alone)}")
+    print(f"{'cheap, ' + str(args.concurrent) + ' busy':15} {percentiles(loaded)}")
+    delay = (statistics.median(loaded) - statistics.median(alone)) * 1e3
+    print(f"delay of a cheap request under {args.concurrent} leaderboard clients: "
+          f"median +{delay:.1f} ms")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
