@@ -9,7 +9,8 @@ platforms, vendors, frameworks, presets, divisions and modes, each row's result 
 sleeper run set's `result.json` (speed or converge runs) with its names and speed edited;
 then `board.rebuild` fills the standings, as revision 0006 does. A real collector (uvicorn
 subprocess) then takes a few real signed submissions through the API, and each read is timed
-REQUESTS times, one client after the other: p50/p95/p99 of the leaderboard, the index,
+REQUESTS times, one client after the other: p50/p95/p99 of the leaderboard (each model's
+first render, then as kept until the next result arrives), the index,
 compare, `/api/v1/results` (first page, a deep page by cursor, a filtered page). Last, a
 cheap request (the collector's key) alone, and while CONCURRENT clients load the leaderboard.
 """
@@ -273,6 +274,10 @@ def report(base: str, args: argparse.Namespace) -> None:
         "api filtered": f"/api/v1/results?model={model}&device={a.replace(' ', '%20')}",
     }
     with httpx.Client(base_url=base, timeout=300) as client:
+        # Each model's first request renders its leaderboard; later ones until the next
+        # result are kept pages (web.Pages).
+        cold = [timed(client, f"/models/{m}", 1)[0] for m in MODELS]
+        print(f"{'leaderboard, first render':15} {percentiles(cold)}  ({len(cold)} models)")
         for name, path in reads.items():
             size = len(client.get(path).content)  # also warms the caches
             samples = timed(client, path, args.requests)

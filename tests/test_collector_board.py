@@ -23,14 +23,14 @@ from test_collector import register, submit
 COPIES = 5
 
 
-def copies(run_set: Path, result: Result, count: int, out: Path) -> list[bytes]:
+def copies(run_set: Path, result: Result, count: int, out: Path, first: int = 1) -> list[bytes]:
     """`count` distinct signed bundles of one run set: its plan's `created_at` differs, so
     each is a statement of its own with the same recomputed figures."""
     plan = json.loads((run_set / PLAN_FILE).read_text())
     start = datetime.fromisoformat(plan["created_at"])
     bundles = []
     for i in range(count):
-        plan["created_at"] = (start + timedelta(seconds=i + 1)).isoformat()
+        plan["created_at"] = (start + timedelta(seconds=first + i)).isoformat()
         (run_set / PLAN_FILE).write_text(json.dumps(plan, indent=2) + "\n")
         changed = result.plan.model_copy(update={"created_at": plan["created_at"]})
         sign_run_set(run_set, result.model_copy(update={"plan": changed}), load_private_key())
@@ -92,6 +92,16 @@ def test_the_leaderboard_shows_a_group_once_with_its_results_one_click_away(clie
     assert all(f'data-result="{sid}"' in listed.text for sid in stored)
     index = client.get("/").text
     assert '<td class="num">5</td>' in index and '<td class="num">0</td>' in index
+
+
+def test_a_new_result_shows_on_pages_rendered_before_it(client, stored, signed, tmp_path):
+    """The pages of the standings are kept rendered until a result arrives, not after."""
+    assert "all 5" in client.get("/models/sleeper").text
+    assert client.get("/models/sleeper").text == client.get("/models/sleeper").text
+    (body,) = copies(*signed, 1, tmp_path, first=COPIES + 1)
+    assert submit(client, body).status_code == 201
+    assert "all 6" in client.get("/models/sleeper").text
+    assert '<td class="num">6</td>' in client.get("/").text
 
 
 def test_a_model_name_with_a_slash_has_a_page(client):

@@ -311,6 +311,12 @@ def get_result(factory: sessionmaker[Session], submission_id: int) -> dict[str, 
     return {**row_summary(row, vendor), "result": json.loads(row.result_json)}
 
 
+def latest_id(factory: sessionmaker[Session]) -> int:
+    """The newest result's id (0: none): what the standings are a version of."""
+    with factory() as session:
+        return session.scalar(select(func.max(Submission.id))) or 0
+
+
 def standings(factory: sessionmaker[Session], model: str) -> list[dict[str, Any]]:
     """The leaderboard's groups of `model` (a workload or what it implements), each with its
     count and its best result (summary and whole result): one query for the groups, one for

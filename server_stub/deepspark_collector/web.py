@@ -14,6 +14,9 @@ a template prints.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -64,6 +67,36 @@ def _render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(templates.get_template(name).render(**context), status_code=status_code)
 
 
+class Pages:
+    """Rendered pages by app, URL and version, the least recently used dropped past `size`.
+    A stored result is never changed or removed, so the newest result's id says whether a
+    page of the standings is still true: a hit costs one indexed query, not a render (20
+    clients reloading the leaderboard must not stall every other request)."""
+
+    def __init__(self, size: int = 512) -> None:
+        self._pages: OrderedDict[tuple, tuple[bytes, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._size = size
+
+    def get(self, request: Request, render: Callable[[], HTMLResponse]) -> HTMLResponse:
+        version = store.latest_id(_factory(request))
+        key = (id(request.app), request.url.path, request.url.query, version)
+        with self._lock:
+            if (hit := self._pages.get(key)) is not None:
+                self._pages.move_to_end(key)
+        if hit is None:
+            page = render()
+            hit = page.body, page.status_code
+            with self._lock:
+                self._pages[key] = hit
+                while len(self._pages) > self._size:
+                    self._pages.popitem(last=False)
+        return HTMLResponse(hit[0], status_code=hit[1])
+
+
+pages = Pages()
+
+
 def after(cursor: str | None) -> int:
     """The id a page's `cursor` continues after (0: the first page); 422 for a bad one."""
     try:
@@ -82,7 +115,7 @@ def _row(summary: dict[str, Any], result: Result) -> dict[str, Any]:
 
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request) -> HTMLResponse:
-    return _render("index.html", models=store.models(_factory(request)))
+    return pages.get(request, lambda: _render("index.html", models=store.models(_factory(request))))
 
 
 # The leaderboard's divisions, in order: like MLPerf's closed and open divisions, results of
@@ -101,6 +134,10 @@ DIVISIONS = (
 def leaderboard(request: Request, model: str) -> HTMLResponse:
     """One row per group (workload, platform, framework, preset) in each division: the best
     speed result and the best converge result, each with a link to all of the group's."""
+    return pages.get(request, lambda: _leaderboard(request, model))
+
+
+def _leaderboard(request: Request, model: str) -> HTMLResponse:
     rows = _group_rows(store.standings(_factory(request), model))
     divisions = [
         {"name": origin or "unrecorded", "title": title, "note": note, "rows": _ranked(chosen)}
@@ -194,6 +231,10 @@ def compare(
     """Two sides, each a platform (and optionally a framework) the user picks among those
     with results for model: its best speed and best converge result. One platform on two
     frameworks is a side-by-side of the frameworks. Nothing is picked for the user."""
+    return pages.get(request, lambda: _compare(request, model, a, b, fa, fb))
+
+
+def _compare(request: Request, model: str, a: str, b: str, fa: str, fb: str) -> HTMLResponse:
     factory = _factory(request)
     sides = store.compare(factory, model) if model else []
     asked = {"a": (a, fa), "b": (b, fb)}
