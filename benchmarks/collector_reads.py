@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select, text
 
 from deepspark_agent.workloads import WORKLOADS_ENV
 from deepspark_collector import board, db
@@ -100,9 +100,10 @@ def bulk_load(url: str, results: dict[str, dict], count: int, seed: int = 17) ->
     rng = random.Random(seed)
     t0 = time.perf_counter()
     with engine.begin() as conn:
-        conn.execute(insert(db.Vendor), [{"id": i + 1, "name": v} for i, v in enumerate(VENDORS)])
-        keys = [{"key_id": secrets.token_hex(32), "vendor_id": i + 1, "public_key_pem": "bulk"}
-                for i in range(len(VENDORS))]  # fmt: skip
+        # Ids from the database: PostgreSQL's sequence must know them for later vendors.
+        conn.execute(insert(db.Vendor), [{"name": v} for v in VENDORS])
+        keys = [{"key_id": secrets.token_hex(32), "vendor_id": vid, "public_key_pem": "bulk"}
+                for vid in conn.scalars(select(db.Vendor.id))]  # fmt: skip
         conn.execute(insert(db.Key), keys)
         for start in range(0, count, BATCH):
             rows = [_row(rng, results, keys) for _ in range(min(BATCH, count - start))]
