@@ -132,6 +132,13 @@ def await_up(server: subprocess.Popen[bytes], url: str) -> None:
             time.sleep(0.2)
 
 
+def register(api: str, pem: str, vendor: str) -> None:
+    """The vendor and its signing key, through the admin API at `api`."""
+    httpx.post(f"{api}/vendors", json={"name": vendor}, headers=ADMIN).raise_for_status()
+    key = {"vendor": vendor, "public_key_pem": pem}
+    httpx.post(f"{api}/keys", json=key, headers=ADMIN).raise_for_status()
+
+
 def cpu_seconds(server: subprocess.Popen[bytes]) -> float:
     """User + system time of the server and its worker processes so far."""
     parent = psutil.Process(server.pid)
@@ -214,10 +221,7 @@ def main() -> None:
         server = serve(settings, args.workers, port)
         try:
             await_up(server, url)
-            pem = (work / "config" / "deepspark" / PUBLIC_KEY_NAME).read_text()
-            httpx.post(f"{url}/vendors", json={"name": "load"}, headers=ADMIN).raise_for_status()
-            key = {"vendor": "load", "public_key_pem": pem}
-            httpx.post(f"{url}/keys", json=key, headers=ADMIN).raise_for_status()
+            register(url, (work / "config" / "deepspark" / PUBLIC_KEY_NAME).read_text(), "load")
             server_cpu, own_cpu = cpu_seconds(server), time.process_time()
             ok, errors, wall = asyncio.run(run_clients(url, bodies, args.clients, args.per_client))
             server_cpu, own_cpu = cpu_seconds(server) - server_cpu, time.process_time() - own_cpu

@@ -347,7 +347,14 @@ class ServedCollector:
         assert httpx.post(f"{api}/keys", json=body, headers=ADMIN).is_success
 
     def results(self) -> list[dict]:
-        return httpx.get(f"{self.url}/api/v1/results").json()
+        """Every stored result, page after page."""
+        listed, url = [], f"{self.url}/api/v1/results"
+        params: dict[str, int] | None = {"limit": 1000}
+        while url:
+            answer = httpx.get(url, params=params)
+            listed += answer.json()
+            url, params = answer.links.get("next", {}).get("url"), None
+        return listed
 
 
 POSTGRES_ENV_FILE = Path(__file__).parents[1] / ".postgres-env"

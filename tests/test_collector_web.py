@@ -55,36 +55,51 @@ def served(tmp_path) -> Iterator[str]:
 
 
 @pytest.mark.browser
-def test_leaderboard_and_result_pages_in_headless_chromium(served, bundle, tmp_path):
+def test_leaderboard_group_compare_and_result_pages_in_headless_chromium(
+    served, cli, sleeper, bundle, tmp_path
+):
+    """A converge result and a speed result of one group: one leaderboard row, the speed
+    from the speed result, the accuracy from the converge one, each a click from the group's
+    results and from its own page; compare's menus pick both sides."""
     executable = chromium()
     from playwright.sync_api import sync_playwright
 
+    (speed_bundle,) = signed_bundles(cli, tmp_path, ("sleeper",), mode="speed").values()
     with httpx.Client(base_url=served, timeout=60) as api:
         register(api)
-        answer = api.post("/api/v1/submissions", content=bundle, headers=TAR)
-        assert answer.status_code == 201, answer.text
-        sid = answer.json()["submission_id"]
-        stored = api.get(f"/api/v1/results/{sid}").json()
-    windows = stored["result"]["dimensions"]["speed"]["per_window"]
+        sids = {}
+        for kind, body in (("converge", bundle), ("speed", speed_bundle)):
+            answer = api.post("/api/v1/submissions", content=body, headers=TAR)
+            assert answer.status_code == 201, answer.text
+            sids[kind] = answer.json()["submission_id"]
+        stored = {kind: api.get(f"/api/v1/results/{sid}").json() for kind, sid in sids.items()}
+    windows = stored["converge"]["result"]["dimensions"]["speed"]["per_window"]
     assert len(windows) >= 3
+    platform, speed = stored["speed"]["platform"], stored["speed"]["speed"]
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             assert page.goto(f"{served}/models/sleeper").status == 200
-            row = page.locator(f'table.leaderboard tr[data-result="{sid}"]')
-            assert row.is_visible()
+            (row,) = page.locator("table.leaderboard tbody tr").all()
             text = row.inner_text()
-            assert "sleeper" in text and stored["platform"] in text and "acme" in text
-            # The API's speed, as the row prints it (one decimal, as the agent's row does)
-            # and exactly in the cell's title.
-            speed = row.locator("td[title]")
-            assert f"{stored['speed']:.1f}/s" in speed.inner_text()
-            assert speed.get_attribute("title") == f"{stored['speed']} samples/s"
+            assert "sleeper" in text and platform in text and "acme" in text
+            # The speed result's speed, as the row prints it (one decimal, as the agent's
+            # row does) and exactly in the cell's title; the converge result's accuracy.
+            cell = row.locator("td.speed")
+            assert f"{speed:.1f}/s" in cell.inner_text()
+            assert cell.get_attribute("title") == f"{speed} samples/s"
+            assert row.locator(f'td.speed-result a[data-result="{sids["speed"]}"]').count() == 1
+            accuracy = f"{stored['converge']['accuracy']:.4g}"
+            assert accuracy in text
 
-            page.click(f"text=#{sid}")
-            page.wait_for_url(f"{served}/results/{sid}")
+            row.locator("td.converge-result a.all").click()  # the group's converge results
+            page.wait_for_url(f"{served}/results?*kind=converge*")
+            listed = page.locator("table.results a[data-result]")
+            assert [a.get_attribute("data-result") for a in listed.all()] == [str(sids["converge"])]
+            listed.first.click()
+            page.wait_for_url(f"{served}/results/{sids['converge']}")
             plot = page.locator("svg.plot.windows")
             assert plot.is_visible()
             assert plot.locator("rect.bar").count() == len(windows)
@@ -93,6 +108,16 @@ def test_leaderboard_and_result_pages_in_headless_chromium(served, bundle, tmp_p
             assert memory.is_visible()
             assert len(memory.get_attribute("points").split()) >= 5  # >= 0.5 s at 10 Hz
             shot = page.screenshot(path=str(tmp_path / "result.png"), full_page=True)
+
+            page.goto(f"{served}/models/sleeper")
+            page.click("text=compare platforms")
+            for side in "ab":  # no side is chosen for the user
+                assert page.locator(f"select[name={side}]").input_value() == ""
+                page.select_option(f"select[name={side}]", platform)
+            page.click("button[type=submit]")
+            ratios = page.locator("table.compare")
+            assert "1.000" in ratios.inner_text()
+            assert ratios.locator(f'a[href="/results/{sids["speed"]}"]').count() == 2
         finally:
             browser.close()
     assert shot.startswith(b"\x89PNG\r\n\x1a\n") and len(shot) > 1000
@@ -161,16 +186,19 @@ def test_an_id_beyond_sqlite_integers_is_a_client_error(tmp_path):
         assert c.get(f"/api/v1/results/{2**63}").status_code == 422  # found by the property
 
 
-def signed_bundles(cli, tmp_path, names: tuple[str, ...], *options: str) -> dict[str, bytes]:
-    """Each workload run (2 converge runs, process runtime), signed with this test's key and
+def signed_bundles(
+    cli, tmp_path, names: tuple[str, ...], *options: str, mode: str = "converge"
+) -> dict[str, bytes]:
+    """Each workload run (2 runs of `mode`, process runtime), signed with this test's key and
     packed."""
     bundles = {}
     for workload in names:
-        out = tmp_path / "runs" / workload
-        args = ("--runtime", "process", "--mode", "converge", "--runs", "2", "--out", str(out))
+        out = tmp_path / "runs" / mode / workload
+        args = ("--runtime", "process", "--mode", mode, "--runs", "2", "--out", str(out))
         assert cli("run", workload, *options, *args)[0] == 0
         (run_set,) = out.iterdir()
-        bundles[workload] = pack_run_set(run_set, tmp_path / f"{workload}.tar").read_bytes()
+        packed = pack_run_set(run_set, tmp_path / f"{workload}-{mode}.tar")
+        bundles[workload] = packed.read_bytes()
     return bundles
 
 
@@ -200,7 +228,8 @@ def test_one_model_on_two_frameworks_compares_side_by_side(cli, sleeper_twin, bu
         page = client.get("/compare", params=sides)
         assert page.status_code == 200, page.text
         assert f"{platform} · none" in page.text and f"{platform} · twin" in page.text
-        tail = page.text.partition("<td>result</td>")[2]
+        assert '<option value="twin">' in page.text  # the frameworks to pick from
+        tail = page.text.partition("<td>converge result</td>")[2]
         assert tail.index(f'/results/{ids["sleeper"]}"') < tail.index(
             f'/results/{ids["sleeper_twin"]}"'
         )
@@ -238,7 +267,7 @@ def test_reference_and_vendor_implementations_rank_in_separate_divisions(
         compared = client.get(
             "/api/v1/compare", params={"model": "sleeper", "implementation": "reference"}
         ).json()
-        assert [r["id"] for r in compared["platforms"]] == [ids["sleeper"]]
+        assert [r["converge"]["id"] for r in compared["platforms"]] == [ids["sleeper"]]
         page = client.get("/models/sleeper").text
         reference = page.partition('data-division="reference"')[2].partition("</table>")[0]
         vendor_table = page.partition('data-division="vendor"')[2].partition("</table>")[0]

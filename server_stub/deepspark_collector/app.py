@@ -17,13 +17,13 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from cryptography.hazmat.primitives import serialization
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from deepspark_collector import db, spool, store, web
+from deepspark_collector import board, db, spool, store, web
 from deepspark_collector.ratelimit import RateLimiter
 from deepspark_collector.settings import Settings
 from deepspark_collector.verify import (
@@ -215,6 +215,8 @@ def create_app(settings: Settings, prepared: bool = False) -> FastAPI:
 
     @app.get(f"{API}/results")
     def list_results(
+        request: Request,
+        response: Response,
         model: str | None = None,
         vendor: str | None = None,
         device: str | None = None,
@@ -222,10 +224,22 @@ def create_app(settings: Settings, prepared: bool = False) -> FastAPI:
         suite: str | None = None,
         mode: str | None = None,
         implementation: store.Origin | None = None,
+        framework: str | None = None,
+        kind: board.Kind | None = None,
+        limit: Annotated[int, Query(ge=1, le=store.PAGE_MAX)] = store.PAGE_DEFAULT,
+        cursor: str | None = None,
     ) -> list[dict[str, Any]]:
-        return store.list_results(
-            factory, model, vendor, device, config or suite, mode, implementation
-        )
+        """A page of results, oldest first; the next page's URL is the `Link` header's
+        rel="next" (none on the last page). An empty framework is an unrecorded one."""
+        filters = store.Filters(
+            model=model, vendor=vendor, device=device, config=config or suite, mode=mode,
+            implementation=implementation, framework=framework, kind=kind,
+        )  # fmt: skip
+        page, following = store.list_results(factory, filters, web.after(cursor), limit)
+        if following is not None:
+            url = request.url.include_query_params(cursor=following)
+            response.headers["Link"] = f'<{url}>; rel="next"'
+        return page
 
     @app.get(f"{API}/results/{{submission_id}}")
     def get_result(submission_id: web.SubmissionId) -> dict[str, Any]:

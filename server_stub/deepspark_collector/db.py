@@ -16,6 +16,7 @@ from typing import TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -39,6 +40,9 @@ IMMEDIATE = "deepspark_immediate"  # execution option: a SQLite write transactio
 
 T = TypeVar("T")
 
+# What makes a leaderboard group (`Standing`).
+GROUP = ("model", "implements", "implementation", "platform", "framework", "config", "kind")
+
 
 class Base(DeclarativeBase):
     pass
@@ -60,6 +64,11 @@ class Key(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
+# The submissions' columns the read API filters on (vendor through key_id).
+FILTERED = ("key_id", "model", "implements", "framework", "implementation", "config", "mode",
+            "platform")  # fmt: skip
+
+
 class Submission(Base):
     """One verified run set; every figure is the collector's recomputation, not the claim.
 
@@ -68,25 +77,30 @@ class Submission(Base):
     the envelope first accepted, whose files are kept under its digest."""
 
     __tablename__ = "submissions"
-    __table_args__ = (Index("ux_submissions_payload_key", "payload_sha256", "key_id", unique=True),)
+    __table_args__ = (
+        Index("ux_submissions_payload_key", "payload_sha256", "key_id", unique=True),
+        # Every filter of the read API, each with the id: a keyset page (id > cursor, in id
+        # order) of any one filter is a range of one index (revision 0006).
+        *(Index(f"ix_submissions_{column}_id", column, "id") for column in FILTERED),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     envelope_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     # NULL only for rows stored before revision 0003 whose kept envelope could not be read.
     payload_sha256: Mapped[str | None] = mapped_column(String(64))
-    key_id: Mapped[str] = mapped_column(ForeignKey("keys.key_id"), index=True)
-    model: Mapped[str] = mapped_column(String(200), index=True)  # the workload
+    key_id: Mapped[str] = mapped_column(ForeignKey("keys.key_id"))
+    model: Mapped[str] = mapped_column(String(200))  # the workload
     # The DeepSpark model it implements (the workload's own name before plans said) and the
     # framework it declares: one model on two frameworks compares side by side.
-    implements: Mapped[str] = mapped_column(String(200), index=True)
+    implements: Mapped[str] = mapped_column(String(200))
     framework: Mapped[str | None] = mapped_column(String(100))
     # Whose code ran: "reference" (the project's workload) or "vendor" (a vendor's folder or
     # image), as the signed plan records it; NULL for results from agents before that record.
-    implementation: Mapped[str | None] = mapped_column(String(20), index=True)
+    implementation: Mapped[str | None] = mapped_column(String(20))
     config: Mapped[str] = mapped_column(String(200))
     mode: Mapped[str] = mapped_column(String(20))
     nproc: Mapped[int] = mapped_column(Integer)
-    platform: Mapped[str] = mapped_column(String(300), index=True)  # accelerator name
+    platform: Mapped[str] = mapped_column(String(300))  # accelerator name
     speed: Mapped[float | None] = mapped_column(Float)
     accuracy: Mapped[float | None] = mapped_column(Float)
     power: Mapped[float | None] = mapped_column(Float)
@@ -95,6 +109,37 @@ class Submission(Base):
     linearity: Mapped[float | None] = mapped_column(Float)
     result_json: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Standing(Base):
+    """One group of the leaderboard: its results' count and its best one, kept in the
+    transaction that stores each result (`board.record`), so that the leaderboard and the
+    index read one row per group, not every result.
+
+    A group is a workload on one platform, framework and preset, in one division, of one
+    kind: "speed" (results with speed runs, best by speed) or "converge" (results with
+    converge runs, best by accuracy in its metric's direction); a result of both kinds is in
+    both. The best is a ranked result over an unranked one, then the higher score. An
+    unrecorded implementation or framework is "" here: NULLs would be distinct in the
+    unique index that an upsert needs."""
+
+    __tablename__ = "standings"
+    __table_args__ = (Index("ux_standings_group", *GROUP, unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), index=True)
+    implements: Mapped[str] = mapped_column(String(200), index=True)
+    implementation: Mapped[str] = mapped_column(String(20))
+    platform: Mapped[str] = mapped_column(String(300))
+    framework: Mapped[str] = mapped_column(String(100))
+    config: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    results: Mapped[int] = mapped_column(Integer)
+    best_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"))
+    best_ranked: Mapped[bool] = mapped_column(Boolean)
+    # Higher is better: the speed, or the accuracy signed by its metric's direction; NULL
+    # when the best result has no such figure (its runs failed).
+    best_score: Mapped[float | None] = mapped_column(Float)
 
 
 def make_engine(url: str) -> Engine:
