@@ -77,7 +77,7 @@ def test_a_fresh_database_gets_its_schema_through_alembic(tmp_path):
     tables = set(inspect(create_engine(s.database_url)).get_table_names())
     assert {"vendors", "keys", "submissions", "alembic_version"} <= tables
     with create_engine(s.database_url).connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0005"
 
 
 def test_the_frameworks_migration_keeps_older_submissions(tmp_path):
@@ -104,7 +104,7 @@ def test_the_frameworks_migration_keeps_older_submissions(tmp_path):
     with engine.connect() as conn:
         row = conn.execute(text("SELECT model, implements, framework, speed FROM submissions"))
         assert row.one() == ("resnet50", "resnet50", None, 12.5)
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0005"
 
 
 def test_submit_verifies_stores_recomputed_figures_and_signs_a_receipt(collector, bundle, run_set):

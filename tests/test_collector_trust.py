@@ -271,4 +271,4 @@ def test_the_0003_and_0004_migrations_keep_older_rows(tmp_path):
         )
         # Older rows name no implementation: the leaderboard lists them apart (0004).
         assert sorted(got.all()) == [("e1", None, None), ("e2", None, None)]
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0005"

@@ -4,10 +4,10 @@ rate it was achieved at. Assessment and the plots read it; recording stays in th
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
+from deepspark_core import nesting
 from deepspark_core.metrics import Sample
 
 SCOPES = ("accelerator", "container", "process-tree")  # most specific first
@@ -23,7 +23,7 @@ def load_series(path: Path, metric: str) -> tuple[str, dict[str, list[Sample]]] 
     with path.open(encoding="utf-8", errors="replace") as lines:
         for line in lines:
             try:
-                row = json.loads(line)
+                row = nesting.loads(line)
                 value = row.get(metric)
                 if value is not None:
                     sample = Sample(int(row["t_ns"]), float(value))

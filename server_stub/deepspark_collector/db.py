@@ -14,6 +14,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -28,6 +29,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Row ids are 64-bit (revision 0005), as a client may name any id up to 2^63 - 1. On SQLite an
+# INTEGER PRIMARY KEY is the 64-bit rowid already, and only that spelling makes it the rowid.
+ID = BigInteger().with_variant(Integer(), "sqlite")
+INT32 = 2**31
+INT64 = 2**63
 
 
 class Base(DeclarativeBase):
@@ -37,7 +43,7 @@ class Base(DeclarativeBase):
 class Vendor(Base):
     __tablename__ = "vendors"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
 
 
@@ -45,7 +51,7 @@ class Key(Base):
     __tablename__ = "keys"
 
     key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    vendor_id: Mapped[int] = mapped_column(ForeignKey("vendors.id"), index=True)
+    vendor_id: Mapped[int] = mapped_column(ID, ForeignKey("vendors.id"), index=True)
     public_key_pem: Mapped[str] = mapped_column(Text)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
@@ -60,7 +66,7 @@ class Submission(Base):
     __tablename__ = "submissions"
     __table_args__ = (Index("ux_submissions_payload_key", "payload_sha256", "key_id", unique=True),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     envelope_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     # NULL only for rows stored before revision 0003 whose kept envelope could not be read.
     payload_sha256: Mapped[str | None] = mapped_column(String(64))
@@ -85,6 +91,26 @@ class Submission(Base):
     linearity: Mapped[float | None] = mapped_column(Float)
     result_json: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+def misfit(row: Base) -> str | None:
+    """Why `row` cannot be stored as it is (a string longer than its column, or with a NUL,
+    which PostgreSQL refuses; an integer beyond its column), naming the field; None if it
+    fits. Checked before an insert, so that bad input is the client's error, not the
+    database's."""
+    for column in row.__table__.columns:
+        value = getattr(row, column.key)
+        if isinstance(value, str):
+            if "\0" in value:
+                return f"{column.key} holds a NUL character"
+            length = getattr(column.type, "length", None)
+            if length is not None and len(value) > length:
+                return f"{column.key} is longer than {length} characters"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            bound = INT64 if isinstance(column.type, BigInteger) else INT32
+            if not -bound <= value < bound:
+                return f"{column.key} {value} is out of range"
+    return None
 
 
 def make_engine(url: str) -> Engine:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from deepspark_collector.db import Key, Submission, Vendor, transaction
+from deepspark_collector.db import Key, Submission, Vendor, misfit, transaction
 from deepspark_collector.verify import KeyState, Signed
 from deepspark_core.results import Result
 from deepspark_core.runset import STATEMENT_FILE
@@ -31,6 +31,10 @@ class Conflict(ValueError):
 
 class NotFound(LookupError):
     pass
+
+
+class Unfit(ValueError):
+    """A verified result whose signed plan holds what no column can (db.misfit)."""
 
 
 def parse_public_key(pem: str) -> Ed25519PublicKey:
@@ -121,6 +125,8 @@ def add_submission(
         received_at=datetime.now(UTC),
         **figures(result),
     )
+    if (problem := misfit(row)) is not None:
+        raise Unfit(f"the signed plan's {problem}")
     try:
         with transaction(factory) as session:
             session.add(row)
