@@ -36,12 +36,11 @@ PUBLIC_PEM = PublicFormat.SubjectPublicKeyInfo
 TABLES = ("vendors", "keys", "submissions")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def collector(request, tmp_path) -> Iterator[tuple[Settings, TestClient]]:
+@pytest.fixture
+def collector(database_url, tmp_path) -> Iterator[tuple[Settings, TestClient]]:
     """The collector on a fresh SQLite file or PostgreSQL schema: its settings and a client
     that answers a server error as a 500 instead of raising it."""
-    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    s = Settings(data_dir=tmp_path / "collector", db_url=url, admin_token=TOKEN)
+    s = Settings(data_dir=tmp_path / "collector", db_url=database_url, admin_token=TOKEN)
     with TestClient(create_app(s), raise_server_exceptions=False) as client:
         yield s, client
 

@@ -20,7 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from deepspark_collector import db, inputs, store, web
+from deepspark_collector import db, inputs, links, store, web
 from deepspark_collector.ratelimit import RateLimiter
 from deepspark_collector.settings import Settings
 from deepspark_collector.verify import (
@@ -254,6 +254,7 @@ def create_app(settings: Settings) -> FastAPI:
         return {"key_id": app.state.collector_key_id, "public_key_pem": pem.decode()}
 
     app.include_router(web.router)
+    links.install(app)
     return app
 
 
