@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from alembic import command
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from conftest import ADMIN, TOKEN
+from conftest import ADMIN, TOKEN, ServedCollector
 from deepspark_collector import db
 from deepspark_collector.app import create_app
 from deepspark_collector.settings import Settings
@@ -270,3 +271,13 @@ def test_0005_makes_postgresql_ids_64_bit_and_keeps_rows(postgres_url):
         assert dict(conn.execute(types).all())["keys.vendor_id"] == "integer"
         assert conn.execute(text("SELECT name FROM vendors")).scalars().all() == ["acme"]
     engine.dispose()
+
+
+def test_a_served_collector_refuses_nul_in_urls_as_uvicorn_decodes_them(tmp_path):
+    collector = ServedCollector(tmp_path / "served").start()
+    try:
+        for url in ("/models/%00", "/api/v1/results?vendor=a%00b", "/api/v1/results/1%00"):
+            refused(httpx.get(collector.url + url), 422, "NUL")
+        assert httpx.get(f"{collector.url}/api/v1/results/{2**63 - 1}").status_code == 404
+    finally:
+        collector.stop()
