@@ -383,3 +383,10 @@ def postgres_url() -> Iterator[str]:
         with engine.begin() as conn:
             conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
         engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """Each test that takes it runs twice: on the collector's default database (None: SQLite
+    in its data directory) and on PostgreSQL (`postgres_url`)."""
+    return request.getfixturevalue("postgres_url") if request.param == "postgresql" else None

@@ -15,15 +15,18 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import schemathesis
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from sqlalchemy import text
 
 from conftest import ADMIN, DATA, ServedCollector
 from deepspark_agent import workloads
 from deepspark_collector.app import create_app
+from deepspark_collector.settings import RateLimit
 from deepspark_core.result_bundle import pack_run_set
 from test_collector import TAR, register
 from test_collector import settings as collector_settings
@@ -146,15 +149,31 @@ def test_pages_escape_compare_and_answer_404(bundle, tmp_path):
         assert client.get(f"/results/{2**64}").status_code == 422  # not SQLite's 500
 
 
+@pytest.fixture
+def stored_app(database_url, bundle, tmp_path) -> FastAPI:
+    """The collector on SQLite or PostgreSQL, with a vendor, this test's key and one real
+    submission stored: what the property tests' reads then find."""
+    unlimited = RateLimit(burst=10**6, per_minute=10**6)  # the cases' answers, not 429s
+    app = create_app(collector_settings(tmp_path, db_url=database_url, rate_limit=unlimited))
+    with TestClient(app) as client:
+        register(client)
+        stored = client.post("/api/v1/submissions", content=bundle, headers=TAR)
+        assert stored.status_code == 201, stored.text
+    return app
+
+
+# derandomize: the same cases every run, so CI cannot pass or fail by luck.
+PROPERTY = settings(deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+
+
 @pytest.mark.property
-def test_no_operation_answers_a_server_error(tmp_path):
+def test_no_operation_answers_a_server_error(stored_app):
     """Property: whatever the OpenAPI schema allows, or nearly allows, nothing answers 5xx.
 
     Schemathesis's Python API against the ASGI app, each operation a Hypothesis property with
     valid and invalid inputs (its pytest plugin's `from_fixture` does not run under pytest 9).
     """
-    app = create_app(collector_settings(tmp_path))
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", stored_app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {"/", "/models/{model}", "/compare", "/results/{submission_id}"} <= {
         op.path for op in operations
@@ -163,22 +182,55 @@ def test_no_operation_answers_a_server_error(tmp_path):
         no_server_error(operation)()
 
 
+def admin_headers(case) -> dict[str, str] | None:
+    return ADMIN if case.operation.path.startswith("/api/v1/") else None
+
+
 def no_server_error(operation):
     """A Hypothesis test: cases of `operation`, valid and invalid, never answer 5xx."""
-    headers = ADMIN if operation.path.startswith("/api/v1/") else None
     modes = st.sampled_from([GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 
-    cases = modes.flatmap(operation.as_strategy)
-
-    @given(case=cases)
-    # derandomize: the same cases every run, so CI cannot pass or fail by luck.
-    @settings(
-        max_examples=20, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
-    )
+    @given(case=modes.flatmap(operation.as_strategy))
+    @settings(PROPERTY, max_examples=20)
     def check(case):
-        case.call_and_validate(headers=headers, checks=[not_a_server_error])
+        case.call_and_validate(headers=admin_headers(case), checks=[not_a_server_error])
 
     return check
+
+
+@pytest.mark.property
+def test_no_sequence_of_operations_answers_a_server_error(stored_app):
+    """Property, stateful: sequences that follow the schema's links (a vendor to its keys to
+    a revocation, a listed result to the result, its page, artifacts and each artifact) with
+    values from earlier answers, starting from stored rows, never answer 5xx."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", stored_app)
+
+    class Sequences(schema.as_state_machine()):
+        def setup(self):
+            # Each sequence starts from the fixture's rows, as Hypothesis replays sequences
+            # to shrink them and needs the same answers: no added vendor, no revoked key.
+            with stored_app.state.engine.begin() as conn:
+                added = "SELECT id FROM vendors WHERE name <> 'acme'"
+                conn.execute(text(f"DELETE FROM keys WHERE vendor_id IN ({added})"))
+                conn.execute(text("DELETE FROM vendors WHERE name <> 'acme'"))
+                conn.execute(text("UPDATE keys SET revoked_at = NULL"))
+
+        def get_call_kwargs(self, case):
+            return {"headers": admin_headers(case)}
+
+        def validate_response(self, response, case, **kwargs):
+            answered.add((case.operation.method.upper(), case.operation.path, response.status_code))
+            case.validate_response(response, checks=[not_a_server_error])
+
+    answered: set[tuple[str, str, int]] = set()
+    Sequences.run(settings=settings(PROPERTY, max_examples=120, stateful_step_count=10))
+    # The links were followed to stored rows (derandomized: the same sequences every run).
+    assert {
+        ("GET", "/api/v1/results/{submission_id}/artifacts/{name}", 200),
+        ("GET", "/results/{submission_id}", 200),
+        ("GET", "/models/{model}", 200),
+        ("POST", "/api/v1/keys/{kid}/revoke", 200),
+    } <= answered, sorted(answered)
 
 
 def test_an_id_beyond_sqlite_integers_is_a_client_error(tmp_path):

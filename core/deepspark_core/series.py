@@ -4,11 +4,11 @@ rate it was achieved at. Assessment and the plots read it; recording stays in th
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
+from deepspark_core import nesting
 from deepspark_core.metrics import Sample
 
 SCOPES = ("accelerator", "container", "process-tree")  # most specific first
@@ -37,7 +37,7 @@ def _add_line(
     line: str, metrics: tuple[str, ...], found: dict[str, dict[str, dict[str, list[Sample]]]]
 ) -> None:
     try:
-        row = json.loads(line)
+        row = nesting.loads(line)
         values = [(metric, row.get(metric)) for metric in metrics]
         present = [(metric, value) for metric, value in values if value is not None]
         if not present:

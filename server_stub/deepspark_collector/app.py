@@ -23,7 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from deepspark_collector import board, db, spool, store, web
+from deepspark_collector import board, db, inputs, links, spool, store, web
 from deepspark_collector.ratelimit import RateLimiter
 from deepspark_collector.settings import Settings
 from deepspark_collector.verify import (
@@ -41,13 +41,17 @@ API = "/api/v1"
 BUNDLE_FILE = "bundle.tar"
 
 
+VendorName = inputs.text(db.Vendor.__table__.c.name.type.length)
+PublicKeyPem = inputs.text(4096)  # an Ed25519 key's PEM is 113 characters
+
+
 class VendorIn(BaseModel):
-    name: str
+    name: VendorName
 
 
 class KeyIn(BaseModel):
-    vendor: str
-    public_key_pem: str
+    vendor: VendorName
+    public_key_pem: PublicKeyPem
 
 
 def prepare(settings: Settings) -> None:
@@ -90,6 +94,7 @@ def create_app(settings: Settings, prepared: bool = False) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.collector_key_id = key_id(receipt_key.public_key())
+    inputs.install(app)
 
     bearer = HTTPBearer(auto_error=False)
 
@@ -190,6 +195,8 @@ def create_app(settings: Settings, prepared: bool = False) -> FastAPI:
             raise Rejected(409, str(exc)) from None
         except store.Revoked as exc:
             raise Rejected(403, str(exc)) from None
+        except store.Unfit as exc:
+            raise Rejected(422, str(exc)) from None
         kept = settings.artifacts_dir / row.envelope_sha256
         if created and not kept.exists():  # the verified files, for download and plots
             kept.parent.mkdir(parents=True, exist_ok=True)
@@ -287,6 +294,7 @@ def create_app(settings: Settings, prepared: bool = False) -> FastAPI:
         return {"key_id": app.state.collector_key_id, "public_key_pem": pem.decode()}
 
     app.include_router(web.router)
+    links.install(app)
     return app
 
 

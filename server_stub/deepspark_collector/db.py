@@ -16,6 +16,7 @@ from typing import TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -43,6 +44,12 @@ T = TypeVar("T")
 # What makes a leaderboard group (`Standing`).
 GROUP = ("model", "implements", "implementation", "platform", "framework", "config", "kind")
 
+# Row ids are 64-bit (revision 0005), as a client may name any id up to 2^63 - 1. On SQLite an
+# INTEGER PRIMARY KEY is the 64-bit rowid already, and only that spelling makes it the rowid.
+ID = BigInteger().with_variant(Integer(), "sqlite")
+INT32 = 2**31
+INT64 = 2**63
+
 
 class Base(DeclarativeBase):
     pass
@@ -51,7 +58,7 @@ class Base(DeclarativeBase):
 class Vendor(Base):
     __tablename__ = "vendors"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
 
 
@@ -59,7 +66,7 @@ class Key(Base):
     __tablename__ = "keys"
 
     key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    vendor_id: Mapped[int] = mapped_column(ForeignKey("vendors.id"), index=True)
+    vendor_id: Mapped[int] = mapped_column(ID, ForeignKey("vendors.id"), index=True)
     public_key_pem: Mapped[str] = mapped_column(Text)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
@@ -84,7 +91,7 @@ class Submission(Base):
         *(Index(f"ix_submissions_{column}_id", column, "id") for column in FILTERED),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     envelope_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     # NULL only for rows stored before revision 0003 whose kept envelope could not be read.
     payload_sha256: Mapped[str | None] = mapped_column(String(64))
@@ -126,7 +133,7 @@ class Standing(Base):
     __tablename__ = "standings"
     __table_args__ = (Index("ux_standings_group", *GROUP, unique=True),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
     model: Mapped[str] = mapped_column(String(200), index=True)
     implements: Mapped[str] = mapped_column(String(200), index=True)
     implementation: Mapped[str] = mapped_column(String(20))
@@ -140,6 +147,26 @@ class Standing(Base):
     # Higher is better: the speed, or the accuracy signed by its metric's direction; NULL
     # when the best result has no such figure (its runs failed).
     best_score: Mapped[float | None] = mapped_column(Float)
+
+
+def misfit(row: Base) -> str | None:
+    """Why `row` cannot be stored as it is (a string longer than its column, or with a NUL,
+    which PostgreSQL refuses; an integer beyond its column), naming the field; None if it
+    fits. Checked before an insert, so that bad input is the client's error, not the
+    database's."""
+    for column in row.__table__.columns:
+        value = getattr(row, column.key)
+        if isinstance(value, str):
+            if "\0" in value:
+                return f"{column.key} holds a NUL character"
+            length = getattr(column.type, "length", None)
+            if length is not None and len(value) > length:
+                return f"{column.key} is longer than {length} characters"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            bound = INT64 if isinstance(column.type, BigInteger) else INT32
+            if not -bound <= value < bound:
+                return f"{column.key} {value} is out of range"
+    return None
 
 
 def make_engine(url: str) -> Engine:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from deepspark_collector import board
-from deepspark_collector.db import Key, Standing, Submission, Vendor, transaction
+from deepspark_collector.db import Key, Standing, Submission, Vendor, misfit, transaction
 from deepspark_collector.verify import KeyState, Signed
 from deepspark_core.results import Result
 from deepspark_core.runset import STATEMENT_FILE
@@ -40,6 +40,10 @@ class NotFound(LookupError):
 
 class Revoked(PermissionError):
     """The signing key was revoked after the submission's signature was checked."""
+
+
+class Unfit(ValueError):
+    """A verified result whose signed plan holds what no column can (db.misfit)."""
 
 
 def parse_public_key(pem: str) -> Ed25519PublicKey:
@@ -138,6 +142,8 @@ def add_submission(
         received_at=datetime.now(UTC),
         **figures(result),
     )
+    if (problem := misfit(row)) is not None:
+        raise Unfit(f"the signed plan's {problem}")
     try:
         with transaction(factory) as session:
             if existing := session.scalar(_same_submission(signed.payload_sha256, signed.key_id)):

@@ -30,8 +30,8 @@ from deepspark_collector import board, db, store
 from deepspark_core.report import TEMPLATES, page_context, seed_row
 from deepspark_core.results import Result
 
-# A submission's id as a path parameter: what SQLite's INTEGER holds (a larger one would be
-# an OverflowError, a 500, instead of a client's 422). The API's route uses it too.
+# A submission's id as a path parameter: what a 64-bit id holds, SQLite's INTEGER and
+# PostgreSQL's BIGINT (a larger one would be a 500, not a client's 422). The API uses it too.
 SubmissionId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 
 router = APIRouter()

@@ -1,7 +1,7 @@
 """The leaderboard's standings (one row per group) and an index for every read filter.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-12
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from deepspark_collector import board
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
@@ -22,6 +22,8 @@ GROUP = ("model", "implements", "implementation", "platform", "framework", "conf
 # one filter is a range of one index.
 FILTERED = ("key_id", "model", "implements", "framework", "implementation", "config", "mode",
             "platform")  # fmt: skip
+# A submission id (0005): 64-bit, but SQLite's INTEGER PRIMARY KEY spelling.
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 # The single-column indexes of 0001, 0002 and 0004 that the (column, id) ones replace.
 SINGLE = ("key_id", "model", "implements", "implementation", "platform")
 
@@ -29,7 +31,7 @@ SINGLE = ("key_id", "model", "implements", "implementation", "platform")
 def upgrade() -> None:
     op.create_table(
         "standings",
-        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("id", ID, primary_key=True),
         sa.Column("model", sa.String(200), nullable=False),
         sa.Column("implements", sa.String(200), nullable=False),
         sa.Column("implementation", sa.String(20), nullable=False),
@@ -38,7 +40,7 @@ def upgrade() -> None:
         sa.Column("config", sa.String(200), nullable=False),
         sa.Column("kind", sa.String(20), nullable=False),
         sa.Column("results", sa.Integer(), nullable=False),
-        sa.Column("best_id", sa.Integer(), sa.ForeignKey("submissions.id"), nullable=False),
+        sa.Column("best_id", ID, sa.ForeignKey("submissions.id"), nullable=False),
         sa.Column("best_ranked", sa.Boolean(), nullable=False),
         sa.Column("best_score", sa.Float(), nullable=True),
     )
