@@ -72,7 +72,11 @@ def test_leaderboard_and_result_pages_in_headless_chromium(served, bundle, tmp_p
         browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
+            console: list[str] = []  # a policy the pages break would be reported here
+            page.on("console", lambda message: console.append(message.text))
             assert page.goto(f"{served}/models/sleeper").status == 200
+            # The inline stylesheet applies under the Content-Security-Policy (by its hash).
+            assert page.evaluate("getComputedStyle(document.body).color") == "rgb(34, 34, 34)"
             row = page.locator(f'table.leaderboard tr[data-result="{sid}"]')
             assert row.is_visible()
             text = row.inner_text()
@@ -93,6 +97,9 @@ def test_leaderboard_and_result_pages_in_headless_chromium(served, bundle, tmp_p
             assert memory.is_visible()
             assert len(memory.get_attribute("points").split()) >= 5  # >= 0.5 s at 10 Hz
             shot = page.screenshot(path=str(tmp_path / "result.png"), full_page=True)
+            assert page.evaluate("getComputedStyle(document.body).color") == "rgb(34, 34, 34)"
+            page.goto(f"{served}/compare?model=sleeper")
+            assert not [text for text in console if "Content Security Policy" in text]
         finally:
             browser.close()
     assert shot.startswith(b"\x89PNG\r\n\x1a\n") and len(shot) > 1000

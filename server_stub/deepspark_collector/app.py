@@ -5,7 +5,9 @@ the newest Alembic revision and loads (or creates) the collector's receipt key. 
 is JSON `{"detail": "..."}` with a status a client can act on.
 """
 
+import asyncio
 import hmac
+import logging
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -21,6 +23,14 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from deepspark_collector import db, store, web
+from deepspark_collector.headers import SecurityHeaders, content_security_policy
+from deepspark_collector.limits import (
+    BUSY_RETRY_AFTER,
+    UploadGate,
+    out_of_descriptors,
+    quiet_accept_errors,
+    receive,
+)
 from deepspark_collector.ratelimit import RateLimiter
 from deepspark_collector.settings import Settings
 from deepspark_collector.verify import (
@@ -30,12 +40,13 @@ from deepspark_collector.verify import (
     check_signature,
     read_envelope,
 )
-from deepspark_core.receipts import collector_key, sign_receipt
+from deepspark_core.receipts import KEY_ID_HEADER, collector_key, sign_receipt
 from deepspark_core.result_bundle import Limits, ResultBundleError, unpack
 from deepspark_core.signing import key_id
 
 API = "/api/v1"
 BUNDLE_FILE = "bundle.tar"
+log = logging.getLogger("deepspark_collector")
 
 
 class VendorIn(BaseModel):
@@ -53,16 +64,22 @@ def create_app(settings: Settings) -> FastAPI:
     engine = db.make_engine(settings.database_url)
     factory = db.sessions(engine)
     limiter = RateLimiter(settings.rate_limit.burst, settings.rate_limit.per_minute)
+    uploads = UploadGate(settings.uploads.concurrent)
     receipt_key = collector_key(settings.key_dir)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        quiet_accept_errors(asyncio.get_running_loop())
         yield
         engine.dispose()
 
     db.migrate(engine)  # at creation, so that an app that exists has its schema
     store.fill_payload_digests(factory, settings.artifacts_dir)  # rows from before 0003
-    app = FastAPI(title="DeepSpark collector", version="1", lifespan=lifespan)
+    # No /docs nor /redoc: their pages load scripts from a CDN, which the policy refuses.
+    app = FastAPI(
+        title="DeepSpark collector", version="1", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    app.add_middleware(SecurityHeaders, policy=content_security_policy(web.templates))
     app.state.settings = settings
     app.state.engine = engine
     app.state.collector_key_id = key_id(receipt_key.public_key())
@@ -84,6 +101,16 @@ def create_app(settings: Settings) -> FastAPI:
     async def rejected(_request: Request, exc: Rejected) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(OSError)
+    async def os_error(request: Request, exc: OSError) -> JSONResponse:
+        """Out of descriptors under a flood: one log line and a 503, not a traceback."""
+        if not out_of_descriptors(exc):
+            raise exc
+        log.warning("%s %s: 503, %s", request.method, request.url.path, exc.strerror)
+        busy = "the collector has no file descriptor left; try again later"
+        headers = {"Retry-After": str(BUSY_RETRY_AFTER)}
+        return JSONResponse({"detail": busy}, status_code=503, headers=headers)
 
     # --- admin ----------------------------------------------------------------------------
 
@@ -124,24 +151,31 @@ def create_app(settings: Settings) -> FastAPI:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.max_body:
             raise Rejected(413, f"a result bundle may be at most {settings.max_body} bytes")
-        work = Path(tempfile.mkdtemp(prefix="submission-", dir=settings.spool_dir))
-        try:
-            bundle = work / BUNDLE_FILE
-            await _receive(request, bundle, settings.max_body)
-            client = request.client.host if request.client else "unknown"
-            status, body = await run_in_threadpool(_process, bundle, work, client, vendor)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        with uploads.slot():  # every check before a byte of the body is read
+            _charge_before_body(request)
+            work = Path(tempfile.mkdtemp(prefix="submission-", dir=settings.spool_dir))
+            try:
+                bundle = work / BUNDLE_FILE
+                await receive(request, bundle, settings.max_body, settings.uploads)
+                status, body = await run_in_threadpool(_process, bundle, work, vendor)
+            finally:
+                _remove_spool(work)
         return JSONResponse(body, status_code=status)
 
-    def _process(
-        bundle: Path, work: Path, client: str, vendor: str | None
-    ) -> tuple[int, dict[str, Any]]:
-        # Before verification only the sender's address is known: a claimed key id is not
-        # charged, so that forged bundles naming a vendor's key cannot use up its budget.
+    def _charge_before_body(request: Request) -> None:
+        """The sender's address is charged; the key the agent names (unverified) is only
+        looked at: an empty bucket answers 429 at once, a forged name uses up nothing. The
+        key that really signed is charged after verification."""
+        client = request.client.host if request.client else "unknown"
         if not limiter.allow(address := f"address {client}"):
             busy = "too many submissions from this address; try again later"
             raise Rejected(429, busy, limiter.retry_after(address))
+        named = request.headers.get(KEY_ID_HEADER)
+        if named and not limiter.has_token(claimed := f"key {named}"):
+            busy = "too many submissions for this key; try again later"
+            raise Rejected(429, busy, limiter.retry_after(claimed))
+
+    def _process(bundle: Path, work: Path, vendor: str | None) -> tuple[int, dict[str, Any]]:
         if bundle.stat().st_size == 0:
             raise Rejected(400, "empty body: send a result bundle (application/x-tar)")
         try:
@@ -221,7 +255,10 @@ def create_app(settings: Settings) -> FastAPI:
         files = _artifacts(submission_id)  # only names listed here: no path from the client
         if name not in files:
             raise HTTPException(404, f"result {submission_id} has no artifact {name!r}")
-        return FileResponse(files[name], media_type="application/octet-stream")
+        # A download, never a page: a browser must not render an artifact in our origin.
+        return FileResponse(
+            files[name], media_type="application/octet-stream", filename=Path(name).name
+        )
 
     def _artifacts(submission_id: int) -> dict[str, Path]:
         try:
@@ -250,12 +287,10 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-async def _receive(request: Request, path: Path, limit: int) -> None:
-    """Stream the body to `path`, refusing it (413) as soon as it passes `limit` bytes."""
-    received = 0
-    with path.open("wb") as out:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:
-                raise Rejected(413, f"a result bundle may be at most {limit} bytes")
-            out.write(chunk)
+def _remove_spool(work: Path) -> None:
+    """Remove a submission's spool folder. rmtree needs descriptors; the folder left empty
+    when there was none to open its file with (EMFILE) goes without."""
+    try:
+        work.rmdir()
+    except OSError:
+        shutil.rmtree(work, ignore_errors=True)
