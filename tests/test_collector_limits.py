@@ -124,7 +124,7 @@ def test_uploads_past_the_cap_get_503_before_their_bodies(serve):
     until(lambda: len(spooled(served)) == 2)
     extra = post_headers(served, BIG)  # no byte of its body is ever sent
     busy = answer(extra)
-    assert busy.status == 503 and "2 uploads already" in busy.detail()
+    assert busy.status == 503 and "2 uploads" in busy.detail()
     assert int(busy.headers["retry-after"]) >= 1
     assert len(spooled(served)) == 2
     for sock in held:
@@ -133,6 +133,21 @@ def test_uploads_past_the_cap_get_503_before_their_bodies(serve):
     empty = httpx.post(f"{served.url}{SUBMISSIONS}", content=b"")
     assert empty.status_code == 400 and "empty body" in empty.json()["detail"]
     extra.close()
+
+
+def test_uploads_past_the_spool_budget_get_503_before_their_bodies(serve):
+    served = serve("--max-spool", "3000")
+    held = post_headers(served, 2000)
+    held.sendall(b"x" * 10)
+    until(lambda: len(spooled(served)) == 1)
+    too_big = post_headers(served, 1500)
+    busy = answer(too_big)
+    assert busy.status == 503 and "1 uploads (2000 bytes)" in busy.detail()
+    fits = post_headers(served, 1000)
+    fits.sendall(b"y" * 1000)
+    assert answer(fits).status == 400  # received and checked: not a bundle
+    for sock in (held, too_big, fits):
+        sock.close()
 
 
 def test_a_rate_limited_address_gets_429_before_its_body(serve):

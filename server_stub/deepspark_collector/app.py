@@ -64,7 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
     engine = db.make_engine(settings.database_url)
     factory = db.sessions(engine)
     limiter = RateLimiter(settings.rate_limit.burst, settings.rate_limit.per_minute)
-    uploads = UploadGate(settings.uploads.concurrent)
+    uploads = UploadGate(settings.uploads.concurrent, settings.uploads.spool_bytes)
     receipt_key = collector_key(settings.key_dir)
 
     @asynccontextmanager
@@ -149,9 +149,10 @@ def create_app(settings: Settings) -> FastAPI:
         that vendor must have signed it); without it, every verified key must be one
         vendor's."""
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_body:
+        size = int(declared) if declared and declared.isdigit() else settings.max_body
+        if size > settings.max_body:
             raise Rejected(413, f"a result bundle may be at most {settings.max_body} bytes")
-        with uploads.slot():  # every check before a byte of the body is read
+        with uploads.slot(size):  # every check before a byte of the body is read
             _charge_before_body(request)
             work = Path(tempfile.mkdtemp(prefix="submission-", dir=settings.spool_dir))
             try:

@@ -50,6 +50,10 @@ def serve(
     max_uploads: Annotated[
         int, typer.Option(min=1, help="Submissions received at once; past it 503 at once.")
     ] = UploadLimits.concurrent,
+    max_spool: Annotated[
+        int,
+        typer.Option(min=1, help="Bytes the submissions received at once may declare; then 503."),
+    ] = UploadLimits.spool_bytes,
     body_timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds a submission's body may pause; then 408.")
     ] = UploadLimits.idle_s,
@@ -69,7 +73,7 @@ def serve(
         settings = Settings.from_env(
             data_dir=data_dir,
             db_url=db_url,
-            uploads=UploadLimits(max_uploads, body_timeout, min_body_rate),
+            uploads=UploadLimits(max_uploads, max_spool, body_timeout, min_body_rate),
             rate_limit=RateLimit(rate_burst, rate_per_minute),
         )
         application = create_app(settings)

@@ -1,11 +1,12 @@
 """Limits on uploads and connections, applied before and while a body is read.
 
-`UploadGate` caps the uploads a worker receives and checks at once (each holds a spool
-folder); `receive` streams one body to its file, cutting it when it is too large (413) or too
-slow (408); `raise_nofile` and `connection_limit` size uvicorn's connection limit to the
-descriptors the process may open, so that a flood is answered 503 by uvicorn itself rather
-than failing inside the app; `out_of_descriptors` recognises what still fails (EMFILE), and
-`quiet_accept_errors` keeps asyncio from logging a traceback for each accept() that fails so.
+`UploadGate` caps the uploads a worker receives and checks at once, and the bytes they
+declare (each holds a spool folder); `receive` streams one body to its file, cutting it when
+it is too large (413) or too slow (408); `raise_nofile` and `connection_limit` size uvicorn's
+connection limit to the descriptors the process may open, so that a flood is answered 503 by
+uvicorn itself rather than failing inside the app; `out_of_descriptors` recognises what still
+fails (EMFILE), and `quiet_accept_errors` keeps asyncio from logging a traceback for each
+accept() that fails so.
 """
 
 from __future__ import annotations
@@ -37,23 +38,33 @@ log = logging.getLogger("deepspark_collector")
 
 
 class UploadGate:
-    """At most `limit` uploads at once in this worker (its event loop counts them: no lock)."""
+    """At most `limit` uploads at once in this worker, declaring at most `spool_bytes` in all
+    (its event loop counts them: no lock). One upload alone always passes the byte budget:
+    the size limit is the body's own."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, spool_bytes: int) -> None:
         self._limit = limit
+        self._spool_bytes = spool_bytes
         self._open = 0
+        self._reserved = 0
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Held from before the body is read until its spool folder is gone; 503 when full."""
-        if self._open >= self._limit:
-            busy = f"the collector is receiving {self._limit} uploads already; try again later"
+    def slot(self, size: int) -> Iterator[None]:
+        """Held from before the body of `size` bytes is read until its spool folder is gone;
+        503 when the worker has no room for it."""
+        if self._open >= self._limit or (self._open and self._reserved + size > self._spool_bytes):
+            busy = (
+                f"the collector is receiving {self._open} uploads ({self._reserved} bytes) "
+                "already; try again later"
+            )
             raise Rejected(503, busy, BUSY_RETRY_AFTER)
         self._open += 1
+        self._reserved += size
         try:
             yield
         finally:
             self._open -= 1
+            self._reserved -= size
 
 
 async def receive(request: Request, path: Path, max_bytes: int, limits: UploadLimits) -> None:

@@ -39,13 +39,16 @@ class RateLimit:
 class UploadLimits:
     """How a submission's body must arrive, checked before and while it is read.
 
-    `concurrent` uploads at once per worker (past it: 503 at once, before reading); a body
-    whose next chunk takes more than `idle_s`, or that falls behind `min_rate` bytes/s once
-    `idle_s` have passed since its start, is cut with 408: a slow client cannot hold a
-    connection and a spool folder for long.
+    Per worker, at most `concurrent` uploads at once, and no more than `spool_bytes` declared
+    by those being received and checked (a body without a Content-Length counts as the
+    largest allowed); past either, 503 at once, before reading. A body whose next chunk takes
+    more than `idle_s`, or that falls behind `min_rate` bytes/s once `idle_s` have passed
+    since its start, is cut with 408: a slow client cannot hold a connection and a spool
+    folder for long.
     """
 
-    concurrent: int = 8
+    concurrent: int = 64
+    spool_bytes: int = 2**29
     idle_s: float = 10.0
     min_rate: float = 64 * 2**10
 
