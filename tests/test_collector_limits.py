@@ -13,8 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from conftest import ServedCollector
+from deepspark_collector.app import create_app
+from deepspark_collector.settings import Settings
 from deepspark_core.receipts import KEY_ID_HEADER
 from deepspark_core.signing import key_id, load_private_key
 
@@ -278,3 +281,17 @@ def test_no_descriptor_left_for_the_spool_answers_503_in_one_log_line(serve):
     assert log.count(f"POST {SUBMISSIONS}: 503, Too many open files") == 1
     accept = [line for line in log if line.startswith("accept(): Too many open files")]
     assert 1 <= len(accept) <= 5 and len(log) < 30
+
+
+def test_a_database_out_of_reach_answers_503_in_one_log_line(tmp_path, caplog):
+    """What running out of descriptors does to SQLite (it cannot open its file), made
+    plainly: the pool emptied and the database's folder moved away."""
+    data = tmp_path / "collector"
+    with TestClient(create_app(Settings(data_dir=data))) as client:
+        client.app.state.engine.dispose()
+        data.rename(tmp_path / "moved")
+        got = client.get("/api/v1/results")
+        assert got.status_code == 503 and got.headers["retry-after"] == "5"
+        assert got.json() == {"detail": "the collector cannot reach its database; try again later"}
+    logged = [r.getMessage() for r in caplog.records if r.name == "deepspark_collector"]
+    assert logged == ["GET /api/v1/results: 503, unable to open database file"]

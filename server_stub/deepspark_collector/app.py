@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from deepspark_collector import db, store, web
@@ -27,6 +28,7 @@ from deepspark_collector.headers import SecurityHeaders, content_security_policy
 from deepspark_collector.limits import (
     BUSY_RETRY_AFTER,
     UploadGate,
+    database_unreachable,
     out_of_descriptors,
     quiet_accept_errors,
     receive,
@@ -102,15 +104,25 @@ def create_app(settings: Settings) -> FastAPI:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
 
+    # Out of descriptors under a flood, or a database out of reach: a 503 and one log line
+    # (the cause, which the client is not told), not a traceback per request.
     @app.exception_handler(OSError)
     async def os_error(request: Request, exc: OSError) -> JSONResponse:
-        """Out of descriptors under a flood: one log line and a 503, not a traceback."""
         if not out_of_descriptors(exc):
             raise exc
-        log.warning("%s %s: 503, %s", request.method, request.url.path, exc.strerror)
-        busy = "the collector has no file descriptor left; try again later"
+        return _unavailable(request, "the collector has no file descriptor left", exc.strerror)
+
+    @app.exception_handler(OperationalError)
+    async def database_error(request: Request, exc: OperationalError) -> JSONResponse:
+        if not database_unreachable(exc):
+            raise exc
+        cause = str(exc.orig).partition("\n")[0]
+        return _unavailable(request, "the collector cannot reach its database", cause)
+
+    def _unavailable(request: Request, detail: str, cause: str) -> JSONResponse:
+        log.warning("%s %s: 503, %s", request.method, request.url.path, cause)
         headers = {"Retry-After": str(BUSY_RETRY_AFTER)}
-        return JSONResponse({"detail": busy}, status_code=503, headers=headers)
+        return JSONResponse({"detail": f"{detail}; try again later"}, 503, headers=headers)
 
     # --- admin ----------------------------------------------------------------------------
 

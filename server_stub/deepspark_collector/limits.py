@@ -4,9 +4,10 @@
 declare (each holds a spool folder); `receive` streams one body to its file, cutting it when
 it is too large (413) or too slow (408); `raise_nofile` and `connection_limit` size uvicorn's
 connection limit to the descriptors the process may open, so that a flood is answered 503 by
-uvicorn itself rather than failing inside the app; `out_of_descriptors` recognises what still
-fails (EMFILE), and `quiet_accept_errors` keeps asyncio from logging a traceback for each
-accept() that fails so.
+uvicorn itself rather than failing inside the app; `out_of_descriptors` and
+`database_unreachable` recognise what still fails (EMFILE, a database that cannot be opened),
+and `quiet_accept_errors` keeps asyncio from logging a traceback for each accept() that fails
+so.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
 from starlette.requests import ClientDisconnect, Request
 
 from deepspark_collector.settings import UploadLimits
@@ -33,6 +35,7 @@ FD_RESERVE = 64
 # Connections served at once, however many descriptors there are: past it, uvicorn answers 503.
 MAX_CONNECTIONS = 2048
 ACCEPT_FAILED = "socket.accept() out of system resource"  # asyncio's message
+SQLITE_CANTOPEN = 14
 
 log = logging.getLogger("deepspark_collector")
 
@@ -106,6 +109,12 @@ def _seconds(size: int, rate: float) -> float:
 def out_of_descriptors(exc: OSError) -> bool:
     """The process (EMFILE) or the system (ENFILE) has no file descriptor left."""
     return exc.errno in (errno.EMFILE, errno.ENFILE)
+
+
+def database_unreachable(exc: OperationalError) -> bool:
+    """No connection could be made (SQLAlchemy names no statement), or SQLite could not open
+    its files: what running out of descriptors does to the database, as does a server down."""
+    return exc.statement is None or getattr(exc.orig, "sqlite_errorcode", None) == SQLITE_CANTOPEN
 
 
 def raise_nofile() -> int:
