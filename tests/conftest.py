@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from resource import RLIMIT_NOFILE, setrlimit
 from types import ModuleType
 
 import docker
@@ -309,25 +310,38 @@ def emptied(folder: Path, seconds: float = 10) -> bool:
 class ServedCollector:
     """`deepspark-collector serve` (uvicorn) in a subprocess, stoppable and restartable on
     one port and data directory; `bin_dir` is the folder of its executable (default: this
-    interpreter's)."""
+    interpreter's), `options` more of serve's options, `nofile` its open-files limit (soft
+    and hard). Its output goes to `log`, beside the data directory."""
 
     def __init__(
-        self, data: Path, bin_dir: Path | None = None, options: tuple[str, ...] = ()
+        self,
+        data: Path,
+        bin_dir: Path | None = None,
+        options: tuple[str, ...] = (),
+        nofile: int | None = None,
     ) -> None:
         self.data = data
         self.exe = (bin_dir or Path(sys.executable).parent) / "deepspark-collector"
-        self.options = options  # more `serve` options (--workers N)
+        self.options = options  # more `serve` options (--workers N, limits)
+        self.nofile = nofile
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = data.parent / f"serve-{self.port}.log"  # its stdout and stderr
+        self.log = data.with_name(f"{data.name}.log")
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServedCollector:
         env = {**os.environ, "DEEPSPARK_COLLECTOR_ADMIN_TOKEN": TOKEN}
+        nofile = self.nofile
+        limit = None if nofile is None else lambda: setrlimit(RLIMIT_NOFILE, (nofile, nofile))
         command = [self.exe, "serve", "--port", str(self.port), "--data-dir", str(self.data)]
+        self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             process = self.process = subprocess.Popen(
-                [*command, *self.options], env=env, stdout=log, stderr=subprocess.STDOUT
+                [*command, *self.options],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=limit,
             )
         await_collector(self.url, lambda: process.poll() is None)
         return self

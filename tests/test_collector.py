@@ -247,6 +247,15 @@ def test_retry_after_is_the_time_until_a_token_is_back():
     assert limiter.retry_after("never seen") == 1
 
 
+def test_has_token_looks_at_a_bucket_without_taking_from_it():
+    now = [0.0]
+    limiter = RateLimiter(burst=1, per_minute=6, clock=lambda: now[0])  # a token per 10 s
+    assert limiter.has_token("a") and limiter.has_token("a")  # looking takes nothing
+    assert limiter.allow("a") and not limiter.has_token("a")
+    now[0] = 10.0
+    assert limiter.has_token("a") and limiter.allow("a")
+
+
 def test_forged_bundles_naming_a_key_do_not_use_up_its_budget(tmp_path, bundle):
     """The limit before verification is the sender's address; the key's, only once verified."""
 
@@ -340,6 +349,10 @@ def test_a_result_keeps_its_verified_artifacts_for_download(collector, bundle, r
     got = client.get(f"/api/v1/results/{sid}/artifacts/run-1/mllog.log")
     assert got.status_code == 200
     assert got.content == (run_set / "run-1" / "mllog.log").read_bytes()
+    # A download, never a page of ours: not rendered, not sniffed.
+    assert got.headers["content-disposition"] == 'attachment; filename="mllog.log"'
+    assert got.headers["content-type"] == "application/octet-stream"
+    assert got.headers["x-content-type-options"] == "nosniff"
     assert client.get(f"/api/v1/results/{sid}/artifacts/../../etc/passwd").status_code == 404
     assert client.get(f"/api/v1/results/{sid}/artifacts/nope").status_code == 404
 

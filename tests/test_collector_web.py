@@ -84,7 +84,11 @@ def test_leaderboard_group_compare_and_result_pages_in_headless_chromium(
         browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
+            console: list[str] = []  # a policy the pages break would be reported here
+            page.on("console", lambda message: console.append(message.text))
             assert page.goto(f"{served}/models/sleeper").status == 200
+            # The inline stylesheet applies under the Content-Security-Policy (by its hash).
+            assert page.evaluate("getComputedStyle(document.body).color") == "rgb(34, 34, 34)"
             (row,) = page.locator("table.leaderboard tbody tr").all()
             text = row.inner_text()
             assert "sleeper" in text and platform in text and "acme" in text
@@ -111,6 +115,7 @@ def test_leaderboard_group_compare_and_result_pages_in_headless_chromium(
             assert memory.is_visible()
             assert len(memory.get_attribute("points").split()) >= 5  # >= 0.5 s at 10 Hz
             shot = page.screenshot(path=str(tmp_path / "result.png"), full_page=True)
+            assert page.evaluate("getComputedStyle(document.body).color") == "rgb(34, 34, 34)"
 
             page.goto(f"{served}/models/sleeper")
             page.click("text=compare platforms")
@@ -121,6 +126,7 @@ def test_leaderboard_group_compare_and_result_pages_in_headless_chromium(
             ratios = page.locator("table.compare")
             assert "1.000" in ratios.inner_text()
             assert ratios.locator(f'a[href="/results/{sids["speed"]}"]').count() == 2
+            assert not [text for text in console if "Content Security Policy" in text]
         finally:
             browser.close()
     assert shot.startswith(b"\x89PNG\r\n\x1a\n") and len(shot) > 1000

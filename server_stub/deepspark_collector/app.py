@@ -9,7 +9,9 @@ database and the data directory. Every error is JSON `{"detail": "..."}` with a 
 client can act on.
 """
 
+import asyncio
 import hmac
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,9 +23,19 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from deepspark_collector import board, db, inputs, links, spool, store, web
+from deepspark_collector.headers import SecurityHeaders, content_security_policy
+from deepspark_collector.limits import (
+    BUSY_RETRY_AFTER,
+    UploadGate,
+    database_unreachable,
+    out_of_descriptors,
+    quiet_accept_errors,
+    receive,
+)
 from deepspark_collector.ratelimit import RateLimiter
 from deepspark_collector.settings import Settings
 from deepspark_collector.verify import (
@@ -33,12 +45,13 @@ from deepspark_collector.verify import (
     check_signature,
     read_envelope,
 )
-from deepspark_core.receipts import collector_key, sign_receipt
+from deepspark_core.receipts import KEY_ID_HEADER, collector_key, sign_receipt
 from deepspark_core.result_bundle import Limits, ResultBundleError, unpack
 from deepspark_core.signing import key_id
 
 API = "/api/v1"
 BUNDLE_FILE = "bundle.tar"
+log = logging.getLogger("deepspark_collector")
 
 
 VendorName = inputs.text(db.Vendor.__table__.c.name.type.length)
@@ -82,15 +95,21 @@ def create_app(settings: Settings, prepared: bool = False) -> FastAPI:
     received = spool.Spool(settings.spool_dir)
     # Per process: with N workers an address or key gets up to N x burst (settings.RateLimit).
     limiter = RateLimiter(settings.rate_limit.burst, settings.rate_limit.per_minute)
+    uploads = UploadGate(settings.uploads.concurrent, settings.uploads.spool_bytes)
     receipt_key = collector_key(settings.key_dir)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = db.THREADS
+        quiet_accept_errors(asyncio.get_running_loop())
         yield
         engine.dispose()
 
-    app = FastAPI(title="DeepSpark collector", version="1", lifespan=lifespan)
+    # No /docs nor /redoc: their pages load scripts from a CDN, which the policy refuses.
+    app = FastAPI(
+        title="DeepSpark collector", version="1", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    app.add_middleware(SecurityHeaders, policy=content_security_policy(web.templates))
     app.state.settings = settings
     app.state.engine = engine
     app.state.collector_key_id = key_id(receipt_key.public_key())
@@ -113,6 +132,26 @@ def create_app(settings: Settings, prepared: bool = False) -> FastAPI:
     async def rejected(_request: Request, exc: Rejected) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
+
+    # Out of descriptors under a flood, or a database out of reach: a 503 and one log line
+    # (the cause, which the client is not told), not a traceback per request.
+    @app.exception_handler(OSError)
+    async def os_error(request: Request, exc: OSError) -> JSONResponse:
+        if not out_of_descriptors(exc):
+            raise exc
+        return _unavailable(request, "the collector has no file descriptor left", exc.strerror)
+
+    @app.exception_handler(OperationalError)
+    async def database_error(request: Request, exc: OperationalError) -> JSONResponse:
+        if not database_unreachable(exc):
+            raise exc
+        cause = str(exc.orig).partition("\n")[0]
+        return _unavailable(request, "the collector cannot reach its database", cause)
+
+    def _unavailable(request: Request, detail: str, cause: str) -> JSONResponse:
+        log.warning("%s %s: 503, %s", request.method, request.url.path, cause)
+        headers = {"Retry-After": str(BUSY_RETRY_AFTER)}
+        return JSONResponse({"detail": f"{detail}; try again later"}, 503, headers=headers)
 
     # --- admin ----------------------------------------------------------------------------
 
@@ -151,26 +190,34 @@ def create_app(settings: Settings, prepared: bool = False) -> FastAPI:
         that vendor must have signed it); without it, every verified key must be one
         vendor's."""
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_body:
+        size = int(declared) if declared and declared.isdigit() else settings.max_body
+        if size > settings.max_body:
             raise Rejected(413, f"a result bundle may be at most {settings.max_body} bytes")
-        work = received.folder()
-        try:
-            bundle = work / BUNDLE_FILE
-            await _receive(request, bundle, settings.max_body)
-            client = request.client.host if request.client else "unknown"
-            status, body = await run_in_threadpool(_process, bundle, work, client, vendor)
-        finally:
-            received.discard(work)
+        with uploads.slot(size):  # every check before a byte of the body is read
+            _charge_before_body(request)
+            work = received.folder()
+            try:
+                bundle = work / BUNDLE_FILE
+                await receive(request, bundle, settings.max_body, settings.uploads)
+                status, body = await run_in_threadpool(_process, bundle, work, vendor)
+            finally:
+                received.discard(work)
         return JSONResponse(body, status_code=status)
 
-    def _process(
-        bundle: Path, work: Path, client: str, vendor: str | None
-    ) -> tuple[int, dict[str, Any]]:
-        # Before verification only the sender's address is known: a claimed key id is not
-        # charged, so that forged bundles naming a vendor's key cannot use up its budget.
+    def _charge_before_body(request: Request) -> None:
+        """The sender's address is charged; the key the agent names (unverified) is only
+        looked at: an empty bucket answers 429 at once, a forged name uses up nothing. The
+        key that really signed is charged after verification."""
+        client = request.client.host if request.client else "unknown"
         if not limiter.allow(address := f"address {client}"):
             busy = "too many submissions from this address; try again later"
             raise Rejected(429, busy, limiter.retry_after(address))
+        named = request.headers.get(KEY_ID_HEADER)
+        if named and not limiter.has_token(claimed := f"key {named}"):
+            busy = "too many submissions for this key; try again later"
+            raise Rejected(429, busy, limiter.retry_after(claimed))
+
+    def _process(bundle: Path, work: Path, vendor: str | None) -> tuple[int, dict[str, Any]]:
         if bundle.stat().st_size == 0:
             raise Rejected(400, "empty body: send a result bundle (application/x-tar)")
         try:
@@ -268,7 +315,10 @@ def create_app(settings: Settings, prepared: bool = False) -> FastAPI:
         files = _artifacts(submission_id)  # only names listed here: no path from the client
         if name not in files:
             raise HTTPException(404, f"result {submission_id} has no artifact {name!r}")
-        return FileResponse(files[name], media_type="application/octet-stream")
+        # A download, never a page: a browser must not render an artifact in our origin.
+        return FileResponse(
+            files[name], media_type="application/octet-stream", filename=Path(name).name
+        )
 
     def _artifacts(submission_id: int) -> dict[str, Path]:
         try:
@@ -296,14 +346,3 @@ def create_app(settings: Settings, prepared: bool = False) -> FastAPI:
     app.include_router(web.router)
     links.install(app)
     return app
-
-
-async def _receive(request: Request, path: Path, limit: int) -> None:
-    """Stream the body to `path`, refusing it (413) as soon as it passes `limit` bytes."""
-    received = 0
-    with path.open("wb") as out:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:
-                raise Rejected(413, f"a result bundle may be at most {limit} bytes")
-            out.write(chunk)

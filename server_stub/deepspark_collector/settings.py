@@ -1,7 +1,8 @@
 """The collector's settings: where it keeps its data, who may administer it, its limits.
 
 Every field has a default or comes from the environment (`Settings.from_env`); the CLI
-overrides what its options name. The admin token is never logged nor stored in the database.
+overrides what its options name (the rate and upload limits are `serve`'s options). The admin
+token is never logged nor stored in the database.
 """
 
 from __future__ import annotations
@@ -43,12 +44,31 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class UploadLimits:
+    """How a submission's body must arrive, checked before and while it is read.
+
+    Per worker, at most `concurrent` uploads at once, and no more than `spool_bytes` declared
+    by those being received and checked (a body without a Content-Length counts as the
+    largest allowed); past either, 503 at once, before reading. A body whose next chunk takes
+    more than `idle_s`, or that falls behind `min_rate` bytes/s once `idle_s` have passed
+    since its start, is cut with 408: a slow client cannot hold a connection and a spool
+    folder for long.
+    """
+
+    concurrent: int = 64
+    spool_bytes: int = 2**29
+    idle_s: float = 10.0
+    min_rate: float = 64 * 2**10
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     db_url: str | None = None  # any SQLAlchemy URL; default: SQLite in data_dir
     admin_token: str | None = None  # None: the admin API answers 503
     max_body: int = DEFAULT_MAX_BODY
     rate_limit: RateLimit = field(default_factory=RateLimit)
+    uploads: UploadLimits = field(default_factory=UploadLimits)
 
     @property
     def database_url(self) -> str:

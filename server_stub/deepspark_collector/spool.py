@@ -27,7 +27,11 @@ class Spool:
 
     def _sweep(self) -> None:
         while True:  # a daemon: what it has not removed at exit, the next start's clear() does
-            shutil.rmtree(self._done.get(), ignore_errors=True)
+            folder = self._done.get()
+            try:  # without descriptors (EMFILE) rmtree fails, but the folder is often empty
+                folder.rmdir()
+            except OSError:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def clear(root: Path) -> None:
