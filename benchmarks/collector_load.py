@@ -91,7 +91,15 @@ def database(kind: str) -> Iterator[str | None]:
         yield None
         return
     env = dict(line.split("=", 1) for line in (ROOT / ".postgres-env").read_text().split())
-    base, schema = env["DS_TEST_POSTGRES_URL"], f"load_{uuid.uuid4().hex[:12]}"
+    with postgres_schema(env["DS_TEST_POSTGRES_URL"], "load") as url:
+        yield url
+
+
+@contextmanager
+def postgres_schema(base: str, prefix: str) -> Iterator[str]:
+    """`base` (a PostgreSQL URL) seeing only a new, empty schema of its own (its search_path),
+    dropped afterwards: what a fresh database would be, beside others on one server."""
+    schema = f"{prefix}_{uuid.uuid4().hex}"
     admin = sqlalchemy.create_engine(base)
     with admin.begin() as conn:
         conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))

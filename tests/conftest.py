@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from types import ModuleType
 import docker
 import httpx
 import pytest
-import sqlalchemy
+from collector_load import postgres_schema
 from docker.errors import DockerException, ImageNotFound
 from typer.testing import CliRunner
 
@@ -387,16 +386,8 @@ def postgres_url() -> Iterator[str]:
     base = dict(line.split("=", 1) for line in POSTGRES_ENV_FILE.read_text().split())[
         "DS_TEST_POSTGRES_URL"
     ]
-    schema = f"test_{uuid.uuid4().hex}"
-    engine = sqlalchemy.create_engine(base)
-    with engine.begin() as conn:
-        conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
-        engine.dispose()
+    with postgres_schema(base, "test") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
