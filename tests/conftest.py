@@ -8,16 +8,16 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from resource import RLIMIT_NOFILE, setrlimit
 from types import ModuleType
 
 import docker
 import httpx
 import pytest
-import sqlalchemy
+from collector_load import postgres_schema
 from docker.errors import DockerException, ImageNotFound
 from typer.testing import CliRunner
 
@@ -317,26 +317,53 @@ def await_collector(url: str, running: Callable[[], bool], seconds: float = 30) 
             time.sleep(0.2)
 
 
+def emptied(folder: Path, seconds: float = 10) -> bool:
+    """Whether `folder` is empty within `seconds`: the collector removes a submission's spool
+    folder in the background, after answering."""
+    deadline = time.monotonic() + seconds
+    while any(folder.iterdir()):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 class ServedCollector:
     """`deepspark-collector serve` (uvicorn) in a subprocess, stoppable and restartable on
     one port and data directory; `bin_dir` is the folder of its executable (default: this
-    interpreter's)."""
+    interpreter's), `options` more of serve's options, `nofile` its open-files limit (soft
+    and hard). Its output goes to `log`, beside the data directory."""
 
-    def __init__(self, data: Path, bin_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        data: Path,
+        bin_dir: Path | None = None,
+        options: tuple[str, ...] = (),
+        nofile: int | None = None,
+    ) -> None:
         self.data = data
         self.exe = (bin_dir or Path(sys.executable).parent) / "deepspark-collector"
+        self.options = options  # more `serve` options (--workers N, limits)
+        self.nofile = nofile
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log = data.with_name(f"{data.name}.log")
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServedCollector:
         env = {**os.environ, "DEEPSPARK_COLLECTOR_ADMIN_TOKEN": TOKEN}
-        process = self.process = subprocess.Popen(
-            [self.exe, "serve", "--port", str(self.port), "--data-dir", str(self.data)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        nofile = self.nofile
+        limit = None if nofile is None else lambda: setrlimit(RLIMIT_NOFILE, (nofile, nofile))
+        command = [self.exe, "serve", "--port", str(self.port), "--data-dir", str(self.data)]
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            process = self.process = subprocess.Popen(
+                [*command, *self.options],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=limit,
+            )
         await_collector(self.url, lambda: process.poll() is None)
         return self
 
@@ -355,7 +382,14 @@ class ServedCollector:
         assert httpx.post(f"{api}/keys", json=body, headers=ADMIN).is_success
 
     def results(self) -> list[dict]:
-        return httpx.get(f"{self.url}/api/v1/results").json()
+        """Every stored result, page after page."""
+        listed, url = [], f"{self.url}/api/v1/results"
+        params: dict[str, int] | None = {"limit": 1000}
+        while url:
+            answer = httpx.get(url, params=params)
+            listed += answer.json()
+            url, params = answer.links.get("next", {}).get("url"), None
+        return listed
 
 
 POSTGRES_ENV_FILE = Path(__file__).parents[1] / ".postgres-env"
@@ -374,13 +408,12 @@ def postgres_url() -> Iterator[str]:
     base = dict(line.split("=", 1) for line in POSTGRES_ENV_FILE.read_text().split())[
         "DS_TEST_POSTGRES_URL"
     ]
-    schema = f"test_{uuid.uuid4().hex}"
-    engine = sqlalchemy.create_engine(base)
-    with engine.begin() as conn:
-        conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
-        engine.dispose()
+    with postgres_schema(base, "test") as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """Each test that takes it runs twice: on the collector's default database (None: SQLite
+    in its data directory) and on PostgreSQL (`postgres_url`)."""
+    return request.getfixturevalue("postgres_url") if request.param == "postgresql" else None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 from deepspark_agent.devices import describe_system
+from deepspark_core import series
 from deepspark_core.assess import assess
 from deepspark_core.files import write_json
 from deepspark_core.report import seed_row
@@ -286,31 +288,60 @@ def test_a_log_without_waits_has_no_loader_figure(tmp_path: Path) -> None:
     assert not any({"loader", "data_loader"} & set(run) for run in dumped["runs"])
 
 
-def test_a_multi_node_run_sums_every_node_s_power_on_node_0_s_clock(tmp_path: Path) -> None:
-    """Node 1's telemetry (another clock, 5 s behind) is shifted by the run's node_clock_ns:
-    unshifted, its readings would fall outside the windows and the run would have no power.
-    The run's power is both nodes' devices summed, memory per device; `nodes` each node's."""
+def two_node_run(run_set: Path) -> Path:
+    """A 2-node speed run whose node 1 recorded on a clock 5 s behind node 0's (run.json's
+    node_clock_ns says so): node 0's device draws 100 W and holds 2 GB, node 1's 300 W and
+    4 GB, both with an energy counter. Its run directory."""
     runs = [PlannedRun(label="speed-1x-2n", mode="speed", seed=0, nproc=1, nnodes=2)]
-    write_json(tmp_path / PLAN_FILE, plan(runs, nproc=1))
+    write_json(run_set / PLAN_FILE, plan(runs, nproc=1))
     shift = 5 * SECOND
-    write_run(tmp_path, runs[0], 100, node_clock_ns={1: shift})
-    run_dir = tmp_path / "speed-1x-2n"
+    write_run(run_set, runs[0], 100, node_clock_ns={1: shift})
+    run_dir = run_set / "speed-1x-2n"
 
     def telemetry(name: str, watts: float, gb: float, offset_ns: int) -> None:
         rows = [
             {"t_ns": t * SECOND // 10 - offset_ns, "scope": "accelerator", "device": "0",
-             "power_w": watts, "mem_used_bytes": gb * 1e9}
+             "power_w": watts, "mem_used_bytes": gb * 1e9, "energy_j": watts * t / 10}
             for t in range(90)
         ]  # fmt: skip
         (run_dir / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     telemetry("telemetry.jsonl", 100.0, 2.0, 0)
     telemetry("telemetry-node1.jsonl", 300.0, 4.0, shift)  # its clock reads 5 s less
+    return run_dir
+
+
+def test_a_multi_node_run_sums_every_node_s_power_on_node_0_s_clock(tmp_path: Path) -> None:
+    """Node 1's telemetry (another clock, 5 s behind) is shifted by the run's node_clock_ns:
+    unshifted, its readings would fall outside the windows and the run would have no power.
+    The run's power is both nodes' devices summed, memory per device; `nodes` each node's."""
+    two_node_run(tmp_path)
     (run,) = assess(tmp_path).runs
     assert run.power.mean_w == pytest.approx((100.0, 300.0)) and run.power.devices == 2
     assert run.power.energy_j == pytest.approx(400.0 * 3)  # 3 measured one-second windows
+    assert run.energy_counter_j == pytest.approx(400.0 * 3)
     assert run.memory.mean_gb == pytest.approx((2.0, 4.0))
     assert [(n.node, n.power.total_w, n.memory.mean_gb) for n in run.nodes] == [
         (0, pytest.approx(100.0), pytest.approx((2.0,))),
         (1, pytest.approx(300.0), pytest.approx((4.0,))),
     ]
+
+
+def test_each_node_s_telemetry_is_parsed_once_for_all_its_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Power, memory and energy come from one parse of each node's file, not one per metric:
+    the collector recomputes every submission."""
+    two_node_run(tmp_path)
+    parsed: list[tuple[str, tuple[str, ...]]] = []
+    read_series = series.read_series
+
+    def counted(path: Path, metrics: Iterable[str]) -> dict:
+        parsed.append((path.name, tuple(metrics)))
+        return read_series(path, parsed[-1][1])
+
+    monkeypatch.setattr(series, "read_series", counted)
+    (run,) = assess(tmp_path).runs
+    assert run.power is not None and run.memory is not None and run.energy_counter_j
+    wanted = ("power_w", "mem_used_bytes", "energy_j")
+    assert sorted(parsed) == [("telemetry-node1.jsonl", wanted), ("telemetry.jsonl", wanted)]

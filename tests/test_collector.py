@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, inspect, text
 
@@ -28,6 +29,7 @@ from deepspark_core.results import Result
 from deepspark_core.signing import PUBLIC_KEY_NAME, default_key_dir, load_private_key
 
 TAR = {"Content-Type": "application/x-tar"}
+HEAD = ScriptDirectory.from_config(db.alembic_config("sqlite://")).get_current_head()
 
 
 def settings(tmp_path: Path, **kw) -> Settings:
@@ -75,17 +77,20 @@ def test_a_fresh_database_gets_its_schema_through_alembic(tmp_path):
     s = settings(tmp_path)
     create_app(s)
     tables = set(inspect(create_engine(s.database_url)).get_table_names())
-    assert {"vendors", "keys", "submissions", "alembic_version"} <= tables
+    assert {"vendors", "keys", "submissions", "standings", "alembic_version"} <= tables
     with create_engine(s.database_url).connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == HEAD
 
 
-def test_the_frameworks_migration_keeps_older_submissions(tmp_path):
-    """A database at 0001 with a submission: 0002 adds implements (the workload's own name for
-    older rows) and framework (unrecorded) and loses nothing."""
+def test_the_migrations_keep_older_submissions_and_rank_them(tmp_path, signed):
+    """A database at 0001 with two submissions: 0002 adds implements (the workload's own name
+    for older rows) and framework (unrecorded) and loses nothing; 0006 fills the standings
+    from them: one group (implementation and framework unrecorded), both counted, the better
+    accuracy its best."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = db.make_engine(url)
     config = db.alembic_config(url)
+    result_json = signed[1].model_dump_json()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "0001")
@@ -93,18 +98,28 @@ def test_the_frameworks_migration_keeps_older_submissions(tmp_path):
         conn.execute(
             text("INSERT INTO keys (key_id, vendor_id, public_key_pem) VALUES ('k', 1, 'pem')")
         )
-        conn.execute(
-            text(
-                "INSERT INTO submissions (envelope_sha256, key_id, model, config, mode, nproc, "
-                "platform, speed, result_json, received_at) VALUES ('e', 'k', 'resnet50', 'mini', "
-                "'converge', 1, 'cpu: x', 12.5, '{}', '2026-11-28 00:00:00')"
+        for envelope, accuracy in (("e1", 0.6), ("e2", 0.9)):
+            conn.execute(
+                text(
+                    "INSERT INTO submissions (envelope_sha256, key_id, model, config, mode, "
+                    "nproc, platform, speed, accuracy, result_json, received_at) VALUES (:e, "
+                    "'k', 'resnet50', 'mini', 'converge', 1, 'cpu: x', 12.5, :a, :r, "
+                    "'2026-11-28 00:00:00')"
+                ),
+                {"e": envelope, "a": accuracy, "r": result_json},
             )
-        )
     db.migrate(engine)
     with engine.connect() as conn:
         row = conn.execute(text("SELECT model, implements, framework, speed FROM submissions"))
-        assert row.one() == ("resnet50", "resnet50", None, 12.5)
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
+        assert row.all() == [("resnet50", "resnet50", None, 12.5)] * 2
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == HEAD
+        standing = conn.execute(
+            text(
+                "SELECT implementation, framework, kind, results, best_id, best_score "
+                "FROM standings"
+            )
+        )
+        assert standing.all() == [("", "", "converge", 2, 2, 0.9)]
 
 
 def test_submit_verifies_stores_recomputed_figures_and_signs_a_receipt(collector, bundle, run_set):
@@ -232,6 +247,15 @@ def test_retry_after_is_the_time_until_a_token_is_back():
     assert limiter.retry_after("never seen") == 1
 
 
+def test_has_token_looks_at_a_bucket_without_taking_from_it():
+    now = [0.0]
+    limiter = RateLimiter(burst=1, per_minute=6, clock=lambda: now[0])  # a token per 10 s
+    assert limiter.has_token("a") and limiter.has_token("a")  # looking takes nothing
+    assert limiter.allow("a") and not limiter.has_token("a")
+    now[0] = 10.0
+    assert limiter.has_token("a") and limiter.allow("a")
+
+
 def test_forged_bundles_naming_a_key_do_not_use_up_its_budget(tmp_path, bundle):
     """The limit before verification is the sender's address; the key's, only once verified."""
 
@@ -295,7 +319,7 @@ def test_postgres_gets_the_schema_and_keeps_one_row_per_envelope(postgres_url, b
     s = Settings(data_dir=tmp_path / "collector", db_url=postgres_url, admin_token=TOKEN)
     with TestClient(create_app(s)) as client:
         tables = set(inspect(create_engine(postgres_url)).get_table_names())
-        assert {"vendors", "keys", "submissions", "alembic_version"} <= tables
+        assert {"vendors", "keys", "submissions", "standings", "alembic_version"} <= tables
         register(client)
         first = submit(client, bundle)
         assert first.status_code == 201, first.text
@@ -325,6 +349,10 @@ def test_a_result_keeps_its_verified_artifacts_for_download(collector, bundle, r
     got = client.get(f"/api/v1/results/{sid}/artifacts/run-1/mllog.log")
     assert got.status_code == 200
     assert got.content == (run_set / "run-1" / "mllog.log").read_bytes()
+    # A download, never a page of ours: not rendered, not sniffed.
+    assert got.headers["content-disposition"] == 'attachment; filename="mllog.log"'
+    assert got.headers["content-type"] == "application/octet-stream"
+    assert got.headers["x-content-type-options"] == "nosniff"
     assert client.get(f"/api/v1/results/{sid}/artifacts/../../etc/passwd").status_code == 404
     assert client.get(f"/api/v1/results/{sid}/artifacts/nope").status_code == 404
 

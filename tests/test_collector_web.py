@@ -15,15 +15,18 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import schemathesis
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from sqlalchemy import text
 
 from conftest import ADMIN, DATA, ServedCollector
 from deepspark_agent import workloads
 from deepspark_collector.app import create_app
+from deepspark_collector.settings import RateLimit
 from deepspark_core.result_bundle import pack_run_set
 from test_collector import TAR, register
 from test_collector import settings as collector_settings
@@ -55,36 +58,55 @@ def served(tmp_path) -> Iterator[str]:
 
 
 @pytest.mark.browser
-def test_leaderboard_and_result_pages_in_headless_chromium(served, bundle, tmp_path):
+def test_leaderboard_group_compare_and_result_pages_in_headless_chromium(
+    served, cli, sleeper, bundle, tmp_path
+):
+    """A converge result and a speed result of one group: one leaderboard row, the speed
+    from the speed result, the accuracy from the converge one, each a click from the group's
+    results and from its own page; compare's menus pick both sides."""
     executable = chromium()
     from playwright.sync_api import sync_playwright
 
+    (speed_bundle,) = signed_bundles(cli, tmp_path, ("sleeper",), mode="speed").values()
     with httpx.Client(base_url=served, timeout=60) as api:
         register(api)
-        answer = api.post("/api/v1/submissions", content=bundle, headers=TAR)
-        assert answer.status_code == 201, answer.text
-        sid = answer.json()["submission_id"]
-        stored = api.get(f"/api/v1/results/{sid}").json()
-    windows = stored["result"]["dimensions"]["speed"]["per_window"]
+        sids = {}
+        for kind, body in (("converge", bundle), ("speed", speed_bundle)):
+            answer = api.post("/api/v1/submissions", content=body, headers=TAR)
+            assert answer.status_code == 201, answer.text
+            sids[kind] = answer.json()["submission_id"]
+        stored = {kind: api.get(f"/api/v1/results/{sid}").json() for kind, sid in sids.items()}
+    windows = stored["converge"]["result"]["dimensions"]["speed"]["per_window"]
     assert len(windows) >= 3
+    platform, speed = stored["speed"]["platform"], stored["speed"]["speed"]
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
+            console: list[str] = []  # a policy the pages break would be reported here
+            page.on("console", lambda message: console.append(message.text))
             assert page.goto(f"{served}/models/sleeper").status == 200
-            row = page.locator(f'table.leaderboard tr[data-result="{sid}"]')
-            assert row.is_visible()
+            # The inline stylesheet applies under the Content-Security-Policy (by its hash).
+            assert page.evaluate("getComputedStyle(document.body).color") == "rgb(34, 34, 34)"
+            (row,) = page.locator("table.leaderboard tbody tr").all()
             text = row.inner_text()
-            assert "sleeper" in text and stored["platform"] in text and "acme" in text
-            # The API's speed, as the row prints it (one decimal, as the agent's row does)
-            # and exactly in the cell's title.
-            speed = row.locator("td[title]")
-            assert f"{stored['speed']:.1f}/s" in speed.inner_text()
-            assert speed.get_attribute("title") == f"{stored['speed']} samples/s"
+            assert "sleeper" in text and platform in text and "acme" in text
+            # The speed result's speed, as the row prints it (one decimal, as the agent's
+            # row does) and exactly in the cell's title; the converge result's accuracy.
+            cell = row.locator("td.speed")
+            assert f"{speed:.1f}/s" in cell.inner_text()
+            assert cell.get_attribute("title") == f"{speed} samples/s"
+            assert row.locator(f'td.speed-result a[data-result="{sids["speed"]}"]').count() == 1
+            accuracy = f"{stored['converge']['accuracy']:.4g}"
+            assert accuracy in text
 
-            page.click(f"text=#{sid}")
-            page.wait_for_url(f"{served}/results/{sid}")
+            row.locator("td.converge-result a.all").click()  # the group's converge results
+            page.wait_for_url(f"{served}/results?*kind=converge*")
+            listed = page.locator("table.results a[data-result]")
+            assert [a.get_attribute("data-result") for a in listed.all()] == [str(sids["converge"])]
+            listed.first.click()
+            page.wait_for_url(f"{served}/results/{sids['converge']}")
             plot = page.locator("svg.plot.windows")
             assert plot.is_visible()
             assert plot.locator("rect.bar").count() == len(windows)
@@ -93,6 +115,18 @@ def test_leaderboard_and_result_pages_in_headless_chromium(served, bundle, tmp_p
             assert memory.is_visible()
             assert len(memory.get_attribute("points").split()) >= 5  # >= 0.5 s at 10 Hz
             shot = page.screenshot(path=str(tmp_path / "result.png"), full_page=True)
+            assert page.evaluate("getComputedStyle(document.body).color") == "rgb(34, 34, 34)"
+
+            page.goto(f"{served}/models/sleeper")
+            page.click("text=compare platforms")
+            for side in "ab":  # no side is chosen for the user
+                assert page.locator(f"select[name={side}]").input_value() == ""
+                page.select_option(f"select[name={side}]", platform)
+            page.click("button[type=submit]")
+            ratios = page.locator("table.compare")
+            assert "1.000" in ratios.inner_text()
+            assert ratios.locator(f'a[href="/results/{sids["speed"]}"]').count() == 2
+            assert not [text for text in console if "Content Security Policy" in text]
         finally:
             browser.close()
     assert shot.startswith(b"\x89PNG\r\n\x1a\n") and len(shot) > 1000
@@ -121,15 +155,31 @@ def test_pages_escape_compare_and_answer_404(bundle, tmp_path):
         assert client.get(f"/results/{2**64}").status_code == 422  # not SQLite's 500
 
 
+@pytest.fixture
+def stored_app(database_url, bundle, tmp_path) -> FastAPI:
+    """The collector on SQLite or PostgreSQL, with a vendor, this test's key and one real
+    submission stored: what the property tests' reads then find."""
+    unlimited = RateLimit(burst=10**6, per_minute=10**6)  # the cases' answers, not 429s
+    app = create_app(collector_settings(tmp_path, db_url=database_url, rate_limit=unlimited))
+    with TestClient(app) as client:
+        register(client)
+        stored = client.post("/api/v1/submissions", content=bundle, headers=TAR)
+        assert stored.status_code == 201, stored.text
+    return app
+
+
+# derandomize: the same cases every run, so CI cannot pass or fail by luck.
+PROPERTY = settings(deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+
+
 @pytest.mark.property
-def test_no_operation_answers_a_server_error(tmp_path):
+def test_no_operation_answers_a_server_error(stored_app):
     """Property: whatever the OpenAPI schema allows, or nearly allows, nothing answers 5xx.
 
     Schemathesis's Python API against the ASGI app, each operation a Hypothesis property with
     valid and invalid inputs (its pytest plugin's `from_fixture` does not run under pytest 9).
     """
-    app = create_app(collector_settings(tmp_path))
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", stored_app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {"/", "/models/{model}", "/compare", "/results/{submission_id}"} <= {
         op.path for op in operations
@@ -138,22 +188,55 @@ def test_no_operation_answers_a_server_error(tmp_path):
         no_server_error(operation)()
 
 
+def admin_headers(case) -> dict[str, str] | None:
+    return ADMIN if case.operation.path.startswith("/api/v1/") else None
+
+
 def no_server_error(operation):
     """A Hypothesis test: cases of `operation`, valid and invalid, never answer 5xx."""
-    headers = ADMIN if operation.path.startswith("/api/v1/") else None
     modes = st.sampled_from([GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 
-    cases = modes.flatmap(operation.as_strategy)
-
-    @given(case=cases)
-    # derandomize: the same cases every run, so CI cannot pass or fail by luck.
-    @settings(
-        max_examples=20, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
-    )
+    @given(case=modes.flatmap(operation.as_strategy))
+    @settings(PROPERTY, max_examples=20)
     def check(case):
-        case.call_and_validate(headers=headers, checks=[not_a_server_error])
+        case.call_and_validate(headers=admin_headers(case), checks=[not_a_server_error])
 
     return check
+
+
+@pytest.mark.property
+def test_no_sequence_of_operations_answers_a_server_error(stored_app):
+    """Property, stateful: sequences that follow the schema's links (a vendor to its keys to
+    a revocation, a listed result to the result, its page, artifacts and each artifact) with
+    values from earlier answers, starting from stored rows, never answer 5xx."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", stored_app)
+
+    class Sequences(schema.as_state_machine()):
+        def setup(self):
+            # Each sequence starts from the fixture's rows, as Hypothesis replays sequences
+            # to shrink them and needs the same answers: no added vendor, no revoked key.
+            with stored_app.state.engine.begin() as conn:
+                added = "SELECT id FROM vendors WHERE name <> 'acme'"
+                conn.execute(text(f"DELETE FROM keys WHERE vendor_id IN ({added})"))
+                conn.execute(text("DELETE FROM vendors WHERE name <> 'acme'"))
+                conn.execute(text("UPDATE keys SET revoked_at = NULL"))
+
+        def get_call_kwargs(self, case):
+            return {"headers": admin_headers(case)}
+
+        def validate_response(self, response, case, **kwargs):
+            answered.add((case.operation.method.upper(), case.operation.path, response.status_code))
+            case.validate_response(response, checks=[not_a_server_error])
+
+    answered: set[tuple[str, str, int]] = set()
+    Sequences.run(settings=settings(PROPERTY, max_examples=120, stateful_step_count=10))
+    # The links were followed to stored rows (derandomized: the same sequences every run).
+    assert {
+        ("GET", "/api/v1/results/{submission_id}/artifacts/{name}", 200),
+        ("GET", "/results/{submission_id}", 200),
+        ("GET", "/models/{model}", 200),
+        ("POST", "/api/v1/keys/{kid}/revoke", 200),
+    } <= answered, sorted(answered)
 
 
 def test_an_id_beyond_sqlite_integers_is_a_client_error(tmp_path):
@@ -161,16 +244,19 @@ def test_an_id_beyond_sqlite_integers_is_a_client_error(tmp_path):
         assert c.get(f"/api/v1/results/{2**63}").status_code == 422  # found by the property
 
 
-def signed_bundles(cli, tmp_path, names: tuple[str, ...], *options: str) -> dict[str, bytes]:
-    """Each workload run (2 converge runs, process runtime), signed with this test's key and
+def signed_bundles(
+    cli, tmp_path, names: tuple[str, ...], *options: str, mode: str = "converge"
+) -> dict[str, bytes]:
+    """Each workload run (2 runs of `mode`, process runtime), signed with this test's key and
     packed."""
     bundles = {}
     for workload in names:
-        out = tmp_path / "runs" / workload
-        args = ("--runtime", "process", "--mode", "converge", "--runs", "2", "--out", str(out))
+        out = tmp_path / "runs" / mode / workload
+        args = ("--runtime", "process", "--mode", mode, "--runs", "2", "--out", str(out))
         assert cli("run", workload, *options, *args)[0] == 0
         (run_set,) = out.iterdir()
-        bundles[workload] = pack_run_set(run_set, tmp_path / f"{workload}.tar").read_bytes()
+        packed = pack_run_set(run_set, tmp_path / f"{workload}-{mode}.tar")
+        bundles[workload] = packed.read_bytes()
     return bundles
 
 
@@ -200,7 +286,8 @@ def test_one_model_on_two_frameworks_compares_side_by_side(cli, sleeper_twin, bu
         page = client.get("/compare", params=sides)
         assert page.status_code == 200, page.text
         assert f"{platform} · none" in page.text and f"{platform} · twin" in page.text
-        tail = page.text.partition("<td>result</td>")[2]
+        assert '<option value="twin">' in page.text  # the frameworks to pick from
+        tail = page.text.partition("<td>converge result</td>")[2]
         assert tail.index(f'/results/{ids["sleeper"]}"') < tail.index(
             f'/results/{ids["sleeper_twin"]}"'
         )
@@ -238,7 +325,7 @@ def test_reference_and_vendor_implementations_rank_in_separate_divisions(
         compared = client.get(
             "/api/v1/compare", params={"model": "sleeper", "implementation": "reference"}
         ).json()
-        assert [r["id"] for r in compared["platforms"]] == [ids["sleeper"]]
+        assert [r["converge"]["id"] for r in compared["platforms"]] == [ids["sleeper"]]
         page = client.get("/models/sleeper").text
         reference = page.partition('data-division="reference"')[2].partition("</table>")[0]
         vendor_table = page.partition('data-division="vendor"')[2].partition("</table>")[0]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import TOKEN
+from conftest import TOKEN, emptied
 from deepspark_agent.submit import outbox_dir
 from deepspark_collector.app import create_app
 from deepspark_collector.settings import RateLimit, Settings
@@ -174,7 +174,7 @@ def test_collector_answers_400(collector, case):
     detail = answer.json()["detail"]
     assert detail.startswith("not a valid result bundle: ") and "\n" not in detail
     assert re.search(HOSTILE[case][1], detail)
-    assert list(settings.spool_dir.iterdir()) == []  # nothing left behind
+    assert emptied(settings.spool_dir)  # nothing left behind
 
 
 # --- the policies each caller keeps ---------------------------------------------------------

@@ -138,3 +138,32 @@ def test_a_vendor_claim_and_a_statement_replayed_first(cli, collector, run_set):
     assert receipt["key_id"] == key_id(load_private_key().public_key())
     assert receipt["envelope_sha256"] == first.json()["envelope_sha256"]  # the replay's bytes
     assert len(collector.results()) == 1
+
+
+def test_the_agent_names_its_key_so_a_spent_key_is_refused_before_the_body(cli, run_set, bundle):
+    """The key's one token is spent (from another address, through a trusted proxy): the
+    agent's submission, from an address of its own, names the key and is answered 429 before
+    its body is read, and stays queued."""
+    served = ServedCollector(
+        run_set.parent.parent / "collector",
+        options=(
+            "--forwarded-allow-ips",
+            "127.0.0.1",
+            "--rate-burst",
+            "1",
+            "--rate-per-minute",
+            "0.01",
+        ),
+    )
+    served.start()
+    try:
+        served.register()
+        spend = {"X-Forwarded-For": "192.0.2.1", "Content-Type": "application/x-tar"}
+        url = f"{served.url}/api/v1/submissions"
+        assert httpx.post(url, content=bundle, headers=spend, timeout=60).status_code == 201
+        _, (queued,), _ = submit(cli, str(run_set), "--collector", served.url)
+        assert queued["status"] == "queued" and "HTTP 429" in queued["detail"]
+        assert "for this key" in queued["detail"]
+        assert len(list(outbox_dir().glob("*.tar"))) == 1
+    finally:
+        served.stop()

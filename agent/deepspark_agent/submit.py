@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from deepspark_core.errors import DeepSparkError
 from deepspark_core.files import write_atomic
-from deepspark_core.receipts import verify_receipt
+from deepspark_core.receipts import KEY_ID_HEADER, verify_receipt
 from deepspark_core.result_bundle import ResultBundleError, pack_run_set, read_statement
 from deepspark_core.signing import VerificationError, default_key_dir, key_id, payload_sha256
 
@@ -164,11 +164,15 @@ def enqueue(bundle: Path) -> Path:
 
 def _deliver(client: httpx.Client, url: str, queued: Path, vendor: str | None) -> Receipt:
     public = _collector_key(client, url)
+    statement = _statement(queued)
+    headers = {"Content-Type": "application/x-tar"}
+    if signer := _signer(statement):
+        headers[KEY_ID_HEADER] = signer  # lets a busy collector say 429 before the body
     try:
         answer = client.post(
             f"{API}/submissions",
             content=queued.read_bytes(),
-            headers={"Content-Type": "application/x-tar"},
+            headers=headers,
             params={"vendor": vendor} if vendor is not None else None,
         )
     except httpx.TransportError as exc:
@@ -180,7 +184,7 @@ def _deliver(client: httpx.Client, url: str, queued: Path, vendor: str | None) -
         kept.parent.mkdir(parents=True, exist_ok=True)
         queued.replace(kept)
         raise Rejected(f"HTTP {answer.status_code}: {_detail(answer)} (kept in {kept})")
-    receipt = _check_receipt(answer.json(), public, _payload_sha256(queued))
+    receipt = _check_receipt(answer.json(), public, payload_sha256(statement))
     queued.unlink(missing_ok=True)  # only now: the collector has signed for it
     return receipt
 
@@ -243,10 +247,23 @@ def _read_pins() -> dict[str, dict[str, str]]:
 
 
 def _payload_sha256(bundle: Path) -> str:
+    return payload_sha256(_statement(bundle))
+
+
+def _statement(bundle: Path) -> bytes:
     try:
-        return payload_sha256(read_statement(bundle))
+        return read_statement(bundle)
     except ResultBundleError as exc:  # a bundle that is not sound is refused, not sent
         raise VerificationError(str(exc)) from None
+
+
+def _signer(statement: bytes) -> str | None:
+    """The key id the envelope's first signature names (the agent signs with one key)."""
+    try:
+        named = json.loads(statement)["signatures"][0]["keyid"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return named if isinstance(named, str) and named.isascii() and named.isprintable() else None
 
 
 def _base(url: str) -> str:

@@ -177,8 +177,11 @@ def _telemetry(
     out: dict = {}
     samples = sum(w.samples for w in measured)
     per_node: dict[int, dict] = {rank: {"node": rank} for rank in range(nnodes)}
+    # One parse of each node's file for the three metrics (the collector recomputes every
+    # submission).
+    recorded = load_nodes(run_dir, ("power_w", "mem_used_bytes", "energy_j"), record.node_clock_ns)
     for name, metric in (("power", "power_w"), ("memory", "mem_used_bytes")):
-        nodes = load_nodes(run_dir, metric, record.node_clock_ns)
+        nodes = recorded[metric]
         if not nodes:
             notes.append(f"{name}: no sensor recorded {metric} for this run")
             continue
@@ -199,7 +202,7 @@ def _telemetry(
                 per_node[rank] |= {name: _figure(name, own, measured, samples), "scope": scope}
     if nnodes > 1:
         out["nodes"] = [NodeFigures(**figures) for figures in per_node.values()]
-    counters = load_nodes(run_dir, "energy_j", record.node_clock_ns)
+    counters = recorded["energy_j"]
     if counters:
         try:
             devices = [d for _, _, series in counters for d in series.values()]

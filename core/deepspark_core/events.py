@@ -19,6 +19,7 @@ from typing import Any
 
 from deepspark_core.errors import DeepSparkError
 from deepspark_core.metrics import Window
+from deepspark_core.nesting import check_depth
 
 TOKEN = ":::MLLOG"
 _decoder = json.JSONDecoder()
@@ -196,6 +197,7 @@ class EventLog:
 def parse_line(line: str, lineno: int) -> Event | None:
     """One event from a line holding the token, or None when it cannot be read."""
     try:
+        check_depth(line)  # a deep line is malformed, not a RecursionError
         # raw_decode stops at the end of the object: text another process wrote after it is
         # ignored instead of spoiling the event.
         obj, _ = _decoder.raw_decode(line, line.index("{", line.find(TOKEN)))

@@ -27,6 +27,9 @@ from deepspark_core.signing import (
 )
 
 RECEIPT_TYPE = "application/vnd.deepspark.receipt+json"
+# A submission's header naming the key that signed it (unverified): the collector refuses a
+# key whose rate limit is spent before reading the body, and charges only the key that verifies.
+KEY_ID_HEADER = "X-DeepSpark-Key-Id"
 
 
 def collector_key(key_dir: Path) -> Ed25519PrivateKey:

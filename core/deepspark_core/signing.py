@@ -31,6 +31,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from deepspark_core import nesting
 from deepspark_core.errors import DeepSparkError
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -366,8 +367,8 @@ def _strict_json(data: bytes | str, what: str) -> Any:
     could resolve differently, so that a verifier and a reader see different statements)."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
+        return nesting.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except ValueError as exc:
         raise VerificationError(f"{what} is not valid JSON: {exc}") from None
 
 

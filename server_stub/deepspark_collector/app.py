@@ -1,26 +1,41 @@
 """The collector's HTTP API: admin, submissions, and read-only results.
 
-`create_app(settings)` builds the FastAPI application. At start it brings the database to
-the newest Alembic revision and loads (or creates) the collector's receipt key. Every error
-is JSON `{"detail": "..."}` with a status a client can act on.
+`prepare(settings)` does what must happen once per data directory and database, before any
+worker serves: the database brought to the newest Alembic revision, the receipt key loaded
+(or created), older rows' payload digests filled, the spool emptied. `create_app(settings)`
+prepares and builds the FastAPI application; `worker_app` is uvicorn's factory for each of
+`serve --workers N`'s processes, which the parent prepared: they share nothing but the
+database and the data directory. Every error is JSON `{"detail": "..."}` with a status a
+client can act on.
 """
 
+import asyncio
 import hmac
-import shutil
-import tempfile
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio.to_thread
 from cryptography.hazmat.primitives import serialization
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from deepspark_collector import db, store, web
+from deepspark_collector import board, db, inputs, links, spool, store, web
+from deepspark_collector.headers import SecurityHeaders, content_security_policy
+from deepspark_collector.limits import (
+    BUSY_RETRY_AFTER,
+    UploadGate,
+    database_unreachable,
+    out_of_descriptors,
+    quiet_accept_errors,
+    receive,
+)
 from deepspark_collector.ratelimit import RateLimiter
 from deepspark_collector.settings import Settings
 from deepspark_collector.verify import (
@@ -30,42 +45,75 @@ from deepspark_collector.verify import (
     check_signature,
     read_envelope,
 )
-from deepspark_core.receipts import collector_key, sign_receipt
+from deepspark_core.receipts import KEY_ID_HEADER, collector_key, sign_receipt
 from deepspark_core.result_bundle import Limits, ResultBundleError, unpack
 from deepspark_core.signing import key_id
 
 API = "/api/v1"
 BUNDLE_FILE = "bundle.tar"
+log = logging.getLogger("deepspark_collector")
+
+
+VendorName = inputs.text(db.Vendor.__table__.c.name.type.length)
+PublicKeyPem = inputs.text(4096)  # an Ed25519 key's PEM is 113 characters
 
 
 class VendorIn(BaseModel):
-    name: str
+    name: VendorName
 
 
 class KeyIn(BaseModel):
-    vendor: str
-    public_key_pem: str
+    vendor: VendorName
+    public_key_pem: PublicKeyPem
 
 
-def create_app(settings: Settings) -> FastAPI:
+def prepare(settings: Settings) -> None:
+    """What runs once before the collector serves, in `serve`'s parent process."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.spool_dir.mkdir(exist_ok=True)
+    spool.clear(settings.spool_dir)
+    collector_key(settings.key_dir)
+    engine = db.make_engine(settings.database_url)
+    try:
+        db.migrate(engine)
+        store.fill_payload_digests(db.sessions(engine), settings.artifacts_dir)  # before 0003
+    finally:
+        engine.dispose()
+
+
+def worker_app() -> FastAPI:
+    """uvicorn's factory: one worker's app, from the settings its parent prepared."""
+    return create_app(Settings.from_parent(), prepared=True)
+
+
+def create_app(settings: Settings, prepared: bool = False) -> FastAPI:
+    """The app; prepared: `prepare(settings)` ran already (else it runs here)."""
+    if not prepared:
+        prepare(settings)
     engine = db.make_engine(settings.database_url)
     factory = db.sessions(engine)
+    writer = db.Writer(engine)
+    received = spool.Spool(settings.spool_dir)
+    # Per process: with N workers an address or key gets up to N x burst (settings.RateLimit).
     limiter = RateLimiter(settings.rate_limit.burst, settings.rate_limit.per_minute)
+    uploads = UploadGate(settings.uploads.concurrent, settings.uploads.spool_bytes)
     receipt_key = collector_key(settings.key_dir)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = db.THREADS
+        quiet_accept_errors(asyncio.get_running_loop())
         yield
         engine.dispose()
 
-    db.migrate(engine)  # at creation, so that an app that exists has its schema
-    store.fill_payload_digests(factory, settings.artifacts_dir)  # rows from before 0003
-    app = FastAPI(title="DeepSpark collector", version="1", lifespan=lifespan)
+    # No /docs nor /redoc: their pages load scripts from a CDN, which the policy refuses.
+    app = FastAPI(
+        title="DeepSpark collector", version="1", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    app.add_middleware(SecurityHeaders, policy=content_security_policy(web.templates))
     app.state.settings = settings
     app.state.engine = engine
     app.state.collector_key_id = key_id(receipt_key.public_key())
+    inputs.install(app)
 
     bearer = HTTPBearer(auto_error=False)
 
@@ -84,6 +132,26 @@ def create_app(settings: Settings) -> FastAPI:
     async def rejected(_request: Request, exc: Rejected) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
+
+    # Out of descriptors under a flood, or a database out of reach: a 503 and one log line
+    # (the cause, which the client is not told), not a traceback per request.
+    @app.exception_handler(OSError)
+    async def os_error(request: Request, exc: OSError) -> JSONResponse:
+        if not out_of_descriptors(exc):
+            raise exc
+        return _unavailable(request, "the collector has no file descriptor left", exc.strerror)
+
+    @app.exception_handler(OperationalError)
+    async def database_error(request: Request, exc: OperationalError) -> JSONResponse:
+        if not database_unreachable(exc):
+            raise exc
+        cause = str(exc.orig).partition("\n")[0]
+        return _unavailable(request, "the collector cannot reach its database", cause)
+
+    def _unavailable(request: Request, detail: str, cause: str) -> JSONResponse:
+        log.warning("%s %s: 503, %s", request.method, request.url.path, cause)
+        headers = {"Retry-After": str(BUSY_RETRY_AFTER)}
+        return JSONResponse({"detail": f"{detail}; try again later"}, 503, headers=headers)
 
     # --- admin ----------------------------------------------------------------------------
 
@@ -122,26 +190,34 @@ def create_app(settings: Settings) -> FastAPI:
         that vendor must have signed it); without it, every verified key must be one
         vendor's."""
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_body:
+        size = int(declared) if declared and declared.isdigit() else settings.max_body
+        if size > settings.max_body:
             raise Rejected(413, f"a result bundle may be at most {settings.max_body} bytes")
-        work = Path(tempfile.mkdtemp(prefix="submission-", dir=settings.spool_dir))
-        try:
-            bundle = work / BUNDLE_FILE
-            await _receive(request, bundle, settings.max_body)
-            client = request.client.host if request.client else "unknown"
-            status, body = await run_in_threadpool(_process, bundle, work, client, vendor)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        with uploads.slot(size):  # every check before a byte of the body is read
+            _charge_before_body(request)
+            work = received.folder()
+            try:
+                bundle = work / BUNDLE_FILE
+                await receive(request, bundle, settings.max_body, settings.uploads)
+                status, body = await run_in_threadpool(_process, bundle, work, vendor)
+            finally:
+                received.discard(work)
         return JSONResponse(body, status_code=status)
 
-    def _process(
-        bundle: Path, work: Path, client: str, vendor: str | None
-    ) -> tuple[int, dict[str, Any]]:
-        # Before verification only the sender's address is known: a claimed key id is not
-        # charged, so that forged bundles naming a vendor's key cannot use up its budget.
+    def _charge_before_body(request: Request) -> None:
+        """The sender's address is charged; the key the agent names (unverified) is only
+        looked at: an empty bucket answers 429 at once, a forged name uses up nothing. The
+        key that really signed is charged after verification."""
+        client = request.client.host if request.client else "unknown"
         if not limiter.allow(address := f"address {client}"):
             busy = "too many submissions from this address; try again later"
             raise Rejected(429, busy, limiter.retry_after(address))
+        named = request.headers.get(KEY_ID_HEADER)
+        if named and not limiter.has_token(claimed := f"key {named}"):
+            busy = "too many submissions for this key; try again later"
+            raise Rejected(429, busy, limiter.retry_after(claimed))
+
+    def _process(bundle: Path, work: Path, vendor: str | None) -> tuple[int, dict[str, Any]]:
         if bundle.stat().st_size == 0:
             raise Rejected(400, "empty body: send a result bundle (application/x-tar)")
         try:
@@ -161,13 +237,17 @@ def create_app(settings: Settings) -> FastAPI:
             raise Rejected(429, busy, limiter.retry_after(charged))
         result = check_run_set(run_set, signed)
         try:
-            row, created = store.add_submission(factory, signed, result)
+            row, created = writer.run(lambda: store.add_submission(factory, signed, result))
         except store.Conflict as exc:
             raise Rejected(409, str(exc)) from None
+        except store.Revoked as exc:
+            raise Rejected(403, str(exc)) from None
+        except store.Unfit as exc:
+            raise Rejected(422, str(exc)) from None
         kept = settings.artifacts_dir / row.envelope_sha256
         if created and not kept.exists():  # the verified files, for download and plots
             kept.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(run_set, kept)
+            run_set.rename(kept)  # moved within the data directory, never copied
         return (201 if created else 200), _receipt_body(row, signed, created)
 
     def _receipt_body(row: db.Submission, signed: Signed, created: bool) -> dict[str, Any]:
@@ -189,6 +269,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get(f"{API}/results")
     def list_results(
+        request: Request,
+        response: Response,
         model: str | None = None,
         vendor: str | None = None,
         device: str | None = None,
@@ -196,10 +278,22 @@ def create_app(settings: Settings) -> FastAPI:
         suite: str | None = None,
         mode: str | None = None,
         implementation: store.Origin | None = None,
+        framework: str | None = None,
+        kind: board.Kind | None = None,
+        limit: Annotated[int, Query(ge=1, le=store.PAGE_MAX)] = store.PAGE_DEFAULT,
+        cursor: str | None = None,
     ) -> list[dict[str, Any]]:
-        return store.list_results(
-            factory, model, vendor, device, config or suite, mode, implementation
-        )
+        """A page of results, oldest first; the next page's URL is the `Link` header's
+        rel="next" (none on the last page). An empty framework is an unrecorded one."""
+        filters = store.Filters(
+            model=model, vendor=vendor, device=device, config=config or suite, mode=mode,
+            implementation=implementation, framework=framework, kind=kind,
+        )  # fmt: skip
+        page, following = store.list_results(factory, filters, web.after(cursor), limit)
+        if following is not None:
+            url = request.url.include_query_params(cursor=following)
+            response.headers["Link"] = f'<{url}>; rel="next"'
+        return page
 
     @app.get(f"{API}/results/{{submission_id}}")
     def get_result(submission_id: web.SubmissionId) -> dict[str, Any]:
@@ -221,7 +315,10 @@ def create_app(settings: Settings) -> FastAPI:
         files = _artifacts(submission_id)  # only names listed here: no path from the client
         if name not in files:
             raise HTTPException(404, f"result {submission_id} has no artifact {name!r}")
-        return FileResponse(files[name], media_type="application/octet-stream")
+        # A download, never a page: a browser must not render an artifact in our origin.
+        return FileResponse(
+            files[name], media_type="application/octet-stream", filename=Path(name).name
+        )
 
     def _artifacts(submission_id: int) -> dict[str, Path]:
         try:
@@ -247,15 +344,5 @@ def create_app(settings: Settings) -> FastAPI:
         return {"key_id": app.state.collector_key_id, "public_key_pem": pem.decode()}
 
     app.include_router(web.router)
+    links.install(app)
     return app
-
-
-async def _receive(request: Request, path: Path, limit: int) -> None:
-    """Stream the body to `path`, refusing it (413) as soon as it passes `limit` bytes."""
-    received = 0
-    with path.open("wb") as out:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:
-                raise Rejected(413, f"a result bundle may be at most {limit} bytes")
-            out.write(chunk)

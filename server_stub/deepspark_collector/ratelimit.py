@@ -32,12 +32,27 @@ class RateLimiter:
         now = self._clock()
         with self._lock:
             bucket = self._buckets.setdefault(key, _Bucket(self._burst, now))
-            bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
-            bucket.updated = now
+            self._refill(bucket, now)
             if bucket.tokens < 1:
                 return False
             bucket.tokens -= 1
             return True
+
+    def has_token(self, key: str) -> bool:
+        """Whether `allow(key)` would succeed now, taking nothing: for a claim that is not
+        verified yet (a key id in a header), which must not use up the key's budget. A key
+        never charged has a full bucket, and none is made for it."""
+        now = self._clock()
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                return True
+            self._refill(bucket, now)
+            return bucket.tokens >= 1
+
+    def _refill(self, bucket: _Bucket, now: float) -> None:
+        bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
+        bucket.updated = now
 
     def retry_after(self, key: str) -> int:
         """Whole seconds until `key` has a token again (for a 429's Retry-After), at least 1."""

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from deepspark_collector.db import Key, Submission, Vendor, transaction
+from deepspark_collector import board
+from deepspark_collector.db import Key, Standing, Submission, Vendor, misfit, transaction
 from deepspark_collector.verify import KeyState, Signed
 from deepspark_core.results import Result
 from deepspark_core.runset import STATEMENT_FILE
@@ -33,6 +38,14 @@ class NotFound(LookupError):
     pass
 
 
+class Revoked(PermissionError):
+    """The signing key was revoked after the submission's signature was checked."""
+
+
+class Unfit(ValueError):
+    """A verified result whose signed plan holds what no column can (db.misfit)."""
+
+
 def parse_public_key(pem: str) -> Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(pem.encode())
@@ -41,6 +54,11 @@ def parse_public_key(pem: str) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError(f"not an Ed25519 key ({type(key).__name__})")
     return key
+
+
+# A key id is its key's digest, so a registered id's PEM never changes: each is parsed once
+# per process. Revocation is not cached: it is read with every submission.
+_cached_public_key = lru_cache(maxsize=4096)(parse_public_key)
 
 
 def add_vendor(factory: sessionmaker[Session], name: str) -> int:
@@ -82,7 +100,7 @@ def key_states(factory: sessionmaker[Session], kids: list[str]) -> dict[str, Key
     with factory() as session:
         return {
             key.key_id: KeyState(
-                parse_public_key(key.public_key_pem), vendor, key.revoked_at is not None
+                _cached_public_key(key.public_key_pem), vendor, key.revoked_at is not None
             )
             for key, vendor in session.execute(query).all()
         }
@@ -93,18 +111,21 @@ def find_submission(
 ) -> Submission | None:
     """The row of this statement signed by this key, however its envelope was encoded."""
     with factory() as session:
-        return session.scalar(
-            select(Submission).where(
-                Submission.payload_sha256 == payload_sha256, Submission.key_id == kid
-            )
-        )
+        return session.scalar(_same_submission(payload_sha256, kid))
+
+
+def _same_submission(payload_sha256: str, kid: str) -> Select[tuple[Submission]]:
+    return select(Submission).where(
+        Submission.payload_sha256 == payload_sha256, Submission.key_id == kid
+    )
 
 
 def add_submission(
     factory: sessionmaker[Session], signed: Signed, result: Result
 ) -> tuple[Submission, bool]:
     """The stored row and whether it is new: one row per statement and key. `result` is the
-    recomputed one."""
+    recomputed one. One transaction: the same statement by the same key stored meanwhile is
+    answered as it is; a key revoked since its signature was checked is refused (Revoked)."""
     row = Submission(
         envelope_sha256=signed.envelope_sha256,
         payload_sha256=signed.payload_sha256,
@@ -121,13 +142,21 @@ def add_submission(
         received_at=datetime.now(UTC),
         **figures(result),
     )
+    if (problem := misfit(row)) is not None:
+        raise Unfit(f"the signed plan's {problem}")
     try:
         with transaction(factory) as session:
+            if existing := session.scalar(_same_submission(signed.payload_sha256, signed.key_id)):
+                return existing, False
+            if session.scalar(select(Key.revoked_at).where(Key.key_id == signed.key_id)):
+                raise Revoked(f"revoked signing key: {signed.key_id}")
             session.add(row)
+            session.flush()  # the id, for its standings
+            board.record(session, row, result)
         return row, True
-    except IntegrityError:  # a concurrent upload of the same statement won, or this envelope
+    except IntegrityError:  # another process stored the same statement first, or this
         existing = find_submission(factory, signed.payload_sha256, signed.key_id)
-        if existing is None:  # is stored already, credited to another of its signers
+        if existing is None:  # envelope is stored already, credited to another of its signers
             raise Conflict("this envelope is stored already under another signing key") from None
         return existing, False
 
@@ -213,71 +242,172 @@ def row_summary(row: Submission, vendor: str) -> dict[str, Any]:
     }
 
 
-def list_results(
-    factory: sessionmaker[Session],
-    model: str | None = None,
-    vendor: str | None = None,
-    device: str | None = None,
-    config: str | None = None,
-    mode: str | None = None,
-    implementation: str | None = None,
-    with_result: bool = False,
-) -> list[dict[str, Any]]:
-    """Result summaries, oldest first; with_result adds each whole result (one query). model
-    is a workload's name or the DeepSpark model it implements (every framework's);
-    implementation is "reference" or "vendor"."""
-    query = (
+# A page of results: at most this many, and this many when the client does not say.
+PAGE_MAX = 1000
+PAGE_DEFAULT = 100
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a list of results is narrowed to; None: any. model is a workload's name or the
+    DeepSpark model it implements (every framework's), workload only the former;
+    implementation "reference" or "vendor"; kind "speed" or "converge" (results with such
+    runs). An empty implementation or framework is an unrecorded one."""
+
+    model: str | None = None
+    workload: str | None = None
+    vendor: str | None = None
+    device: str | None = None
+    config: str | None = None
+    mode: str | None = None
+    implementation: str | None = None
+    framework: str | None = None
+    kind: str | None = None
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"after:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The id a cursor continues after; ValueError for one this collector did not give."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError("not a cursor this collector gave") from None
+    prefix, _, number = text.partition(":")
+    if prefix != "after" or not number.isdigit() or int(number) > 2**63 - 1:
+        raise ValueError("not a cursor this collector gave")
+    return int(number)
+
+
+def _summaries() -> Select:
+    return (
         select(Submission, Vendor.name)
         .join(Key, Key.key_id == Submission.key_id)
         .join(Vendor, Vendor.id == Key.vendor_id)
-        .order_by(Submission.id)
     )
-    if model is not None:
-        query = query.where((Submission.model == model) | (Submission.implements == model))
+
+
+def _filtered(query: Select, f: Filters) -> Select:
+    if f.model is not None:
+        query = query.where((Submission.model == f.model) | (Submission.implements == f.model))
+    if f.kind is not None:  # speed+converge is of both kinds
+        query = query.where(Submission.mode.in_([f.kind, "speed+converge"]))
     for column, value in (
-        (Vendor.name, vendor),
-        (Submission.platform, device),
-        (Submission.config, config),
-        (Submission.mode, mode),
-        (Submission.implementation, implementation),
+        (Submission.model, f.workload),
+        (Vendor.name, f.vendor),
+        (Submission.platform, f.device),
+        (Submission.config, f.config),
+        (Submission.mode, f.mode),
+        (Submission.implementation, f.implementation),
+        (Submission.framework, f.framework),
     ):
-        if value is not None:
+        if value == "" and column in (Submission.implementation, Submission.framework):
+            query = query.where(column.is_(None))
+        elif value is not None:
             query = query.where(column == value)
+    return query
+
+
+def list_results(
+    factory: sessionmaker[Session],
+    filters: Filters = Filters(),
+    after: int = 0,
+    limit: int = PAGE_DEFAULT,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of result summaries in id order (oldest first) after the id `after`, and the
+    cursor of the next page (None: this is the last)."""
+    query = _filtered(_summaries(), filters).where(Submission.id > after)
     with factory() as session:
-        rows = session.execute(query).all()
-    if with_result:
-        return [
-            {**row_summary(row, name), "result": json.loads(row.result_json)} for row, name in rows
-        ]
-    return [row_summary(row, name) for row, name in rows]
+        rows = session.execute(query.order_by(Submission.id).limit(limit + 1)).all()
+    page = [row_summary(row, name) for row, name in rows[:limit]]
+    return page, encode_cursor(page[-1]["id"]) if len(rows) > limit else None
 
 
 def get_result(factory: sessionmaker[Session], submission_id: int) -> dict[str, Any]:
-    query = (
-        select(Submission, Vendor.name)
-        .join(Key, Key.key_id == Submission.key_id)
-        .join(Vendor, Vendor.id == Key.vendor_id)
-        .where(Submission.id == submission_id)
-    )
     with factory() as session:
-        found = session.execute(query).first()
+        found = session.execute(_summaries().where(Submission.id == submission_id)).first()
     if found is None:
         raise NotFound(f"no result {submission_id}")
     row, vendor = found
     return {**row_summary(row, vendor), "result": json.loads(row.result_json)}
 
 
+def latest_id(factory: sessionmaker[Session]) -> int:
+    """The newest result's id (0: none): what the standings are a version of."""
+    with factory() as session:
+        return session.scalar(select(func.max(Submission.id))) or 0
+
+
+def standings(factory: sessionmaker[Session], model: str) -> list[dict[str, Any]]:
+    """The leaderboard's groups of `model` (a workload or what it implements), each with its
+    count and its best result (summary and whole result): one query for the groups, one for
+    their best results, however many results they count."""
+    query = select(Standing).where((Standing.model == model) | (Standing.implements == model))
+    with factory() as session:
+        groups = session.scalars(query.order_by(Standing.id)).all()
+        found = session.execute(
+            _summaries().where(Submission.id.in_([g.best_id for g in groups]))
+        ).all()
+    best = {
+        row.id: {**row_summary(row, name), "result": json.loads(row.result_json)}
+        for row, name in found
+    }
+    return [{**board.as_dict(g), "best": best[g.best_id]} for g in groups]
+
+
+def models(factory: sessionmaker[Session]) -> list[dict[str, Any]]:
+    """Each workload with results, by name: its results of each kind, its platforms and its
+    best speed; from the groups, not the results."""
+    query = select(
+        Standing.model, Standing.platform, Standing.kind,
+        func.sum(Standing.results), func.max(Standing.best_score),
+    ).group_by(Standing.model, Standing.platform, Standing.kind)  # fmt: skip
+    entries: dict[str, dict[str, Any]] = {}
+    with factory() as session:
+        rows = session.execute(query).all()
+    for model, platform, kind, count, score in rows:
+        entry = entries.setdefault(
+            model, {"model": model, "platforms": set(), "best": None, "speed": 0, "converge": 0}
+        )
+        entry["platforms"].add(platform)
+        entry[kind] += count
+        if kind == "speed" and score is not None:
+            entry["best"] = max(score, entry["best"] or score)
+    return [entries[m] | {"platforms": sorted(entries[m]["platforms"])} for m in sorted(entries)]
+
+
 def compare(
     factory: sessionmaker[Session], model: str, implementation: str | None = None
 ) -> list[dict[str, Any]]:
-    """The best speed per platform and framework for `model`, fastest first, with that row's
-    figures: two platforms, or one platform on two frameworks, side by side. implementation
-    ("reference" or "vendor") keeps the comparison within one division."""
-    best: dict[tuple[str, str | None], dict[str, Any]] = {}
-    for row in list_results(factory, model=model, implementation=implementation):
-        if row["speed"] is None:
+    """Each platform and framework with results for `model`: its best speed result and its
+    best converge result (the leaderboard's best over its groups), fastest first: two
+    platforms, or one platform on two frameworks, side by side. implementation ("reference"
+    or "vendor") keeps the comparison within one division."""
+    sides: dict[tuple[str, str], dict[str, Any]] = {}
+    for group in standings(factory, model):
+        if implementation is not None and group["implementation"] != implementation:
             continue
-        side = (row["platform"], row["framework"])
-        if side not in best or row["speed"] > best[side]["speed"]:
-            best[side] = row
-    return sorted(best.values(), key=lambda r: -r["speed"])
+        key = (group["platform"], group["framework"])
+        side = sides.setdefault(
+            key, {"platform": key[0], "framework": key[1] or None, "speed": None,
+                  "converge": None}
+        )  # fmt: skip
+        kind = group["kind"]
+        if side[kind] is None or board.better(group, side[kind]["standing"]):
+            side[kind] = {"standing": group, **_without_result(group["best"])}
+    for side in sides.values():
+        for kind in board.KINDS:
+            if side[kind] is not None:
+                del side[kind]["standing"]
+    return sorted(sides.values(), key=lambda s: _speed_first(s["speed"]))
+
+
+def _without_result(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k != "result"}
+
+
+def _speed_first(best: dict[str, Any] | None) -> tuple[bool, float]:
+    speed = best["speed"] if best else None
+    return speed is None, -(speed or 0.0)

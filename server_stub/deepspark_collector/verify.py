@@ -11,19 +11,22 @@ on. Fails closed: anything unexpected is a `Rejected`.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from deepspark_core import nesting
 from deepspark_core.attest import check_artifacts, check_result
 from deepspark_core.results import Result
 from deepspark_core.runset import STATEMENT_FILE
 from deepspark_core.signing import Statement, VerificationError, verify_envelope
 
 MAX_ENVELOPE = 64 * 2**20
+# More signatures than any signer needs (DSSE allows several: a vendor's key beside a lab's);
+# the key ids of all of them are looked up at once, before anything is verified.
+MAX_SIGNATURES = 16
 
 
 class Rejected(Exception):
@@ -74,12 +77,16 @@ def read_envelope(run_set: Path) -> Envelope:
         raise Rejected(400, f"{STATEMENT_FILE}: missing or too large")
     raw = path.read_bytes()
     try:
-        signatures = json.loads(raw)["signatures"]
+        signatures = nesting.loads(raw.decode("utf-8"))["signatures"]
         keyids = [s["keyid"] for s in signatures]
     except (ValueError, KeyError, TypeError):
         raise Rejected(400, f"{STATEMENT_FILE}: not a DSSE envelope with signatures") from None
+    if len(keyids) > MAX_SIGNATURES:
+        raise Rejected(400, f"{STATEMENT_FILE}: more than {MAX_SIGNATURES} signatures")
     if not keyids or not all(isinstance(k, str) and k for k in keyids):
         raise Rejected(400, f"{STATEMENT_FILE}: a signature has no keyid")
+    if any("\0" in k for k in keyids):  # no key's id, and PostgreSQL refuses it in a query
+        raise Rejected(400, f"{STATEMENT_FILE}: a keyid holds a NUL character")
     return Envelope(raw, hashlib.sha256(raw).hexdigest(), keyids)
 
 

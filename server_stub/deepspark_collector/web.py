@@ -1,29 +1,37 @@
 """The collector's web pages: server-rendered HTML, no JavaScript, nothing fetched from elsewhere.
 
-`/` lists the models, `/models/{model}` is a leaderboard in the seed table's columns (best speed
-first; reference implementations and vendors' own ranked apart), `/compare?model=&a=&b=[&fa=&fb=]`
-sets two platforms (or one platform on two frameworks) side by side with ratios, `/results/{id}`
-is one result with its plots. Pages read what the API reads (`store`); every cell is the
-collector's recomputed figure formatted as the agent's own row (`report.seed_row`). Plots are
-inline SVG made here; Jinja's autoescape escapes every value a template prints.
+`/` lists the models, `/models/{model}` is a leaderboard: one row per group (workload,
+platform, framework, preset) with its best speed result and its best converge result in the
+seed table's columns (best speed first; reference implementations and vendors' own ranked
+apart), each linking to a page of the group's results (`/results?...`, paginated).
+`/compare?model=&a=&b=[&fa=&fb=]` sets two platforms the user picks (or one platform on two
+frameworks) side by side with ratios, `/results/{id}` is one result with its plots. Pages read
+what the API reads (`store`), the leaderboard and the index from the standings (one row per
+group, `board`); every cell is the collector's recomputed figure formatted as the agent's own
+row (`report.seed_row`). Plots are inline SVG made here; Jinja's autoescape escapes every value
+a template prints.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 
-from deepspark_collector import db, store
+from deepspark_collector import board, db, store
 from deepspark_core.report import TEMPLATES, page_context, seed_row
 from deepspark_core.results import Result
 
-# A submission's id as a path parameter: what SQLite's INTEGER holds (a larger one would be
-# an OverflowError, a 500, instead of a client's 422). The API's route uses it too.
+# A submission's id as a path parameter: what a 64-bit id holds, SQLite's INTEGER and
+# PostgreSQL's BIGINT (a larger one would be a 500, not a client's 422). The API uses it too.
 SubmissionId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 
 router = APIRouter()
@@ -34,19 +42,20 @@ templates = Environment(
 )
 
 
-# The leaderboard's columns: the seed table's, then where the figures come from.
-COLUMNS = (
-    "task", "model", "target", "config", "speed", "accuracy",
-    "power (W)", "linearity", "memory (GB)", "stability", "platform", "vendor",
-)  # fmt: skip
-# Figures compared as a ratio a / b, with the direction that is better.
+# The leaderboard's columns after the group's own (platform, model, framework, preset): the
+# seed table's figures of the group's best speed result, then of its best converge result.
+SPEED_COLUMNS = ("speed", "power (W)", "memory (GB)", "linearity")
+CONVERGE_COLUMNS = ("accuracy", "stability", "target")
+# Figures compared as a ratio a / b, the direction that is better, and the kind of result
+# that measures them: speed, power and memory from speed runs; accuracy, stability from
+# converge runs.
 RATIOS = (
-    ("speed", "samples/s", "higher"),
-    ("accuracy", "", "higher"),
-    ("power_w", "W", "lower"),
-    ("linearity", "", "higher"),
-    ("memory_gb", "GB", "lower"),
-    ("stability", "", "higher"),
+    ("speed", "samples/s", "higher", "speed"),
+    ("accuracy", "", "higher", "converge"),
+    ("power_w", "W", "lower", "speed"),
+    ("linearity", "", "higher", "speed"),
+    ("memory_gb", "GB", "lower", "speed"),
+    ("stability", "", "higher", "converge"),
 )
 
 
@@ -58,39 +67,55 @@ def _render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(templates.get_template(name).render(**context), status_code=status_code)
 
 
+class Pages:
+    """Rendered pages by app, URL and version, the least recently used dropped past `size`.
+    A stored result is never changed or removed, so the newest result's id says whether a
+    page of the standings is still true: a hit costs one indexed query, not a render (20
+    clients reloading the leaderboard must not stall every other request)."""
+
+    def __init__(self, size: int = 512) -> None:
+        self._pages: OrderedDict[tuple, tuple[bytes, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._size = size
+
+    def get(self, request: Request, render: Callable[[], HTMLResponse]) -> HTMLResponse:
+        version = store.latest_id(_factory(request))
+        key = (id(request.app), request.url.path, request.url.query, version)
+        with self._lock:
+            if (hit := self._pages.get(key)) is not None:
+                self._pages.move_to_end(key)
+        if hit is None:
+            page = render()
+            hit = page.body, page.status_code
+            with self._lock:
+                self._pages[key] = hit
+                while len(self._pages) > self._size:
+                    self._pages.popitem(last=False)
+        return HTMLResponse(hit[0], status_code=hit[1])
+
+
+pages = Pages()
+
+
+def after(cursor: str | None) -> int:
+    """The id a page's `cursor` continues after (0: the first page); 422 for a bad one."""
+    try:
+        return store.decode_cursor(cursor) if cursor else 0
+    except ValueError as exc:
+        raise HTTPException(422, f"cursor: {exc}") from None
+
+
 def _row(summary: dict[str, Any], result: Result) -> dict[str, Any]:
-    """One leaderboard row: the seed table's cells, the platform, vendor and raw figures."""
+    """One result's cells: the seed table's, the platform and vendor, and its raw figures."""
     cells = seed_row(result)
     cells["platform"] = summary["platform"]
     cells["vendor"] = summary["vendor"]
     return {"id": summary["id"], "cells": cells, "summary": summary, "unranked": result.unranked}
 
 
-def _rows(request: Request, model: str) -> list[dict[str, Any]]:
-    rows = [
-        _row(summary, Result.model_validate(summary["result"]))
-        for summary in store.list_results(_factory(request), model=model, with_result=True)
-    ]
-    # Best speed first; rows without a speed last; oldest first among equals (a stable sort).
-    return sorted(rows, key=lambda r: _speed_order(r["summary"]["speed"]))
-
-
-def _speed_order(speed: float | None) -> tuple[bool, float]:
-    return speed is None, -(speed or 0.0)
-
-
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request) -> HTMLResponse:
-    models: dict[str, dict[str, Any]] = {}
-    for row in store.list_results(_factory(request)):
-        entry = models.setdefault(
-            row["model"], {"model": row["model"], "results": 0, "platforms": set(), "best": None}
-        )
-        entry["results"] += 1
-        entry["platforms"].add(row["platform"])
-        if row["speed"] is not None and (entry["best"] is None or row["speed"] > entry["best"]):
-            entry["best"] = row["speed"]
-    return _render("index.html", models=[models[name] for name in sorted(models)])
+    return pages.get(request, lambda: _render("index.html", models=store.models(_factory(request))))
 
 
 # The leaderboard's divisions, in order: like MLPerf's closed and open divisions, results of
@@ -100,60 +125,126 @@ DIVISIONS = (
      "The project's own workloads: the same code on every platform."),
     ("vendor", "Vendor implementations",
      "A vendor's own folder or image, measured by the same agent against the same target."),
-    (None, "Implementation not recorded",
+    ("", "Implementation not recorded",
      "Submitted by an agent that did not yet record whose implementation ran."),
 )  # fmt: skip
 
 
-@router.get("/models/{model}", response_class=HTMLResponse)
+@router.get("/models/{model:path}", response_class=HTMLResponse)
 def leaderboard(request: Request, model: str) -> HTMLResponse:
-    rows = _rows(request, model)
-    platforms = sorted({r["summary"]["platform"] for r in rows})
+    """One row per group (workload, platform, framework, preset) in each division: the best
+    speed result and the best converge result, each with a link to all of the group's."""
+    return pages.get(request, lambda: _leaderboard(request, model))
+
+
+def _leaderboard(request: Request, model: str) -> HTMLResponse:
+    rows = _group_rows(store.standings(_factory(request), model))
     divisions = [
-        {"name": name, "title": title, "note": note, "rows": _ranked(chosen)}
+        {"name": origin or "unrecorded", "title": title, "note": note, "rows": _ranked(chosen)}
         for origin, title, note in DIVISIONS
-        if (chosen := [r for r in rows if r["summary"]["implementation"] == origin])
-        for name in [origin or "unrecorded"]
+        if (chosen := [r for r in rows if r["group"]["implementation"] == origin])
     ]
     return _render(
         "model.html",
         status_code=200 if rows else 404,
         model=model,
-        columns=COLUMNS,
+        speed_columns=SPEED_COLUMNS,
+        converge_columns=CONVERGE_COLUMNS,
         divisions=divisions,
-        platforms=platforms,
     )
 
 
+def _group_rows(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The standings of one model as rows, a group's speed and converge standings side by
+    side; best speed first, then best accuracy (a stable sort keeps the rest in order)."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    for group in groups:
+        key = tuple(group[c] for c in board.GROUP if c != "kind")
+        row = rows.setdefault(key, {"group": group, "speed": None, "converge": None})
+        best = group["best"]
+        part = _row(best, Result.model_validate(best["result"]))
+        query = {c: group[c] for c in ("implementation", "platform", "framework", "config")}
+        query |= {"workload": group["model"], "kind": group["kind"]}
+        part |= {"results": group["results"], "score": group["best_score"],
+                 "all": f"/results?{urlencode(query)}"}  # fmt: skip
+        row[group["kind"]] = part
+    for row in rows.values():
+        parts = [row[kind] for kind in board.KINDS if row[kind]]
+        # Unranked only when every part is: one ranked result ranks the group.
+        ranked = any(not p["unranked"] for p in parts)
+        row["unranked"] = None if ranked else parts[0]["unranked"]
+    return sorted(
+        rows.values(),
+        key=lambda r: tuple(_score_order(r[kind] and r[kind]["score"]) for kind in board.KINDS),
+    )
+
+
+def _score_order(score: float | None) -> tuple[bool, float]:
+    return score is None, -(score or 0.0)
+
+
 def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """rows (best speed first) numbered, those that must not rank after them, unnumbered
-    (a converge result on synthetic data: its accuracy says nothing of the task)."""
+    """rows (best first) numbered, those that must not rank after them, unnumbered (a
+    converge result on synthetic data: its accuracy says nothing of the task)."""
     ranked = [r for r in rows if not r["unranked"]]
     for rank, row in enumerate(ranked, 1):
         row["rank"] = rank
     return ranked + [r for r in rows if r["unranked"]]
 
 
+@router.get("/results", response_class=HTMLResponse)
+def results_page(
+    request: Request,
+    workload: str | None = None,
+    implementation: str | None = None,
+    platform: str | None = None,
+    framework: str | None = None,
+    config: str | None = None,
+    kind: board.Kind | None = None,
+    cursor: str | None = None,
+) -> HTMLResponse:
+    """A page of results, oldest first, of one leaderboard group (or any filter of them): an
+    empty implementation or framework is an unrecorded one."""
+    filters = store.Filters(
+        workload=workload, implementation=implementation, device=platform,
+        framework=framework, config=config, kind=kind,
+    )  # fmt: skip
+    page, following = store.list_results(_factory(request), filters, after(cursor))
+    asked = {k: v for k, v in request.query_params.items() if k != "cursor"}
+    return _render(
+        "results.html",
+        asked=asked,
+        rows=page,
+        next=f"/results?{urlencode(asked | {'cursor': following})}" if following else None,
+    )
+
+
 @router.get("/compare", response_class=HTMLResponse)
 def compare(
     request: Request,
     model: str = "",
-    a: str | None = None,
-    b: str | None = None,
-    fa: str | None = None,
-    fb: str | None = None,
+    a: str = "",
+    b: str = "",
+    fa: str = "",
+    fb: str = "",
 ) -> HTMLResponse:
-    """Two sides, each a platform (and optionally a framework): its fastest result for model.
-    One platform on two frameworks is a side-by-side of the frameworks."""
-    rows = store.compare(_factory(request), model) if model else []
-    asked = {"a": (a, fa or None), "b": (b, fb or None)}
+    """Two sides, each a platform (and optionally a framework) the user picks among those
+    with results for model: its best speed and best converge result. One platform on two
+    frameworks is a side-by-side of the frameworks. Nothing is picked for the user."""
+    return pages.get(request, lambda: _compare(request, model, a, b, fa, fb))
+
+
+def _compare(request: Request, model: str, a: str, b: str, fa: str, fb: str) -> HTMLResponse:
+    factory = _factory(request)
+    sides = store.compare(factory, model) if model else []
+    asked = {"a": (a, fa), "b": (b, fb)}
     labels = {k: " · ".join(filter(None, side)) for k, side in asked.items() if side[0]}
-    chosen = {k: _fastest(rows, *asked[k]) for k in labels}
-    missing = [labels[k] for k, row in chosen.items() if row is None]
+    chosen = {k: _side(sides, *asked[k]) for k in labels}
+    missing = [labels[k] for k, side in chosen.items() if side is None]
     ratios = []
     if len(chosen) == 2 and not missing:
-        for key, unit, better in RATIOS:
-            va, vb = chosen["a"][key], chosen["b"][key]
+        for key, unit, better, kind in RATIOS:
+            va, vb = (_figure(chosen[side], kind, key) for side in "ab")
             ratio = va / vb if va is not None and vb else None
             ratios.append(
                 {"name": key, "unit": unit, "better": better, "a": va, "b": vb, "ratio": ratio}
@@ -162,25 +253,27 @@ def compare(
         "compare.html",
         status_code=404 if missing else 200,
         model=model,
-        a=a,
-        b=b,
-        fa=fa,
-        fb=fb,
+        picked={"a": a, "b": b, "fa": fa, "fb": fb},
+        models=[m["model"] for m in store.models(factory)],
         labels=labels,
-        platforms=sorted({r["platform"] for r in rows}),
-        frameworks=sorted({r["framework"] for r in rows if r["framework"]}),
+        platforms=sorted({s["platform"] for s in sides}),
+        frameworks=sorted({s["framework"] for s in sides if s["framework"]}),
         missing=missing,
-        rows=chosen,
+        sides=chosen,
         ratios=ratios,
     )
 
 
-def _fastest(rows: list[dict[str, Any]], platform: str, framework: str | None) -> dict | None:
-    """The first (fastest) of rows on platform, and on framework when one is given."""
-    for row in rows:
-        if row["platform"] == platform and framework in (None, row["framework"]):
-            return row
+def _side(sides: list[dict[str, Any]], platform: str, framework: str) -> dict | None:
+    """The first (fastest) side on platform, and on framework when one is given."""
+    for side in sides:
+        if side["platform"] == platform and framework in ("", side["framework"]):
+            return side
     return None
+
+
+def _figure(side: dict[str, Any], kind: str, key: str) -> float | None:
+    return side[kind][key] if side[kind] else None
 
 
 @router.get("/results/{submission_id}", response_class=HTMLResponse)
