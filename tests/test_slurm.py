@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import sys
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from deepspark_agent import nodes, slurm
+from deepspark_agent import evaluations, nodes, slurm
+from deepspark_agent.evaluations import EVALUATION_FILE
 from deepspark_agent.slurm import JobOptions, Place
+from deepspark_agent.suites import load_suite
 from deepspark_core.results import RUN_FILE, Result
 from two_nodes import SUITE, agent
 
@@ -91,6 +94,36 @@ def test_a_refused_job_is_one_line(slurm_cluster, tmp_path: Path) -> None:
     assert code.returncode == 1
     assert code.stderr.startswith("error: sbatch --parsable") and "partition" in code.stderr
     assert code.stderr.count("\n") == 1, code.stderr
+    assert not list(tmp_path.glob("smoke-*")), "the refused job's evaluation was left"
+
+
+def test_a_job_sbatch_refuses_leaves_nothing(tmp_path: Path) -> None:
+    """No cluster needed: an sbatch that refuses every job, as one would a partition it does
+    not have. A new evaluation's directory goes with its script; a resumed evaluation keeps
+    everything but the refused script (node 0 would sign it with the run sets)."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sbatch").write_text("#!/bin/sh\necho 'sbatch: error: invalid partition' >&2\nexit 1\n")
+    (fake / "sbatch").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    out = tmp_path / "runs"
+
+    def refused(*more: str) -> str:
+        code = subprocess.run(agent("up", "--executor", "slurm", "--out", str(out), *more),
+                              capture_output=True, text=True, env=env)  # fmt: skip
+        assert code.returncode == 1 and code.stderr.count("\n") == 1, code.stderr
+        assert code.stderr.startswith("error: sbatch --parsable") and "partition" in code.stderr
+        return code.stderr
+
+    assert "nothing is kept" in refused()
+    assert not out.exists() or not any(out.iterdir())
+
+    root, _ = evaluations.start(out, load_suite("smoke"), node_devices=1)
+    (root / "slurm").mkdir()
+    (root / "slurm" / "job-1.sbatch").write_text("#!/bin/bash\n")  # the job that ran before
+    assert "job-2.sbatch" in refused("--resume")
+    assert sorted(p.name for p in root.iterdir()) == [EVALUATION_FILE, "slurm"]
+    assert [p.name for p in (root / "slurm").iterdir()] == ["job-1.sbatch"]
 
 
 def test_an_agent_under_srun_takes_its_place_from_slurm(slurm_cluster) -> None:

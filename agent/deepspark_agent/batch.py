@@ -10,6 +10,7 @@ directory as node 0 left them. Ctrl-C cancels the job; what was recorded is resu
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -45,7 +46,10 @@ def submit_evaluation(req: UpRequest, job: JobOptions, output: Output) -> Evalua
     else:
         root = stamped_path(req.out, spec.name).resolve()
     path, log = _write_script(req, job, root, output.notes)
-    job_id = slurm.submit(path)
+    try:
+        job_id = slurm.submit(path)
+    except SlurmError as exc:
+        raise SlurmError(f"{exc} ({_withdraw(root, path, req.resume)})") from None
     output.notes.print(f"submitted: job {job_id} on {job.nodes} node(s), {path}", highlight=False)
     try:
         state = _follow(job_id, log, output)
@@ -78,6 +82,17 @@ def _write_script(req: UpRequest, job: JobOptions, root: Path, notes: Console) -
     )
     path.write_text(script)
     return path, log
+
+
+def _withdraw(root: Path, script: Path, resumed: bool) -> str:
+    """What a job sbatch refused leaves: nothing. A new evaluation's directory (its script
+    alone) is removed; a resumed one keeps what it had but the refused script, which node 0
+    would otherwise sign with the run sets. What was removed, said after the error."""
+    if resumed:
+        script.unlink(missing_ok=True)
+        return "the script is removed; the evaluation is as it was"
+    shutil.rmtree(root, ignore_errors=True)
+    return "nothing is kept"
 
 
 def _agent_argv(req: UpRequest, root: Path, runtime: str) -> list[str]:
