@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from deepspark_agent import evaluations, nodes, slurm
+from deepspark_agent.cli import up
+from deepspark_agent.evaluate import Evaluated
 from deepspark_agent.evaluations import EVALUATION_FILE
 from deepspark_agent.slurm import JobOptions, Place
 from deepspark_agent.suites import load_suite
@@ -124,6 +126,21 @@ def test_a_job_sbatch_refuses_leaves_nothing(tmp_path: Path) -> None:
     assert "job-2.sbatch" in refused("--resume")
     assert sorted(p.name for p in root.iterdir()) == [EVALUATION_FILE, "slurm"]
     assert [p.name for p in (root / "slurm").iterdir()] == ["job-1.sbatch"]
+
+
+def test_the_seed_table_is_printed_once_by_the_up_that_follows_the_job(
+    signed: tuple[Path, Result], cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Node 0's agent in the job (--evaluation) prints no seed table: the job's output is
+    relayed by the `up` that submitted it, which prints the table itself."""
+    run_set, result = signed
+    done = Evaluated(tmp_path / "pair-job7", [(result, run_set)], 0)
+    monkeypatch.setattr(up, "evaluate", lambda request, output: done)
+    monkeypatch.setattr(up, "submit_evaluation", lambda request, job, output: done)
+    code, in_job, _ = cli("up", "--evaluation", str(done.root))
+    assert code == 0 and done.root.name not in in_job
+    code, follower, _ = cli("up", "--executor", "slurm")
+    assert code == 0 and follower.count(done.root.name) == 1  # the seed table's title
 
 
 def test_an_agent_under_srun_takes_its_place_from_slurm(slurm_cluster) -> None:

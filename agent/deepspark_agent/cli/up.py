@@ -136,16 +136,18 @@ def up(
         done = submit_evaluation(request, job, output)
     else:
         done = evaluate(request, output)
-    _report(done, as_json)
+    # A job's agent (--evaluation: `up --executor slurm` wrote its script) leaves the seed
+    # table to the `up` that follows the job: relayed from the job too, it would show twice.
+    _report(done, as_json, table=evaluation is None)
 
 
-def _report(done: Evaluated, as_json: bool) -> None:
+def _report(done: Evaluated, as_json: bool, table: bool = True) -> None:
     """The evaluation's seed table (or its results as JSON), where it lies; its exit code."""
     if not done.interrupted:
         results = [result for result, _ in done.models]
         if as_json:
             print(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
-        elif results:
+        elif results and table:
             console.print(suite_table(results, done.root.name, console.width))
         err_console.print(f"evaluation: {done.root} (report.md, report.html)", highlight=False)
     raise typer.Exit(done.exit_code)
