@@ -19,9 +19,15 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from deepspark_core.attest import check_artifacts, check_result
+from deepspark_core.result_bundle import Unpacked
 from deepspark_core.results import Result
 from deepspark_core.runset import STATEMENT_FILE
-from deepspark_core.signing import Statement, VerificationError, verify_envelope
+from deepspark_core.signing import (
+    Statement,
+    VerificationError,
+    payload_sha256,
+    verify_envelope,
+)
 
 MAX_ENVELOPE = 64 * 2**20
 
@@ -51,6 +57,9 @@ class Envelope:
     raw: bytes
     sha256: str
     keyids: list[str]
+    # The digest of the payload as the envelope carries it, to look for a stored row in the
+    # same query as the keys; None where there is none (verification refuses the envelope).
+    payload_sha256: str | None
 
 
 @dataclass(frozen=True)
@@ -74,13 +83,17 @@ def read_envelope(run_set: Path) -> Envelope:
         raise Rejected(400, f"{STATEMENT_FILE}: missing or too large")
     raw = path.read_bytes()
     try:
-        signatures = json.loads(raw)["signatures"]
-        keyids = [s["keyid"] for s in signatures]
+        envelope = json.loads(raw)
+        keyids = [s["keyid"] for s in envelope["signatures"]]
     except (ValueError, KeyError, TypeError):
         raise Rejected(400, f"{STATEMENT_FILE}: not a DSSE envelope with signatures") from None
     if not keyids or not all(isinstance(k, str) and k for k in keyids):
         raise Rejected(400, f"{STATEMENT_FILE}: a signature has no keyid")
-    return Envelope(raw, hashlib.sha256(raw).hexdigest(), keyids)
+    try:
+        claimed = payload_sha256(envelope)
+    except VerificationError:
+        claimed = None
+    return Envelope(raw, hashlib.sha256(raw).hexdigest(), keyids, claimed)
 
 
 def check_signature(
@@ -121,10 +134,12 @@ def check_signature(
     )
 
 
-def check_run_set(run_set: Path, signed: Signed) -> Result:
-    """Artifacts, then the whole result recomputed; `Rejected` with the first failure."""
+def check_run_set(unpacked: Unpacked, signed: Signed) -> Result:
+    """Artifacts (their digests as extracted), then the whole result recomputed; `Rejected`
+    with the first failure."""
+    run_set = unpacked.run_set
     try:
-        check_artifacts(signed.statement, run_set)
+        check_artifacts(signed.statement, run_set, unpacked.digests)
     except VerificationError as exc:
         raise Rejected(422, f"artifact mismatch: {exc}") from None
     try:
