@@ -112,6 +112,7 @@ def create_app(settings: Settings, prepared: bool = False) -> FastAPI:
     app.add_middleware(SecurityHeaders, policy=content_security_policy(web.templates))
     app.state.settings = settings
     app.state.engine = engine
+    app.state.pages = web.Pages()
     app.state.collector_key_id = key_id(receipt_key.public_key())
     inputs.install(app)
 

@@ -146,6 +146,7 @@ def add_submission(
         nproc=result.plan.nproc,
         platform=platform(result),
         result_json=result.model_dump_json(),
+        unranked=result.unranked,
         received_at=datetime.now(UTC),
         **figures(result),
     )
@@ -241,6 +242,7 @@ def row_summary(row: Submission, vendor: str) -> dict[str, Any]:
         "memory_gb": row.memory,
         "stability": row.stability,
         "linearity": row.linearity,
+        "unranked": row.unranked,
         "envelope_sha256": row.envelope_sha256,
         "payload_sha256": row.payload_sha256,
         "received_at": row.received_at.isoformat(),
