@@ -191,6 +191,28 @@ def test_an_artifact_that_does_not_match_its_digest_is_refused(collector, bundle
     assert rows(s) == 0
 
 
+def test_an_unsigned_extra_file_or_a_missing_signed_one_is_refused(collector, bundle):
+    """The digests the extraction computed stand for the files: one more, or one fewer,
+    than the statement signs is refused as a changed byte is."""
+    s, client = collector
+    register(client)
+    with tarfile.open(fileobj=io.BytesIO(bundle)) as src:
+        members = [(m, src.extractfile(m).read()) for m in src.getmembers()]
+    extra = tarfile.TarInfo("run-1/extra.txt")
+    for hostile, detail in (
+        ([*members, (extra, b"x")], "unsigned files beside the signed artifacts: run-1/extra.txt"),
+        ([(m, d) for m, d in members if m.name != "run-2/mllog.log"], "'run-2/mllog.log': missing"),
+    ):
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as dst:
+            for member, data in hostile:
+                member.size = len(data)
+                dst.addfile(member, io.BytesIO(data))
+        answer = submit(client, out.getvalue())
+        assert answer.status_code == 422 and detail in answer.json()["detail"], answer.text
+    assert rows(s) == 0
+
+
 def test_claimed_figures_that_differ_are_refused(collector, run_set, tmp_path):
     s, client = collector
     register(client)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from deepspark_core.result_bundle import Limits, ResultBundleError, pack_run_set, unpack
+from deepspark_core.signing import sha256_file
 
 
 def make_tar(path: Path, *members: tuple[tarfile.TarInfo, bytes]) -> Path:
@@ -32,9 +33,12 @@ def test_pack_and_unpack_round_trip(tmp_path):
     (run_set / "run-1" / "mllog.log").write_text("x")
     (run_set / "result.json").write_text("derived, not packed")
     (run_set / "statement.dsse.json").write_text("{}")
-    out = unpack(pack_run_set(run_set, tmp_path / "b.tar"), tmp_path / "dest")
+    unpacked = unpack(pack_run_set(run_set, tmp_path / "b.tar"), tmp_path / "dest")
+    out = unpacked.run_set
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert files == ["plan.json", "run-1/mllog.log", "statement.dsse.json"]
+    # The digests of the bytes written, which the collector checks the signed ones against.
+    assert unpacked.digests == {name: sha256_file(out / name) for name in files}
 
 
 def test_an_unsigned_run_set_is_not_packed(tmp_path):

@@ -18,6 +18,7 @@ from deepspark_collector import db, store
 from deepspark_collector.app import create_app
 from deepspark_collector.settings import RateLimit, Settings
 from deepspark_collector.verify import Signed
+from deepspark_core.result_bundle import Unpacked
 from deepspark_core.results import Result
 from deepspark_core.signing import key_id, load_private_key
 from test_collector import register
@@ -111,9 +112,9 @@ def test_a_revocation_during_the_recomputation_is_refused_in_the_write(
     s = Settings(data_dir=tmp_path / "collector", admin_token=TOKEN)
     check = app_module.check_run_set
 
-    def revoked_meanwhile(run_set: Path, signed: Signed) -> Result:
+    def revoked_meanwhile(unpacked: Unpacked, signed: Signed) -> Result:
         store.revoke_key(db.sessions(db.make_engine(s.database_url)), signed.key_id)
-        return check(run_set, signed)
+        return check(unpacked, signed)
 
     monkeypatch.setattr(app_module, "check_run_set", revoked_meanwhile)
     with TestClient(create_app(s)) as client:

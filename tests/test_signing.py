@@ -605,6 +605,19 @@ def test_verify_subjects_catches_a_missing_artifact(
         verify_subjects(statement, run_dir)
 
 
+def test_verify_subjects_checks_the_digests_an_extraction_gave(
+    run_dir: Path, statement: dict[str, Any]
+) -> None:
+    digests = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+    verify_subjects(statement, run_dir, digests)
+    changed = {**digests, "run-1/mllog.log": hashlib.sha256(b"other").hexdigest()}
+    with pytest.raises(VerificationError, match=r"'run-1/mllog.log': sha256 \w+ does not match"):
+        verify_subjects(statement, run_dir, changed)
+    del digests["system.json"]
+    with pytest.raises(VerificationError, match=r"subject 'system\.json': missing"):
+        verify_subjects(statement, run_dir, digests)
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [

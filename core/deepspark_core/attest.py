@@ -55,16 +55,23 @@ def sign_run_set(run_set: Path, result: Result, key: Ed25519PrivateKey) -> Path:
     return path
 
 
-def check_artifacts(statement: Mapping[str, Any], run_set: Path) -> int:
+def check_artifacts(
+    statement: Mapping[str, Any], run_set: Path, digests: Mapping[str, str] | None = None
+) -> int:
     """Every raw subject matches its digest, and no raw file goes unsigned (an extra run-N
-    would change the recomputation); the number of raw artifacts checked.
+    would change the recomputation); the number of raw artifacts checked. digests: every
+    file of the run set with its sha256, as its extraction wrote them (`result_bundle.unpack`):
+    nothing is read again; None: the folder is walked and each file hashed.
 
     Subjects that are not raw (older agents signed report.html and their bookkeeping) are
     not read by the recomputation, so they are neither required nor checked."""
     raw = [subject for subject in statement["subject"] if is_raw(subject["name"])]
-    verify_subjects({**statement, "subject": raw}, run_set)
+    verify_subjects({**statement, "subject": raw}, run_set, digests)
     signed = {subject["name"] for subject in raw}
-    present = {path.relative_to(run_set).as_posix() for path in raw_files(run_set)}
+    if digests is None:
+        present = {path.relative_to(run_set).as_posix() for path in raw_files(run_set)}
+    else:
+        present = {name for name in digests if is_raw(name)}
     if extra := sorted(present - signed):
         raise VerificationError(f"unsigned files beside the signed artifacts: {extra[0]}")
     return len(raw)

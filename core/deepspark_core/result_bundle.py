@@ -3,7 +3,8 @@
 A result bundle holds a run set's raw artifacts and its `statement.dsse.json`, under their
 names relative to the run set; nothing else (the derived `result.json` and `report.md` are
 recomputed by whoever verifies). The statement's subjects are its manifest of sha256s, so
-the bundle carries no manifest of its own: `signing.verify_subjects` checks every byte.
+the bundle carries no manifest of its own: `signing.verify_subjects` checks every byte
+(against the digests `unpack` computes as it writes).
 
 Reading trusts nothing: `safetar` checks every header (regular files with safe relative
 names, each once, within `Limits`) and the archive's end before a byte is written. `unpack`
@@ -98,8 +99,17 @@ def read_statement(bundle: Path, limits: Limits = Limits()) -> bytes:
         return archive.read_small(member, MAX_STATEMENT_SIZE)
 
 
-def unpack(bundle: Path, dest: Path, limits: Limits = Limits()) -> Path:
-    """Extract `bundle` into a new directory under `dest`; returns it (the run set)."""
+@dataclass(frozen=True)
+class Unpacked:
+    """An extracted run set, and every file in it (its name there) with the sha256 of the
+    bytes written: a verifier checks the signed digests against these, reading nothing again."""
+
+    run_set: Path
+    digests: dict[str, str]
+
+
+def unpack(bundle: Path, dest: Path, limits: Limits = Limits()) -> Unpacked:
+    """Extract `bundle` into a new directory under `dest`: the run set and its files' digests."""
     dest.mkdir(parents=True, exist_ok=True)
     run_set = Path(tempfile.mkdtemp(prefix="run-set-", dir=dest))
     try:
@@ -108,9 +118,8 @@ def unpack(bundle: Path, dest: Path, limits: Limits = Limits()) -> Path:
             safetar.extraction(run_set, ResultBundleError) as out,
         ):
             out.check_space(archive.total_size)
-            for member in archive.members:
-                archive.extract(member, out)
+            digests = {member.name: archive.extract(member, out) for member in archive.members}
     except BaseException:
         shutil.rmtree(run_set, ignore_errors=True)  # ours, fresh: nothing else is in it
         raise
-    return run_set
+    return Unpacked(run_set, digests)

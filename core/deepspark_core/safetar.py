@@ -239,6 +239,8 @@ class Extraction:
     dest: Path
     error: Error
     created: list[Path] = field(default_factory=list)
+    root: Path = field(init=False)  # dest resolved, once: names are then joined lexically
+    _folders: set[Path] = field(default_factory=set, init=False)  # made under root by us
 
     def begin(self) -> None:
         """dest must be absent or empty: extraction never overwrites or mixes with other files."""
@@ -251,22 +253,29 @@ class Extraction:
             missing = [p for p in (self.dest, *self.dest.parents) if not p.exists()]
             self.dest.mkdir(parents=True)
             self.created.extend(reversed(missing))
+        self.root = self.dest.resolve()
 
     def target(self, name: str) -> Path:
-        """dest/name, its parent folders created; refuses any path that leaves dest."""
-        root = self.dest.resolve()
-        path = root.joinpath(*name.split("/"))
-        if root not in path.parents:
-            raise self.error(f"{name}: outside {root}")
-        for parent in reversed(path.parents):
-            if root not in parent.parents:
+        """dest/name, its parent folders created; refuses any path that leaves dest.
+
+        Checked lexically, with no lookup per member: dest began empty, and everything in it
+        was made here (folders by mkdir, files by `open_new`, neither following a link), so a
+        name of plain parts stays under it; a part that names one of its files is refused."""
+        parts = name.split("/")
+        if name.startswith("/") or any(part in ("", ".", "..") for part in parts):
+            raise self.error(f"{name}: outside {self.root}")
+        parent = self.root
+        for part in parts[:-1]:
+            parent = parent / part
+            if parent in self._folders:
                 continue
-            if parent.is_symlink() or (parent.exists() and not parent.is_dir()):
-                raise self.error(f"{name}: {parent} is not a plain directory")
-            if not parent.exists():
+            try:
                 parent.mkdir()
-                self.created.append(parent)
-        return path
+            except OSError:  # a file of this extraction, or something put there since
+                raise self.error(f"{name}: {parent} is not a plain directory") from None
+            self.created.append(parent)
+            self._folders.add(parent)
+        return parent / parts[-1]
 
     def open_new(self, path: Path) -> IO[bytes]:
         """Create path, failing if anything (a symlink included) is already there."""

@@ -279,30 +279,41 @@ def _statement_problem(statement: object) -> str | None:
     return None
 
 
-def verify_subjects(statement: Mapping[str, Any], root: Path) -> None:
+def verify_subjects(
+    statement: Mapping[str, Any], root: Path, digests: Mapping[str, str] | None = None
+) -> None:
     """Check every subject's file under `root` against its signed sha256, streamed.
 
     Refuses unsafe names and files that are missing, not regular, or resolve outside `root`.
+    digests: every file under `root` by name with its sha256, as an extraction that wrote
+    them computed (`result_bundle.unpack`): the files are not read again.
     """
     if problem := _statement_problem(statement):
         raise VerificationError(problem)
     real_root = root.resolve()
     for subject in statement["subject"]:
         name, expected = subject["name"], subject["digest"]["sha256"]
-        path = root / name
-        if not path.resolve().is_relative_to(real_root):
-            raise VerificationError(f"subject {name!r}: resolves outside {root}")
-        if not path.is_file():
-            what = "missing" if not path.exists() else "not a regular file"
-            raise VerificationError(f"subject {name!r}: {what} ({path})")
-        try:
-            actual = sha256_file(path)
-        except OSError as exc:
-            raise VerificationError(f"subject {name!r}: cannot read: {exc.strerror}") from None
+        if digests is None:
+            actual = _subject_digest(root, real_root, name)
+        elif (actual := digests.get(name)) is None:
+            raise VerificationError(f"subject {name!r}: missing ({root / name})")
         if actual != expected:
             raise VerificationError(
                 f"subject {name!r}: sha256 {actual} does not match the signed {expected}"
             )
+
+
+def _subject_digest(root: Path, real_root: Path, name: str) -> str:
+    path = root / name
+    if not path.resolve().is_relative_to(real_root):
+        raise VerificationError(f"subject {name!r}: resolves outside {root}")
+    if not path.is_file():
+        what = "missing" if not path.exists() else "not a regular file"
+        raise VerificationError(f"subject {name!r}: {what} ({path})")
+    try:
+        return sha256_file(path)
+    except OSError as exc:
+        raise VerificationError(f"subject {name!r}: cannot read: {exc.strerror}") from None
 
 
 # --- DSSE -----------------------------------------------------------------------------------

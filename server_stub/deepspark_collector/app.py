@@ -112,6 +112,7 @@ def create_app(settings: Settings, prepared: bool = False) -> FastAPI:
     app.add_middleware(SecurityHeaders, policy=content_security_policy(web.templates))
     app.state.settings = settings
     app.state.engine = engine
+    app.state.pages = web.Pages()
     app.state.collector_key_id = key_id(receipt_key.public_key())
     inputs.install(app)
 
@@ -221,21 +222,21 @@ def create_app(settings: Settings, prepared: bool = False) -> FastAPI:
         if bundle.stat().st_size == 0:
             raise Rejected(400, "empty body: send a result bundle (application/x-tar)")
         try:
-            run_set = unpack(bundle, work / "unpacked", Limits(total=settings.max_body))
+            unpacked = unpack(bundle, work / "unpacked", Limits(total=settings.max_body))
         except ResultBundleError as exc:
             raise Rejected(400, f"not a valid result bundle: {exc}") from None
+        run_set = unpacked.run_set
         envelope = read_envelope(run_set)
-        keys = store.key_states(factory, envelope.keyids)
+        keys, stored = store.key_states(factory, envelope.keyids, envelope.payload_sha256)
         signed = check_signature(envelope, keys, vendor)  # cheap: before any charge
         # The same statement by the same key (re-encoded, re-signed, replayed) is the same
         # submission: answered before the key's limit is charged or anything is recomputed.
-        existing = store.find_submission(factory, signed.payload_sha256, signed.key_id)
-        if existing is not None:
+        if (existing := stored.get((signed.payload_sha256, signed.key_id))) is not None:
             return 200, _receipt_body(existing, signed, created=False)
         if not limiter.allow(charged := f"key {signed.key_id}"):  # the key that really signed
             busy = "too many submissions for this key; try again later"
             raise Rejected(429, busy, limiter.retry_after(charged))
-        result = check_run_set(run_set, signed)
+        result = check_run_set(unpacked, signed)
         try:
             row, created = writer.run(lambda: store.add_submission(factory, signed, result))
         except store.Conflict as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, get_args
 
-from sqlalchemy import Connection, and_, case, delete, insert, not_, or_, select
+from sqlalchemy import Connection, and_, bindparam, case, delete, insert, not_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -88,8 +88,10 @@ def record(session: Session, row: Submission, result: Result) -> None:
 
 def rebuild(connection: Connection, batch: int = 5000) -> int:
     """Every group again from the stored results (oldest first, so the earliest of equals is
-    the best, as `record` keeps it); the number of groups."""
+    the best, as `record` keeps it), and each result's `unranked` reason; the number of
+    groups."""
     groups: dict[tuple, dict[str, Any]] = {}
+    unranked: list[dict[str, Any]] = []  # each result's reason, for its column
     last = 0
     columns = (Submission.id, Submission.model, Submission.implements, Submission.implementation,
                Submission.platform, Submission.framework, Submission.config, Submission.mode,
@@ -99,7 +101,10 @@ def rebuild(connection: Connection, batch: int = 5000) -> int:
     ).all():
         for row in rows:
             stored = json.loads(row.result_json)
-            ranked = Result.model_validate(stored).unranked is None
+            reason = Result.model_validate(stored).unranked
+            ranked = reason is None
+            if reason is not None:
+                unranked.append({"sid": row.id, "reason": reason})
             direction = stored["plan"]["quality"]["direction"]
             for entry in entries(row.mode, ranked, row.speed, row.accuracy, direction):
                 key = (*group_of(row).values(), entry["kind"])
@@ -112,6 +117,11 @@ def rebuild(connection: Connection, batch: int = 5000) -> int:
                 if better(entry, standing):
                     standing.update(entry, best_id=row.id)
         last = rows[-1].id
+    if unranked:
+        connection.execute(
+            update(Submission).where(Submission.id == bindparam("sid")),
+            [{"sid": u["sid"], "unranked": u["reason"]} for u in unranked],
+        )
     connection.execute(delete(Standing))
     if groups:
         connection.execute(insert(Standing), list(groups.values()))

@@ -114,6 +114,9 @@ class Submission(Base):
     memory: Mapped[float | None] = mapped_column(Float)
     stability: Mapped[float | None] = mapped_column(Float)
     linearity: Mapped[float | None] = mapped_column(Float)
+    # Why the result is not ranked (converge runs on synthetic data), from the recomputation:
+    # said wherever the result is listed, without parsing its JSON (revision 0006).
+    unranked: Mapped[str | None] = mapped_column(String(200))
     result_json: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

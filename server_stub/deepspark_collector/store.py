@@ -94,30 +94,37 @@ def revoke_key(factory: sessionmaker[Session], kid: str) -> datetime:
         return key.revoked_at
 
 
-def key_states(factory: sessionmaker[Session], kids: list[str]) -> dict[str, KeyState]:
-    """The registered keys among `kids`, each with its vendor's name."""
+def key_states(
+    factory: sessionmaker[Session], kids: list[str], payload_sha256: str | None = None
+) -> tuple[dict[str, KeyState], dict[tuple[str, str], Submission]]:
+    """The registered keys among `kids`, each with its vendor's name; and, in the same query,
+    the rows stored already of the statement `payload_sha256` (as the envelope claims it: a
+    row counts only under the digest and key its signature verifies with), by (digest, key)."""
     query = select(Key, Vendor.name).join(Vendor).where(Key.key_id.in_(kids))
+    if payload_sha256 is not None:
+        same = (Submission.key_id == Key.key_id) & (Submission.payload_sha256 == payload_sha256)
+        query = query.add_columns(Submission).outerjoin(Submission, same)
     with factory() as session:
-        return {
-            key.key_id: KeyState(
-                _cached_public_key(key.public_key_pem), vendor, key.revoked_at is not None
-            )
-            for key, vendor in session.execute(query).all()
-        }
+        rows = session.execute(query).all()
+    keys = {
+        key.key_id: KeyState(
+            _cached_public_key(key.public_key_pem), vendor, key.revoked_at is not None
+        )
+        for key, vendor, *_ in rows
+    }
+    found = (row for _, _, *row_or_none in rows for row in row_or_none if row is not None)
+    return keys, {(row.payload_sha256, row.key_id): row for row in found}
 
 
 def find_submission(
     factory: sessionmaker[Session], payload_sha256: str, kid: str
 ) -> Submission | None:
     """The row of this statement signed by this key, however its envelope was encoded."""
-    with factory() as session:
-        return session.scalar(_same_submission(payload_sha256, kid))
-
-
-def _same_submission(payload_sha256: str, kid: str) -> Select[tuple[Submission]]:
-    return select(Submission).where(
+    query = select(Submission).where(
         Submission.payload_sha256 == payload_sha256, Submission.key_id == kid
     )
+    with factory() as session:
+        return session.scalar(query)
 
 
 def add_submission(
@@ -139,15 +146,14 @@ def add_submission(
         nproc=result.plan.nproc,
         platform=platform(result),
         result_json=result.model_dump_json(),
+        unranked=result.unranked,
         received_at=datetime.now(UTC),
         **figures(result),
     )
     if (problem := misfit(row)) is not None:
         raise Unfit(f"the signed plan's {problem}")
-    try:
+    try:  # a row stored meanwhile is found by the unique index: no query before the insert
         with transaction(factory) as session:
-            if existing := session.scalar(_same_submission(signed.payload_sha256, signed.key_id)):
-                return existing, False
             if session.scalar(select(Key.revoked_at).where(Key.key_id == signed.key_id)):
                 raise Revoked(f"revoked signing key: {signed.key_id}")
             session.add(row)
@@ -236,6 +242,7 @@ def row_summary(row: Submission, vendor: str) -> dict[str, Any]:
         "memory_gb": row.memory,
         "stability": row.stability,
         "linearity": row.linearity,
+        "unranked": row.unranked,
         "envelope_sha256": row.envelope_sha256,
         "payload_sha256": row.payload_sha256,
         "received_at": row.received_at.isoformat(),

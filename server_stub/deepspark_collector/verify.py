@@ -19,9 +19,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from deepspark_core import nesting
 from deepspark_core.attest import check_artifacts, check_result
+from deepspark_core.result_bundle import Unpacked
 from deepspark_core.results import Result
 from deepspark_core.runset import STATEMENT_FILE
-from deepspark_core.signing import Statement, VerificationError, verify_envelope
+from deepspark_core.signing import (
+    Statement,
+    VerificationError,
+    payload_sha256,
+    verify_envelope,
+)
 
 MAX_ENVELOPE = 64 * 2**20
 # More signatures than any signer needs (DSSE allows several: a vendor's key beside a lab's);
@@ -54,6 +60,9 @@ class Envelope:
     raw: bytes
     sha256: str
     keyids: list[str]
+    # The digest of the payload as the envelope carries it, to look for a stored row in the
+    # same query as the keys; None where there is none (verification refuses the envelope).
+    payload_sha256: str | None
 
 
 @dataclass(frozen=True)
@@ -77,8 +86,8 @@ def read_envelope(run_set: Path) -> Envelope:
         raise Rejected(400, f"{STATEMENT_FILE}: missing or too large")
     raw = path.read_bytes()
     try:
-        signatures = nesting.loads(raw.decode("utf-8"))["signatures"]
-        keyids = [s["keyid"] for s in signatures]
+        envelope = nesting.loads(raw.decode("utf-8"))
+        keyids = [s["keyid"] for s in envelope["signatures"]]
     except (ValueError, KeyError, TypeError):
         raise Rejected(400, f"{STATEMENT_FILE}: not a DSSE envelope with signatures") from None
     if len(keyids) > MAX_SIGNATURES:
@@ -87,7 +96,11 @@ def read_envelope(run_set: Path) -> Envelope:
         raise Rejected(400, f"{STATEMENT_FILE}: a signature has no keyid")
     if any("\0" in k for k in keyids):  # no key's id, and PostgreSQL refuses it in a query
         raise Rejected(400, f"{STATEMENT_FILE}: a keyid holds a NUL character")
-    return Envelope(raw, hashlib.sha256(raw).hexdigest(), keyids)
+    try:
+        claimed = payload_sha256(envelope)
+    except VerificationError:
+        claimed = None
+    return Envelope(raw, hashlib.sha256(raw).hexdigest(), keyids, claimed)
 
 
 def check_signature(
@@ -128,10 +141,12 @@ def check_signature(
     )
 
 
-def check_run_set(run_set: Path, signed: Signed) -> Result:
-    """Artifacts, then the whole result recomputed; `Rejected` with the first failure."""
+def check_run_set(unpacked: Unpacked, signed: Signed) -> Result:
+    """Artifacts (their digests as extracted), then the whole result recomputed; `Rejected`
+    with the first failure."""
+    run_set = unpacked.run_set
     try:
-        check_artifacts(signed.statement, run_set)
+        check_artifacts(signed.statement, run_set, unpacked.digests)
     except VerificationError as exc:
         raise Rejected(422, f"artifact mismatch: {exc}") from None
     try:

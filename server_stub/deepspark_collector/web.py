@@ -68,7 +68,8 @@ def _render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
 
 
 class Pages:
-    """Rendered pages by app, URL and version, the least recently used dropped past `size`.
+    """One app's rendered pages by URL and version, the least recently used dropped past
+    `size` (`app.state.pages`: an app of its own, so that apps in one process never share).
     A stored result is never changed or removed, so the newest result's id says whether a
     page of the standings is still true: a hit costs one indexed query, not a render (20
     clients reloading the leaderboard must not stall every other request)."""
@@ -80,7 +81,7 @@ class Pages:
 
     def get(self, request: Request, render: Callable[[], HTMLResponse]) -> HTMLResponse:
         version = store.latest_id(_factory(request))
-        key = (id(request.app), request.url.path, request.url.query, version)
+        key = (request.url.path, request.url.query, version)
         with self._lock:
             if (hit := self._pages.get(key)) is not None:
                 self._pages.move_to_end(key)
@@ -92,9 +93,6 @@ class Pages:
                 while len(self._pages) > self._size:
                     self._pages.popitem(last=False)
         return HTMLResponse(hit[0], status_code=hit[1])
-
-
-pages = Pages()
 
 
 def after(cursor: str | None) -> int:
@@ -115,7 +113,9 @@ def _row(summary: dict[str, Any], result: Result) -> dict[str, Any]:
 
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request) -> HTMLResponse:
-    return pages.get(request, lambda: _render("index.html", models=store.models(_factory(request))))
+    return request.app.state.pages.get(
+        request, lambda: _render("index.html", models=store.models(_factory(request)))
+    )
 
 
 # The leaderboard's divisions, in order: like MLPerf's closed and open divisions, results of
@@ -134,7 +134,7 @@ DIVISIONS = (
 def leaderboard(request: Request, model: str) -> HTMLResponse:
     """One row per group (workload, platform, framework, preset) in each division: the best
     speed result and the best converge result, each with a link to all of the group's."""
-    return pages.get(request, lambda: _leaderboard(request, model))
+    return request.app.state.pages.get(request, lambda: _leaderboard(request, model))
 
 
 def _leaderboard(request: Request, model: str) -> HTMLResponse:
@@ -231,7 +231,7 @@ def compare(
     """Two sides, each a platform (and optionally a framework) the user picks among those
     with results for model: its best speed and best converge result. One platform on two
     frameworks is a side-by-side of the frameworks. Nothing is picked for the user."""
-    return pages.get(request, lambda: _compare(request, model, a, b, fa, fb))
+    return request.app.state.pages.get(request, lambda: _compare(request, model, a, b, fa, fb))
 
 
 def _compare(request: Request, model: str, a: str, b: str, fa: str, fb: str) -> HTMLResponse:

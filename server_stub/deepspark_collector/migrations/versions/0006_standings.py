@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("best_ranked", sa.Boolean(), nullable=False),
         sa.Column("best_score", sa.Float(), nullable=True),
     )
+    op.add_column("submissions", sa.Column("unranked", sa.String(200), nullable=True))
     op.create_index("ux_standings_group", "standings", list(GROUP), unique=True)
     op.create_index("ix_standings_model", "standings", ["model"])
     op.create_index("ix_standings_implements", "standings", ["implements"])
@@ -60,3 +61,4 @@ def downgrade() -> None:
     for column in SINGLE:
         op.create_index(f"ix_submissions_{column}", "submissions", [column])
     op.drop_table("standings")
+    op.drop_column("submissions", "unranked")
