@@ -15,10 +15,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from deepspark_core.contract import Mode, Precision
+from deepspark_core.contract import RANDOM_WEIGHTS, Engine, Mode, Precision, Scenario
 from deepspark_core.errors import DeepSparkError
 from deepspark_core.files import M, read_json
-from deepspark_core.metrics import Accuracy, Loader, Memory, Power, Speed, Stability
+from deepspark_core.metrics import Accuracy, Latency, Loader, Memory, Power, Speed, Stability
 from deepspark_core.system import SystemDescription
 
 RESULT_SCHEMA = "deepspark.result/v2"
@@ -49,6 +49,10 @@ class PlannedRun(_Strict):
     seed: int
     nproc: int  # ranks (devices) on each node
     nnodes: int = 1
+    scenario: Scenario | None = None  # an infer run's
+    engine: Engine | None = None  # an infer run's
+    # The run of this set whose checkpoint an infer run loads (None: random weights)
+    checkpoint_from: str | None = None
 
 
 class Implementation(_Strict):
@@ -126,6 +130,22 @@ class RunRecord(_Strict):
 RunStatus = Literal["success", "aborted", "incomplete"]
 
 
+class Inference(_Strict):
+    """What an infer run measures beside its throughput (`speed`: the same 5-window rule),
+    power and memory: latency per query, accuracy against the preset's target, energy per
+    inference. A figure that cannot be computed is None, with its reason in `*_na`."""
+
+    batch_size: int  # samples per query: the plan's batch offline, 1 in the latency scenario
+    weights: str  # "random", or "checkpoint sha256:..." (what the workload loaded)
+    weights_from: str | None = None  # the converge run of this set whose checkpoint it is
+    latency: Latency | None = None
+    latency_na: str | None = None
+    accuracy: Accuracy | None = None
+    accuracy_na: str | None = None
+    j_per_inference: float | None = None  # sampled power's integral over the windows / samples
+    counter_j_per_inference: float | None = None  # the hardware's energy counter, where recorded
+
+
 class Figures(_Strict):
     """What one run measures; a result's dimensions repeat its representative run's."""
 
@@ -148,6 +168,9 @@ class RunSummary(Figures):
     seed: int
     nproc: int
     nnodes: int = 1
+    scenario: Scenario | None = None  # as planned (PlannedRun)
+    engine: Engine | None = None
+    checkpoint_from: str | None = None
     # aborted: failed on its own (exit code, run_stop aborted, a non-finite accuracy);
     # incomplete: the agent cut it (killed at its time budget, or never started)
     status: RunStatus
@@ -159,6 +182,8 @@ class RunSummary(Figures):
     loader: Loader | None = None  # its wait for data, where its windows logged it (converge)
     image: ImageRef | None = None
     accuracy: float | None = None  # the final quality value
+    checkpoint: str | None = None  # a converge run's final weights it wrote: "sha256:..."
+    inference: Inference | None = None  # an infer run's own figures
     events: int = 0
     malformed_lines: int = 0
     notes: list[str] = []
@@ -211,10 +236,17 @@ class Result(_Strict):
     def unranked(self) -> str | None:
         """Why the result must not be ranked: accuracy on synthetic data says nothing of the
         model's quality on its task. None: rankable."""
-        converge = [r for r in self.runs if r.mode == "converge"]
-        if any(r.synthetic_data for r in converge):
-            return "converge runs on synthetic data"
+        scored = [r for r in self.runs if r.mode in ("converge", "infer")]
+        if any(r.synthetic_data for r in scored):
+            return f"{' and '.join(sorted({r.mode for r in scored}))} runs on synthetic data"
+        if any(r.inference and r.inference.weights == RANDOM_WEIGHTS for r in self.runs):
+            return "inference on random weights"
         return None
+
+    @property
+    def infer_runs(self) -> list[RunSummary]:
+        """The infer runs, one per scenario and engine: each its own row."""
+        return [r for r in self.runs if r.mode == "infer"]
 
 
 def read_model(path: Path, model: type[M]) -> M:

@@ -20,7 +20,7 @@ from deepspark_agent.console import JsonOpt, WorkloadsOpt, console, err_console,
 from deepspark_agent.evaluate import Output, UpRequest, evaluate, plan
 from deepspark_agent.progress import Bars
 from deepspark_agent.runtime.choose import RuntimeChoice
-from deepspark_agent.tables import plan_table, print_result, suite_table
+from deepspark_agent.tables import plan_table, print_result, result_tables
 from deepspark_agent.telemetry import DEFAULT_HZ
 
 SuiteOpt = Annotated[
@@ -100,7 +100,7 @@ def up(
         if as_json:
             print(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
         elif results:
-            console.print(suite_table(results, done.root.name, console.width))
+            console.print(*result_tables(results, done.root.name, console.width))
         err_console.print(f"evaluation: {done.root} (report.md, report.html)", highlight=False)
     raise typer.Exit(done.exit_code)
 
