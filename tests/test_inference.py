@@ -11,28 +11,28 @@ import pytest
 
 from deepspark_agent.planning import suite_runs
 from deepspark_agent.suites import SuiteEntry, load_suite
+from deepspark_core.assess import assess
 from deepspark_core.contract import RunSpec
 from deepspark_core.events import EventLogError, parse_lines
-from deepspark_core.metrics import MetricError, latency, percentile
-from deepspark_core.results import RESULT_FILE, Result
+from deepspark_core.files import write_json
+from deepspark_core.metrics import Latency, MetricError, latency, percentile
+from deepspark_core.report import inference_row, markdown_table, seed_row
+from deepspark_core.results import PLAN_FILE, RESULT_FILE, PlannedRun, Result
 from deepspark_core.runset import raw_files
+from test_assess import SECOND, plan, write_run
+from test_events import line
 from workload_runs import converge, events, run
 
 NAME = "resnet50"
 SPLIT = 360  # the mini preset's evaluation split: 20% of sklearn's 1,797 digits
 
 
-def line(key: str, mono_ns: int, event_type: str = "POINT_IN_TIME", **metadata) -> str:
-    event = {"time_ms": 0, "event_type": event_type, "key": key, "value": None}
-    return ":::MLLOG " + json.dumps(event | {"metadata": {**metadata, "mono_ns": mono_ns}})
-
-
 def window_lines(number: int, latencies: list[float]) -> list[str]:
-    t = (number + 1) * 10**9
+    t = (number + 1) * SECOND
     return [
-        line("block_start", t, "INTERVAL_START", window=number),
-        line("block_stop", t + 10**8, "INTERVAL_END", window=number, samples_count=32),
-        line("infer_latency", t + 10**8 + 1, window=number, latency_ms=latencies),
+        line("block_start", window=number, mono_ns=t),
+        line("block_stop", window=number, samples_count=32, mono_ns=t + SECOND // 10),
+        line("infer_latency", window=number, latency_ms=latencies, mono_ns=t + SECOND // 5),
     ]
 
 
@@ -44,7 +44,7 @@ def test_latency_percentiles_by_hand_on_a_known_log():
     lines += window_lines(1, [4, 1, 3, 2]) + window_lines(2, [8, 7, 6, 5])
     lines += window_lines(3, [12.0, 9, 10, 11]) + window_lines(4, [16, 13, 15, 14])
     lines += window_lines(5, [20, 17])
-    lines.append(line("infer_latency", 7 * 10**9, window=5, latency_ms=[18, 19]))
+    lines.append(line("infer_latency", window=5, latency_ms=[18, 19], mono_ns=7 * SECOND))
     log = parse_lines(lines)
     measured = log.windows()[1:]
     found = latency(log.latencies(w.number for w in measured))
@@ -64,7 +64,7 @@ def test_latency_percentiles_by_hand_on_a_known_log():
     ],
 )
 def test_latencies_that_would_lie_name_their_line(metadata, message):
-    log = parse_lines([line("infer_latency", 1, **metadata)])
+    log = parse_lines([line("infer_latency", **metadata)])
     with pytest.raises(EventLogError, match=message):
         log.latencies([0])
     with pytest.raises(MetricError, match="no query latency recorded"):
@@ -79,6 +79,79 @@ def test_an_infer_run_speaks_contract_1_1_and_the_others_stay_1():
     assert env["DS_CHECKPOINT"] == "/w/checkpoint.pt"
     speed = RunSpec(NAME, "mini", "speed", 0).env(Path("/out"))
     assert speed["DS_CONTRACT_VERSION"] == "1" and "DS_SCENARIO" not in speed
+
+
+def infer_run(run_set: Path, planned: PlannedRun, weights: list[str]) -> None:
+    """write_run's 4 one-second windows of 50 samples (the first a warm-up), top-1 0.6, the
+    weights logged, each window's latencies (the warm-up's 900 ms, then 1..9 ms), and
+    telemetry: 100 W sampled, an energy counter rising at 90 J/s."""
+    write_run(run_set, planned, 50, 0.6)
+    lines = [*weights, line("infer_latency", window=0, latency_ms=[900], mono_ns=SECOND)]
+    lines += [
+        line("infer_latency", window=w, latency_ms=[3 * w - 2, 3 * w - 1, 3 * w]) for w in (1, 2, 3)
+    ]
+    with (run_set / planned.label / "mllog.log").open("a") as log:
+        log.write("\n".join(lines) + "\n")
+    ticks = [
+        {"t_ns": t * SECOND // 2, "scope": "accelerator", "device": "0", "power_w": 100.0,
+         "energy_j": 90.0 * t / 2}
+        for t in range(19)
+    ]  # fmt: skip
+    (run_set / planned.label / "telemetry.jsonl").write_text(
+        "".join(json.dumps(tick) + "\n" for tick in ticks)
+    )
+
+
+def test_an_infer_runs_figures_and_row_from_a_known_run_set(tmp_path: Path):
+    """Three measured windows of 50 samples, 100 W sampled: 300 J by the power integral, 270 J
+    by the counter, so 2 and 1.8 J per inference; latencies 1..9 ms: p50 5, p90 9, p99 9."""
+    infer = {"mode": "infer", "seed": 0, "nproc": 1, "checkpoint_from": "converge-1"}
+    runs = [
+        PlannedRun(label="converge-1", mode="converge", seed=0, nproc=1),
+        PlannedRun(label="infer-offline-eager", scenario="offline", engine="eager", **infer),
+        PlannedRun(label="infer-latency-compile", scenario="latency", engine="compile", **infer),
+        PlannedRun(label="infer-latency-eager", scenario="latency", engine="eager", **infer),
+    ]
+    write_json(tmp_path / PLAN_FILE, plan(runs, nproc=1, nnodes=1))
+    write_run(tmp_path, runs[0], 50, 0.6)
+    with (tmp_path / "converge-1" / "mllog.log").open("a") as log:
+        log.write(line("checkpoint", "checkpoint.pt", sha256="ab" * 32) + "\n")
+    infer_run(tmp_path, runs[1], [line("weights", "checkpoint", sha256="ab" * 32)])
+    infer_run(tmp_path, runs[2], [line("weights", "checkpoint", sha256="cd" * 32)])
+    infer_run(tmp_path, runs[3], [line("weights", "random")])
+
+    result = assess(tmp_path)
+    trained, offline, other, untrained = result.runs
+    assert trained.checkpoint == "sha256:" + "ab" * 32
+    figures = offline.inference
+    assert (figures.weights_from, figures.batch_size) == ("converge-1", 10)
+    assert figures.latency == Latency(p50_ms=5, p90_ms=9, p99_ms=9, mean_ms=5, queries=9)
+    assert figures.accuracy.value == 0.6 and figures.accuracy.converged
+    assert figures.j_per_inference == pytest.approx(2.0)
+    assert figures.counter_j_per_inference == pytest.approx(1.8)
+    row = inference_row(result, offline)
+    assert row["config"].endswith("bs:10, 1x, fp32, offline, eager, converge-1's weights")
+    assert row["throughput"] == "50.0/s (3 windows)"
+    assert row["latency (ms)"] == "p50 5, p90 9, p99 9 (9 queries)"
+    assert (row["accuracy"], row["energy (J/inference)"]) == (
+        "0.6 (reached)",
+        "1.8 (energy counter)",
+    )
+    assert row["power (W)"] == "100*1 (accelerator)"
+    # Weights that are not the planned checkpoint's: named by their digest, and noted.
+    assert other.inference.weights_from is None and other.inference.batch_size == 1
+    assert "latency, compile, checkpoint sha256:cdcd" in inference_row(result, other)["config"]
+    noted = f"weights: checkpoint sha256:{'cd' * 32}, not converge-1's checkpoint"
+    assert f"infer-latency-compile: {noted}" in result.notes
+    # Random weights: the row says so, the accuracy is N/A with the reason, nothing is ranked.
+    row = inference_row(result, untrained)
+    assert "latency, eager, random weights" in row["config"]
+    assert row["accuracy"] == "N/A: random weights (no checkpoint): says nothing of the model"
+    assert result.unranked == "inference on random weights"
+    assert (
+        "Inference" in markdown_table([result])
+        and seed_row(result)["speed"] == "50.0/s (3 windows)"
+    )
 
 
 def test_an_inference_entry_trains_once_then_infers_per_scenario_and_engine_on_one_device():
@@ -103,6 +176,11 @@ def test_a_workload_without_infer_is_refused_in_one_line(cli, tmp_path):
     assert code == 1 and not list(tmp_path.iterdir())  # refused before anything was launched
     assert err.strip() == (
         "error: dlrm does not support infer mode (its workload.toml's modes: speed, converge)"
+    )
+    code, _, err = cli("run", NAME, "--mode", "infer", "--checkpoint", str(tmp_path / "none.pt"))
+    assert (
+        code == 1
+        and err.strip() == f"error: resnet50 mini: checkpoint {tmp_path}/none.pt is not a file"
     )
     # The library refuses too, at once, for an agent that did not look.
     result = run("dlrm", tmp_path, DS_MODE="infer", DS_CONTRACT_VERSION="1.1")
@@ -201,6 +279,8 @@ def test_up_inference_smoke_prints_a_row_per_scenario_signs_and_verify_recompute
     assert weights.is_file() and weights not in raw_files(
         run_set
     )  # kept, neither signed nor packed
+    html = (run_set.parent / "report.html").read_text()
+    assert "latency (ms)" in html and "converge-1&#39;s weights" in html
     code, out, err = cli("verify", str(run_set / "statement.dsse.json"))
     assert code == 0, err
     assert "the whole result matches its recomputation" in out

@@ -11,7 +11,7 @@ workload's raw artifacts (`mllog.log`, `stdout.log`, `telemetry.jsonl`), and `re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -34,6 +34,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _infer_only() -> Any:
+    """A field contract 1.1 added for inference: left out of the JSON while None, so that the
+    files of a run set without infer runs read byte for byte as before."""
+    return Field(default=None, exclude_if=lambda value: value is None)
+
+
 class QualityTarget(_Strict):
     metric: str
     direction: Literal["higher", "lower"]
@@ -49,10 +55,10 @@ class PlannedRun(_Strict):
     seed: int
     nproc: int  # ranks (devices) on each node
     nnodes: int = 1
-    scenario: Scenario | None = None  # an infer run's
-    engine: Engine | None = None  # an infer run's
+    scenario: Scenario | None = _infer_only()  # an infer run's
+    engine: Engine | None = _infer_only()  # an infer run's
     # The run of this set whose checkpoint an infer run loads (None: random weights)
-    checkpoint_from: str | None = None
+    checkpoint_from: str | None = _infer_only()
 
 
 class Implementation(_Strict):
@@ -168,9 +174,9 @@ class RunSummary(Figures):
     seed: int
     nproc: int
     nnodes: int = 1
-    scenario: Scenario | None = None  # as planned (PlannedRun)
-    engine: Engine | None = None
-    checkpoint_from: str | None = None
+    scenario: Scenario | None = _infer_only()  # as planned (PlannedRun)
+    engine: Engine | None = _infer_only()
+    checkpoint_from: str | None = _infer_only()
     # aborted: failed on its own (exit code, run_stop aborted, a non-finite accuracy);
     # incomplete: the agent cut it (killed at its time budget, or never started)
     status: RunStatus
@@ -182,8 +188,8 @@ class RunSummary(Figures):
     loader: Loader | None = None  # its wait for data, where its windows logged it (converge)
     image: ImageRef | None = None
     accuracy: float | None = None  # the final quality value
-    checkpoint: str | None = None  # a converge run's final weights it wrote: "sha256:..."
-    inference: Inference | None = None  # an infer run's own figures
+    checkpoint: str | None = _infer_only()  # a converge run's final weights: "sha256:..."
+    inference: Inference | None = _infer_only()  # an infer run's own figures
     events: int = 0
     malformed_lines: int = 0
     notes: list[str] = []

@@ -132,15 +132,14 @@ class BaseWorkload(AbstractContextManager):
         log.event("seed", env.seed)
         log.start("init_start")
         self._data_root: Path | None = None
-        # The workload's dataset: converge runs need it; infer runs score their evaluation
+        # A dataset preset's files: converge runs read them; infer runs score their evaluation
         # split when given one, else time synthetic batches (and log no accuracy)
-        self.reads_data = self.preset.real_data and (
-            self.converge or (self.infer and env.data_dir is not None)
-        )
-        if self.reads_data:  # before the train script builds a model
-            self.data_dir()  # a missing or damaged dataset fails now, not hours in
-        elif self.preset.real_data:
-            self.log_synthetic("random batches of the preset's shapes")
+        self.reads_data = self.converge or (self.infer and env.data_dir is not None)
+        if self.preset.real_data:  # before the train script builds a model
+            if self.reads_data:
+                self.data_dir()  # a missing or damaged dataset fails now, not hours in
+            else:
+                self.log_synthetic("random batches of the preset's shapes")
 
     # What a framework fills in.
     def _setup(self) -> None:
