@@ -64,7 +64,7 @@ def test_env_defaults_and_values(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "name, value, message",
     [
-        ("DS_MODE", "train", "DS_MODE='train' is not one of speed, converge"),
+        ("DS_MODE", "train", "DS_MODE='train' is not one of speed, converge, infer"),
         ("DS_PRECISION", "fp8", "DS_PRECISION='fp8' is not one of fp32, amp, bf16"),
         ("DS_BATCH_SIZE", "0", "DS_BATCH_SIZE='0' must be >= 1"),
         ("DS_BATCH_SIZE", "3.5", "DS_BATCH_SIZE='3.5' is not int"),

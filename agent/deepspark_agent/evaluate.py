@@ -128,7 +128,9 @@ def run_model(
         request = dataclasses.replace(request, image=image_ref(engine(), image))
         choice = dataclasses.replace(choice, name="docker")
     placement = resolve(choice.devices)
-    _can_run(request, request.mode == "converge", placement, describe_system())  # before any run
+    _can_run(request, {request.mode}, placement, describe_system())  # before any run
+    if request.mode == "infer" and request.nproc > 1:
+        raise LaunchError(f"--nproc {request.nproc}: an infer run measures one device")
     if placement.count and request.nproc > placement.count:
         raise LaunchError(
             f"--nproc {request.nproc}: this node has {placement.found()} (see --devices)"
@@ -297,7 +299,8 @@ def _prepare(
     system = describe_system()  # probed once: each model's fit is checked against it
     for entry, workload in entries:
         request = planning.suite_request(entry, workload, node_devices, None)
-        _can_run(request, entry.stability_runs > 0, placement, system)
+        modes = {r.mode for r in planning.suite_runs(entry, node_devices)}
+        _can_run(request, modes, placement, system)
     _preflight(req.workloads, notes, placement, local_ranks=req.runtime.name != "docker")
     if req.node_rank == 0:
         ensure_key(notes)
@@ -341,14 +344,19 @@ def _in_job(root: Path, place: Place) -> tuple[Path, Evaluation] | None:
 
 
 def _can_run(
-    request: Request, converge: bool, placement: Placement, system: SystemDescription
+    request: Request, modes: set[str], placement: Placement, system: SystemDescription
 ) -> None:
-    """The preset exists, fits one device's memory and, for converge runs, has its dataset."""
+    """The workload runs these modes, its preset exists, fits one device's memory and, for
+    converge runs, has its dataset."""
+    for mode in sorted(modes):
+        request.workload.check_mode(mode)
     preset = request.workload.preset(request.config)
     name = f"{request.workload.name} {request.config}"
     check_fit(name, preset, request.batch_size, system, placement)
-    if converge:
+    if "converge" in modes:
         check_data_dir(name, preset, request.data_dir)
+    if request.checkpoint is not None and not request.checkpoint.is_file():
+        raise LaunchError(f"{name}: checkpoint {request.checkpoint} is not a file")
 
 
 def _resumed(req: UpRequest, suite_name: str) -> tuple[Path, Evaluation]:

@@ -2,7 +2,8 @@
 
 `run` plans N runs of one mode (distinct seeds) plus a 1-rank baseline; `up` plans, per
 suite entry, a speed run at each scaling point (and across the nodes), then the converge
-runs at the node's scale.
+runs at the node's scale; an inference entry (one with scenarios) its converge runs, then an
+infer run per scenario and engine on one device, loading the first converge run's checkpoint.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from deepspark_agent.devices import describe_system
 from deepspark_agent.runtime.base import Cluster
 from deepspark_agent.suites import SuiteEntry, SuiteError
 from deepspark_agent.workloads import Workload, folder_digest
-from deepspark_core.contract import Mode, Precision
+from deepspark_core.contract import Engine, Mode, Precision, Scenario
 from deepspark_core.results import ImageRef, Implementation, PlannedRun, QualityTarget, RunPlan
 
 BASELINE_LABEL = "baseline-1x"
@@ -42,12 +43,16 @@ class Request:
     data_dir: Path | None = None
     cluster: Cluster | None = None  # this node's place in the plan's multi-node runs
     image: ImageRef | None = None  # a vendor's image, run instead of the workload's own
+    scenario: Scenario = "offline"  # infer mode's
+    engine: Engine = "eager"  # infer mode's
+    checkpoint: Path | None = None  # the weights infer runs load where no run of the set wrote any
 
 
 def single_runs(req: Request) -> list[PlannedRun]:
     """`run`'s runs: distinct seeds at nproc, then a 1-rank baseline for card linearity."""
+    infer = {"scenario": req.scenario, "engine": req.engine} if req.mode == "infer" else {}
     runs = [
-        PlannedRun(label=f"run-{i + 1}", mode=req.mode, seed=req.seed + i, nproc=req.nproc)
+        PlannedRun(label=f"run-{i + 1}", mode=req.mode, seed=req.seed + i, nproc=req.nproc, **infer)
         for i in range(req.runs)
     ]
     if req.nproc > 1:
@@ -70,16 +75,35 @@ def suite_runs(
     entry: SuiteEntry, node_devices: int, nnodes: int = 1, seed: int = 0
 ) -> list[PlannedRun]:
     """A suite entry's runs: speed at each scaling point (and at nnodes nodes), then the
-    converge runs at the node's scale with distinct seeds."""
+    converge runs at the node's scale with distinct seeds. An inference entry: its converge
+    runs, then an infer run per scenario and engine on one device (the figures are one
+    device's), each loading the first converge run's checkpoint (none: the entry's own file,
+    else random weights)."""
     points = scaling(entry, node_devices)
     node = points[-1]
-    runs = [PlannedRun(label=f"speed-{n}x", mode="speed", seed=seed, nproc=n) for n in points]
-    if nnodes > 1:
+    runs = []
+    if not entry.scenarios:
+        runs += [PlannedRun(label=f"speed-{n}x", mode="speed", seed=seed, nproc=n) for n in points]
+    if nnodes > 1 and not entry.scenarios:
         label = f"speed-{node}x-{nnodes}n"
         runs.append(PlannedRun(label=label, mode="speed", seed=seed, nproc=node, nnodes=nnodes))
     runs += [
         PlannedRun(label=f"converge-{i + 1}", mode="converge", seed=seed + i, nproc=node)
         for i in range(entry.stability_runs)
+    ]
+    trained = "converge-1" if entry.stability_runs else None
+    runs += [
+        PlannedRun(
+            label=f"infer-{scenario}-{engine}",
+            mode="infer",
+            seed=seed,
+            nproc=1,
+            scenario=scenario,
+            engine=engine,
+            checkpoint_from=trained,
+        )
+        for scenario in entry.scenarios
+        for engine in entry.engines
     ]
     return runs
 
@@ -92,7 +116,7 @@ def suite_request(
         workload=workload, config=entry.config, nproc=scaling(entry, node_devices)[-1],
         precision=entry.precision, batch_size=entry.batch_size, tolerance=entry.tolerance,
         windows=entry.windows, warmup_windows=entry.warmup_windows, budget_s=entry.budget_s,
-        data_dir=entry.data_dir, cluster=cluster,
+        data_dir=entry.data_dir, cluster=cluster, checkpoint=entry.checkpoint,
     )  # fmt: skip
 
 
@@ -100,9 +124,12 @@ def implementation(req: Request) -> Implementation:
     """What the plan measures: a vendor's image, or a workload folder pinned by its digest."""
     if req.image:
         return Implementation(
-            origin="vendor", kind="image", source=req.image.tag, digest=req.image.id,
+            origin="vendor",
+            kind="image",
+            source=req.image.tag,
+            digest=req.image.id,
             repo_digests=req.image.repo_digests,
-        )  # fmt: skip
+        )
     workload = req.workload
     return Implementation(
         origin="reference" if workload.reference else "vendor", kind="folder",

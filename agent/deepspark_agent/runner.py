@@ -20,7 +20,7 @@ from deepspark_agent import nodes
 from deepspark_agent.planning import Request, make_plan
 from deepspark_agent.runtime.base import Launch, Runtime
 from deepspark_core.assess import assess
-from deepspark_core.contract import RunSpec
+from deepspark_core.contract import CHECKPOINT_FILE, RunSpec
 from deepspark_core.datasets import MANIFEST, verify_manifest
 from deepspark_core.datasets import Progress as DataProgress
 from deepspark_core.events import TOKEN, parse_line
@@ -198,9 +198,10 @@ def _run_all(
                 batch_size=plan.batch_size, precision=plan.precision, nproc=planned.nproc,
                 warmup_windows=plan.warmup_windows, windows=plan.windows,
                 max_seconds=min(max_seconds, left), data_verified=data_verified,
+                scenario=planned.scenario or "offline", engine=planned.engine or "eager",
             )  # fmt: skip
-            speed_windows = plan.warmup_windows + plan.windows
-            windows = speed_windows if planned.mode == "speed" else preset.epochs
+            timed = plan.warmup_windows + plan.windows  # speed and infer runs
+            windows = preset.epochs if planned.mode == "converge" else timed
             progress.run_launched(planned, windows)
             _launch(req, planned, spec, run_dir, runtime, progress)
     finally:
@@ -217,6 +218,20 @@ def _not_started(planned: PlannedRun, run_dir: Path, runtime: str, budget_s: flo
     write_json(run_dir / RUN_FILE, record)
 
 
+def _checkpoint(req: Request, planned: PlannedRun, run_set: Path) -> Path | None:
+    """The weights an infer run loads: the checkpoint its plan names (that run's, written at
+    its end: missing when it failed, and then random weights, as the row says), else the
+    request's own file; nothing for the other modes."""
+    if planned.mode != "infer":
+        return None
+    if planned.checkpoint_from:
+        written = run_set / planned.checkpoint_from / CHECKPOINT_FILE
+        if not written.is_file():
+            log.info("%s: %s wrote no checkpoint: random weights", planned.label, written.parent)
+        return written if written.is_file() else None
+    return req.checkpoint
+
+
 def _launch(
     req: Request,
     planned: PlannedRun,
@@ -231,8 +246,9 @@ def _launch(
     log.info("%s: starting seed %d on %d rank(s)", planned.label, planned.seed, planned.nproc)
     cluster = req.cluster if planned.nnodes > 1 else None
     image = req.image.tag if req.image else None
+    weights = _checkpoint(req, planned, run_dir.parent)
     outcome = runtime.run(
-        Launch(req.workload, spec, run_dir, req.data_dir, cluster, image),
+        Launch(req.workload, spec, run_dir, req.data_dir, cluster, image, weights),
         on_tick=lambda: progress.run_progress(live.poll(), live.rate),
     )
     progress.run_progress(live.poll(), live.rate)

@@ -2,7 +2,9 @@
 
 Per model: the preset, precision and batch size; the speed runs' measured windows at each
 scaling point (device counts on one node; "all" is every device the node has); the converge
-runs that give accuracy and stability; and a time budget for all of the model's runs.
+runs that give accuracy and stability; and a time budget for all of the model's runs. An
+inference entry names its scenarios (and engines): its converge runs train the weights its
+infer runs load (planning.suite_runs).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from deepspark_agent.workloads import Workload, find_implementation
-from deepspark_core.contract import Precision
+from deepspark_core.contract import Engine, Precision, Scenario
 from deepspark_core.errors import DeepSparkError
 from deepspark_core.files import read_toml
 
@@ -42,6 +44,11 @@ class SuiteEntry(BaseModel):
     tolerance: float = Field(default=0.01, ge=0)  # stability band, +/-
     budget_s: float | None = Field(default=None, gt=0)  # all of this model's runs
     data_dir: Path | None = None  # relative to the suite file
+    # An inference entry: an infer run per scenario and engine (and no training speed runs)
+    scenarios: list[Scenario] = []
+    engines: list[Engine] = Field(default=["eager"], min_length=1)
+    # weights for the infer runs where no converge run writes them (relative to the suite file)
+    checkpoint: Path | None = None
 
     @field_validator("devices")
     @classmethod
@@ -82,7 +89,9 @@ def load_suite(name_or_path: str, base: Path | None = None) -> Suite:
     """A suite, its data_dir entries made relative to base (default: the suite's folder)."""
     path = suite_path(name_or_path)
     suite = read_toml(path, Suite, SuiteError)
-    for entry in suite.workloads:
-        if entry.data_dir is not None:  # an absolute data_dir stays as is
+    for entry in suite.workloads:  # an absolute path stays as is
+        if entry.data_dir is not None:
             entry.data_dir = (base or path.parent) / entry.data_dir
+        if entry.checkpoint is not None:
+            entry.checkpoint = (base or path.parent) / entry.checkpoint
     return suite

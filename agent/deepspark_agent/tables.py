@@ -9,7 +9,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from deepspark_core.report import SEED_COLUMNS, number, seed_row
+from deepspark_core.report import (
+    INFER_COLUMNS,
+    SEED_COLUMNS,
+    inference_rows,
+    number,
+    seed_row,
+    training_results,
+)
 from deepspark_core.results import NodeFigures, Result, RunSummary
 
 WIDE = 150  # terminal columns the seed row needs to print unfolded
@@ -18,7 +25,7 @@ WIDE = 150  # terminal columns the seed row needs to print unfolded
 def _run_row(run: RunSummary) -> list[str]:
     return [
         run.label,
-        run.mode,
+        run.mode + (f" ({run.scenario}, {run.engine})" if run.mode == "infer" else ""),
         str(run.seed),
         f"{run.nproc}x" + (f"*{run.nnodes}n" if run.nnodes > 1 else ""),
         run.status if run.status == "success" else f"[red]{run.status}[/]",
@@ -31,7 +38,8 @@ def _run_row(run: RunSummary) -> list[str]:
 
 
 def print_result(result: Result, console: Console) -> None:
-    console.print(suite_table([result], "DeepSpark six dimensions", console.width))
+    for table in result_tables([result], "DeepSpark six dimensions", console.width):
+        console.print(table)
 
     runs = Table(title="runs", title_justify="left")
     for column in ("run", "mode", "seed", "ranks", "status", "speed", "end-to-end", "accuracy",
@@ -58,21 +66,36 @@ def node_line(node: NodeFigures) -> str:
     return f"node {node.node}: power {power}; memory {memory} ({node.scope or 'no telemetry'})"
 
 
+def result_tables(results: list[Result], title: str, width: int = WIDE) -> list[Table]:
+    """The seed table of the results with training runs, then the inference table of their
+    infer runs (a row per scenario and engine), each where it has rows."""
+    tables = []
+    if training := training_results(results):
+        tables.append(suite_table(training, title, width))
+    if infer := inference_rows(results):
+        tables.append(_table(INFER_COLUMNS, infer, f"{title}: inference", width))
+    return tables
+
+
 def suite_table(results: list[Result], title: str, width: int = WIDE) -> Table:
-    """The seed table: one row per model; on a terminal narrower than the row, one column
-    per model instead (a narrow terminal would fold every cell)."""
-    rows = [seed_row(result) for result in results]
+    """The seed table: one row per model."""
+    return _table(SEED_COLUMNS, [seed_row(result) for result in results], title, width)
+
+
+def _table(columns: tuple[str, ...], rows: list[dict[str, str]], title: str, width: int) -> Table:
+    """One row per result; on a terminal narrower than the row, one column per row instead
+    (a narrow terminal would fold every cell)."""
     table = Table(title=title, title_justify="left")
     if width >= WIDE:
-        for column in SEED_COLUMNS:
+        for column in columns:
             table.add_column(column, overflow="fold")
         for row in rows:
-            table.add_row(*row.values())
+            table.add_row(*(row[c] for c in columns))
         return table
     table.add_column("")
     for row in rows:
         table.add_column(row["model"], overflow="fold")
-    for column in SEED_COLUMNS:
+    for column in columns:
         table.add_row(column, *(row[column] for row in rows))
     return table
 

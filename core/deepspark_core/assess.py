@@ -12,8 +12,13 @@ import statistics
 from pathlib import Path
 
 from deepspark_core import metrics
-from deepspark_core.contract import SYNTHETIC_DATA
-from deepspark_core.events import EventLog, EventLogError, read_events
+from deepspark_core.contract import (
+    CHECKPOINT_EVENT,
+    RANDOM_WEIGHTS,
+    SYNTHETIC_DATA,
+    WEIGHTS_EVENT,
+)
+from deepspark_core.events import Event, EventLog, EventLogError, read_events
 from deepspark_core.results import (
     EVENTS_FILE,
     PLAN_FILE,
@@ -21,6 +26,7 @@ from deepspark_core.results import (
     STDOUT_FILE,
     Dimensions,
     Figures,
+    Inference,
     Linearity,
     NodeFigures,
     PlannedRun,
@@ -97,7 +103,50 @@ def assess_run(run_dir: Path, planned: PlannedRun, plan: RunPlan) -> RunSummary:
     if measured:
         summary["loader"] = _loader(measured, notes)
         summary.update(_telemetry(run_dir, record, planned.nnodes, measured, notes))
+    if planned.mode == "infer":
+        summary["inference"] = _inference(log, plan, planned, measured, summary)
+    summary["checkpoint"] = _sha256(log.last(CHECKPOINT_EVENT))
     return RunSummary(**summary, notes=notes)
+
+
+def _sha256(event: Event | None) -> str | None:
+    """An event's metadata sha256 as "sha256:<hex>", when it has one."""
+    digest = event.metadata.get("sha256") if event else None
+    return f"sha256:{digest}" if isinstance(digest, str) else None
+
+
+def _inference(
+    log: EventLog, plan: RunPlan, planned: PlannedRun, measured: list[metrics.Window], run: dict
+) -> Inference:
+    """An infer run's latency, accuracy against the target and energy per inference."""
+    loaded = log.first(WEIGHTS_EVENT)
+    if loaded is None:
+        weights = "not logged"
+    elif loaded.value == RANDOM_WEIGHTS:
+        weights = RANDOM_WEIGHTS
+    else:
+        weights = " ".join(filter(None, [str(loaded.value), _sha256(loaded)]))
+    figures: dict = {
+        "batch_size": 1 if planned.scenario == "latency" else plan.batch_size,
+        "weights": weights,
+    }
+    try:
+        figures["latency"] = metrics.latency(log.latencies(w.number for w in measured))
+    except (EventLogError, metrics.MetricError) as exc:
+        figures["latency_na"] = str(exc)
+    if weights == RANDOM_WEIGHTS:
+        figures["accuracy_na"] = "random weights (no checkpoint): says nothing of the model"
+    elif run["accuracy"] is None:
+        figures["accuracy_na"] = "no finite eval_accuracy logged"
+    else:
+        q = plan.quality
+        figures["accuracy"] = metrics.accuracy(run["accuracy"], q.target, q.direction)
+    samples = sum(w.samples for w in measured)
+    if run.get("power"):
+        figures["j_per_inference"] = run["power"].j_per_sample
+    if run.get("energy_counter_j") is not None and samples:
+        figures["counter_j_per_inference"] = run["energy_counter_j"] / samples
+    return Inference(**figures)
 
 
 def _final_quality(log: EventLog) -> float | None:
@@ -228,12 +277,38 @@ def assess(run_set: Path) -> Result:
     recorded = [p for p in plan.runs if (run_set / p.label / RUN_FILE).is_file()]
     if not recorded:
         raise SchemaError(f"{run_set}: no runs recorded yet")
-    runs = [assess_run(run_set / p.label, p, plan) for p in recorded]
+    runs = _weights_from([assess_run(run_set / p.label, p, plan) for p in recorded])
     notes = [f"{p.label}: planned but not recorded" for p in plan.runs if p not in recorded]
+    notes += [f"{r.label}: {n}" for r in runs if r.inference for n in _inference_notes(r)]
     complete = len(recorded) == len(plan.runs) and all(r.status != "incomplete" for r in runs)
     dims = _dimensions(plan, runs, notes)
     state = "complete" if complete else "incomplete"
     return Result(plan=plan, runs=runs, dimensions=dims, state=state, notes=notes)
+
+
+def _weights_from(runs: list[RunSummary]) -> list[RunSummary]:
+    """Each infer run's weights tied to the run of the set that wrote them: the checkpoint
+    its plan names, when the sha256 it loaded is the one that run logged."""
+    written = {r.label: f"checkpoint {r.checkpoint}" for r in runs if r.checkpoint}
+    tied = []
+    for run in runs:
+        source, inference = run.checkpoint_from, run.inference
+        if inference and source and inference.weights == written.get(source):
+            inference = inference.model_copy(update={"weights_from": source})
+            run = run.model_copy(update={"inference": inference})
+        tied.append(run)
+    return tied
+
+
+def _inference_notes(run: RunSummary) -> list[str]:
+    """Why an infer run's figures are N/A, and weights that are not the checkpoint planned."""
+    inference = run.inference
+    assert inference is not None
+    why = {"latency": inference.latency_na, "accuracy": inference.accuracy_na}
+    notes = [f"{name}: {reason}" for name, reason in why.items() if reason]
+    if run.checkpoint_from and inference.weights_from is None:
+        notes.append(f"weights: {inference.weights}, not {run.checkpoint_from}'s checkpoint")
+    return notes
 
 
 def _median_speed(runs: list[RunSummary]) -> RunSummary | None:
@@ -255,6 +330,10 @@ def _speed_na(runs: list[RunSummary], none: str) -> str:
 
 
 def _dimensions(plan: RunPlan, runs: list[RunSummary], notes: list[str]) -> Dimensions:
+    """The six training dimensions; an infer run's figures are its own (RunSummary.inference)."""
+    if all(p.mode == "infer" for p in plan.runs):
+        return Dimensions()
+    runs = [r for r in runs if r.mode != "infer"]
     ok = [r for r in runs if r.status == "success"]
     if not ok:
         notes.append("every run failed: " + "; ".join(f"{r.label}: {r.reason}" for r in runs))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deepspark_core.contract import LATENCY_EVENT
 from deepspark_core.errors import DeepSparkError
 from deepspark_core.metrics import Window
 from deepspark_core.nesting import check_depth
@@ -72,6 +73,16 @@ def _integer(value: object) -> int | None:
     return None
 
 
+def _number(value: object) -> float:
+    """A JSON number as a float (an integer beyond any float is infinite); NaN otherwise."""
+    if not isinstance(value, int | float):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
 def _samples(event: Event) -> int:
     """A stop's samples_count, a positive integer, else an EventLogError naming the line."""
     samples = event.metadata.get("samples_count")
@@ -92,12 +103,7 @@ def _wait(stop: Event) -> float | None:
     wait = stop.metadata.get("data_wait_ms")
     if wait is None:
         return None
-    if isinstance(wait, bool) or not isinstance(wait, int | float):
-        return math.nan
-    try:
-        return float(wait)
-    except OverflowError:  # an integer beyond any float: beyond any window too
-        return math.inf
+    return math.nan if isinstance(wait, bool) else _number(wait)
 
 
 @dataclass
@@ -186,7 +192,35 @@ class EventLog:
                 f"line {stop.lineno}: {stop.key} is not after its start at line {start.lineno} "
                 f"({stop_ns - start_ns} ns: a clock that went backwards)"
             )
-        return Window(start_ns=start_ns, stop_ns=stop_ns, samples=samples, data_wait_ms=_wait(stop))
+        return Window(
+            start_ns=start_ns,
+            stop_ns=stop_ns,
+            samples=samples,
+            data_wait_ms=_wait(stop),
+            number=_integer(start.metadata.get("window")),
+        )
+
+    def latencies(self, windows: Iterable[int | None]) -> list[float]:
+        """The per-query latencies (ms) that `infer_latency` events record for the windows
+        numbered `windows`, in log order. An event that names no window, or a value that is
+        not a non-negative time, is an EventLogError naming the line."""
+        wanted, values = set(windows), []
+        for event in self.all(LATENCY_EVENT):
+            where = f"line {event.lineno}: {LATENCY_EVENT}"
+            number = _integer(event.metadata.get("window"))
+            if number is None:
+                raise EventLogError(f"{where} names no window")
+            if number not in wanted:  # a warm-up window's
+                continue
+            found = event.metadata.get("latency_ms")
+            if not isinstance(found, list):
+                raise EventLogError(f"{where} has no latency_ms list")
+            for value in found:
+                ms = math.nan if isinstance(value, bool) else _number(value)
+                if not (math.isfinite(ms) and ms >= 0):  # NaN fails too
+                    raise EventLogError(f"{where} latency {value!r} is not a non-negative time")
+                values.append(ms)
+        return values
 
     @staticmethod
     def _ns(event: Event, mono_offset_ns: int) -> int:

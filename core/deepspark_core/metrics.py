@@ -12,7 +12,7 @@ import math
 import statistics
 from bisect import bisect_left
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Literal, cast
 
@@ -46,6 +46,8 @@ class Window:
     # rank 0's wait for its batches inside the window (block_stop's optional data_wait_ms);
     # NaN when logged but not a number, so that `loader` can say so
     data_wait_ms: float | None = None
+    # block_start's `window`, which infer_latency events name; not part of what it measured
+    number: int | None = field(default=None, compare=False)
 
     @property
     def seconds(self) -> float:
@@ -151,6 +153,49 @@ def loader(windows: Sequence[Window]) -> Loader | None:
         share=share,
         speed=samples / seconds if share > INPUT_BOUND_SHARE else None,
         compute_speed=samples / (seconds - wait_s) if wait_s < seconds else None,
+    )
+
+
+# --- inference latency -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Per-query latency over the measured windows, in ms (a query: one batch in the offline
+    scenario, one sample in the latency scenario)."""
+
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    queries: int
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The nearest-rank percentile: the smallest value with at least p% of all values at or
+    below it, i.e. the k-th smallest for k = ceil(p / 100 * n) (MLPerf's loadgen picks the
+    same value). It is always a value that was measured, never an interpolation."""
+    if not values:
+        raise MetricError("a percentile needs at least one value")
+    if not 0 < p <= 100:
+        raise MetricError(f"percentile p must be in (0, 100], got {p}")
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(p * len(ordered) / 100)) - 1]  # p * n first: exact
+
+
+def latency(values_ms: Sequence[float]) -> Latency:
+    """p50, p90 and p99 (nearest rank) and the mean of the recorded per-query latencies."""
+    if not values_ms:
+        raise MetricError("latency: no query latency recorded in the measured windows")
+    for v in values_ms:
+        if not (math.isfinite(v) and v >= 0):
+            raise MetricError(f"latency: {v!r} ms is not a non-negative time")
+    return Latency(
+        p50_ms=percentile(values_ms, 50),
+        p90_ms=percentile(values_ms, 90),
+        p99_ms=percentile(values_ms, 99),
+        mean_ms=statistics.fmean(values_ms),
+        queries=len(values_ms),
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from deepspark_core.plots import result_plots
-from deepspark_core.results import Result
+from deepspark_core.results import Figures, Result, RunSummary
 
 # The agent's templates: the standalone report, and the result body the collector shares.
 TEMPLATES = PackageLoader("deepspark_core", "templates")
@@ -15,6 +15,10 @@ TEMPLATES = PackageLoader("deepspark_core", "templates")
 SEED_COLUMNS = (
     "task", "model", "target", "config", "speed", "accuracy",
     "power (W)", "linearity", "memory (GB)", "stability",
+)  # fmt: skip
+INFER_COLUMNS = (
+    "task", "model", "target", "config", "throughput", "latency (ms)", "accuracy",
+    "power (W)", "energy (J/inference)", "memory (GB)",
 )  # fmt: skip
 NA = "N/A"
 
@@ -51,9 +55,7 @@ def seed_row(result: Result) -> dict[str, str]:
     framework = next((r.framework for r in result.runs if r.framework), plan.runtime)
     incomplete = result.state == "incomplete"
     row = {
-        "task": plan.task,
-        "model": plan.model + (" (incomplete)" if incomplete else ""),
-        "target": f"{plan.quality.metric} {plan.quality.target:g}",
+        **_head(result, incomplete),
         "config": f"{framework}, {plan.config}, bs:{plan.batch_size}, {plan.nproc}x"
         + (f"*{plan.nnodes}n" if plan.nnodes > 1 else "")
         + f", {plan.precision}"
@@ -88,10 +90,7 @@ def seed_row(result: Result) -> dict[str, str]:
     if dims.power:
         # The hardware's energy counter where it has one, else the integral of sampled power.
         energy = dims.energy_counter_j or dims.power.energy_j
-        row["power (W)"] = (
-            f"{dims.power.mean_w[0]:.0f}*{dims.power.devices} ({dims.power_scope}; "
-            f"{energy:.4g} J over the windows)"
-        )
+        row["power (W)"] = _power(dims, f"; {energy:.4g} J over the windows")
     if dims.linearity:
         lin = dims.linearity
         parts = [f"{lin.card:.2f}"] if lin.card is not None else []
@@ -99,8 +98,7 @@ def seed_row(result: Result) -> dict[str, str]:
             parts.append(f"node {lin.node:.2f} ({lin.nodes} nodes)")
         row["linearity"] = ", ".join(parts)
     if dims.memory:
-        row["memory (GB)"] = f"{dims.memory.mean_gb[0]:.2f}*{dims.memory.devices}"
-        row["memory (GB)"] += f" ({dims.memory_scope}, {number(dims.telemetry_hz, '.0f')} Hz)"
+        row["memory (GB)"] = _memory(dims)
     ended = sum(r.status != "incomplete" for r in converge)
     if dims.stability:
         s = dims.stability
@@ -110,12 +108,107 @@ def seed_row(result: Result) -> dict[str, str]:
     return row
 
 
+def _head(result: Result, incomplete: bool) -> dict[str, str]:
+    plan = result.plan
+    return {
+        "task": plan.task,
+        "model": plan.model + (" (incomplete)" if incomplete else ""),
+        "target": f"{plan.quality.metric} {plan.quality.target:g}",
+    }
+
+
+def _power(figures: Figures, energy: str = "") -> str:
+    assert figures.power is not None
+    power = figures.power
+    return f"{power.mean_w[0]:.0f}*{power.devices} ({figures.power_scope}{energy})"
+
+
+def _memory(figures: Figures) -> str:
+    assert figures.memory is not None
+    memory, hz = figures.memory, number(figures.telemetry_hz, ".0f")
+    return f"{memory.mean_gb[0]:.2f}*{memory.devices} ({figures.memory_scope}, {hz} Hz)"
+
+
+def _weights(run: RunSummary) -> str:
+    """What an infer run's weights were: its set's converge run's checkpoint, or not."""
+    assert run.inference is not None
+    weights = run.inference
+    if weights.weights_from:
+        return f"{weights.weights_from}'s weights"
+    return "random weights" if weights.weights == "random" else weights.weights
+
+
+def inference_row(result: Result, run: RunSummary) -> dict[str, str]:
+    """One infer run as a row of the inference table, in the seed table's style: the config
+    cell says the scenario, the engine and whose weights; a figure that cannot be computed
+    is N/A with its reason."""
+    plan, inference = result.plan, run.inference
+    config = [run.framework or plan.runtime, plan.config]
+    if inference:
+        config.append(f"bs:{inference.batch_size}")
+    config += [f"{run.nproc}x", plan.precision, str(run.scenario), str(run.engine)]
+    row = {
+        **_head(result, run.status == "incomplete"),
+        "config": ", ".join(config)
+        + (f", {_weights(run)}" if inference else "")
+        + _implementation(result)
+        + (", synthetic data" if run.synthetic_data else ""),
+    }
+    if run.status != "success" or inference is None:
+        word = "failed" if run.status == "aborted" else run.status
+        return row | dict.fromkeys(INFER_COLUMNS[4:], word) | {"throughput": f"{word}: {run.why}"}
+    speed, latency, accuracy = run.speed, inference.latency, inference.accuracy
+    energy = inference.counter_j_per_inference or inference.j_per_inference
+    source = "energy counter" if inference.counter_j_per_inference else "power integral"
+    no_power = f"{NA}: {_why(run, 'power')}"
+    return row | {
+        "throughput": f"{speed.value:.1f}/s ({speed.windows} windows)"
+        if speed
+        else f"{NA}: {run.speed_na}",
+        "latency (ms)": f"p50 {latency.p50_ms:.3g}, p90 {latency.p90_ms:.3g}, "
+        f"p99 {latency.p99_ms:.3g} ({latency.queries} queries)"
+        if latency
+        else f"{NA}: {inference.latency_na}",
+        "accuracy": f"{accuracy.value:.4g} ({'reached' if accuracy.converged else 'missed'})"
+        if accuracy
+        else f"{NA}: {inference.accuracy_na}",
+        "power (W)": _power(run) if run.power else no_power,
+        "energy (J/inference)": f"{energy:.4g} ({source})" if energy is not None else no_power,
+        "memory (GB)": _memory(run) if run.memory else f"{NA}: {_why(run, 'memory')}",
+    }
+
+
+def _why(run: RunSummary, figure: str) -> str:
+    """Why a run has no figure: its note on it (the assessment wrote one)."""
+    return next((n.split(": ", 1)[1] for n in run.notes if n.startswith(f"{figure}: ")), "none")
+
+
+def _markdown(columns: tuple[str, ...], rows: list[dict[str, str]]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(row[c].replace("|", "/") for c in columns) + " |")
+    return lines
+
+
+def training_results(results: list[Result]) -> list[Result]:
+    """The results with training runs (speed, converge): each a row of the seed table."""
+    return [r for r in results if any(p.mode != "infer" for p in r.plan.runs)]
+
+
+def inference_rows(results: list[Result]) -> list[dict[str, str]]:
+    """Every infer run of the results, a row each."""
+    return [inference_row(result, run) for result in results for run in result.infer_runs]
+
+
 def markdown_table(results: list[Result]) -> str:
-    """The seed table in Markdown: the header, then one row per result."""
-    lines = ["| " + " | ".join(SEED_COLUMNS) + " |", "|" + "---|" * len(SEED_COLUMNS)]
-    for result in results:
-        cells = (v.replace("|", "/") for v in seed_row(result).values())
-        lines.append("| " + " | ".join(cells) + " |")
+    """The seed table in Markdown (a row per result with training runs), then the inference
+    table (a row per infer run) when there are infer runs."""
+    training, infer = training_results(results), inference_rows(results)
+    lines = (
+        _markdown(SEED_COLUMNS, [seed_row(r) for r in training]) if training or not infer else []
+    )
+    if infer:
+        lines += [*(["", "Inference", ""] if lines else []), *_markdown(INFER_COLUMNS, infer)]
     return "\n".join(lines)
 
 
@@ -132,11 +225,19 @@ def html_suite_report(title: str, models: list[tuple[Result, Path]]) -> str:
     """A self-contained HTML page of a whole evaluation: the seed table, then each model's
     plots, runs and notes. models: each result with the run set that holds its artifacts."""
     sections = [page_context(result, run_set) for result, run_set in models]
-    rows = [section["row"] for section in sections]
+    rows = [section["row"] for section in sections if section["training"]]
+    infer_rows = [row for section in sections for row in section["infer_rows"]]
     return (
         _templates()
         .get_template("suite.html")
-        .render(title=title, columns=SEED_COLUMNS, rows=rows, sections=sections)
+        .render(
+            title=title,
+            columns=SEED_COLUMNS,
+            rows=rows,
+            sections=sections,
+            infer_columns=INFER_COLUMNS,
+            infer_rows=infer_rows,
+        )
     )
 
 
@@ -145,6 +246,9 @@ def page_context(result: Result, run_set: Path) -> dict:
     return {
         "result": result,
         "row": seed_row(result),
+        "training": bool(training_results([result])),  # the seed row says something
+        "infer_columns": INFER_COLUMNS,
+        "infer_rows": inference_rows([result]),
         "runs": result.runs,
         "plots": result_plots(result, run_set),
     }

@@ -11,14 +11,14 @@ workload's raw artifacts (`mllog.log`, `stdout.log`, `telemetry.jsonl`), and `re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from deepspark_core.contract import Mode, Precision
+from deepspark_core.contract import RANDOM_WEIGHTS, Engine, Mode, Precision, Scenario
 from deepspark_core.errors import DeepSparkError
 from deepspark_core.files import M, read_json
-from deepspark_core.metrics import Accuracy, Loader, Memory, Power, Speed, Stability
+from deepspark_core.metrics import Accuracy, Latency, Loader, Memory, Power, Speed, Stability
 from deepspark_core.system import SystemDescription
 
 RESULT_SCHEMA = "deepspark.result/v2"
@@ -36,6 +36,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _infer_only() -> Any:
+    """A field contract 1.1 added for inference: left out of the JSON while None, so that the
+    files of a run set without infer runs read byte for byte as before."""
+    return Field(default=None, exclude_if=lambda value: value is None)
+
+
 class QualityTarget(_Strict):
     metric: str
     direction: Literal["higher", "lower"]
@@ -51,6 +57,10 @@ class PlannedRun(_Strict):
     seed: int
     nproc: int  # ranks (devices) on each node
     nnodes: int = 1
+    scenario: Scenario | None = _infer_only()  # an infer run's
+    engine: Engine | None = _infer_only()  # an infer run's
+    # The run of this set whose checkpoint an infer run loads (None: random weights)
+    checkpoint_from: str | None = _infer_only()
 
 
 class Implementation(_Strict):
@@ -131,6 +141,22 @@ class RunRecord(_Strict):
 RunStatus = Literal["success", "aborted", "incomplete"]
 
 
+class Inference(_Strict):
+    """What an infer run measures beside its throughput (`speed`: the same 5-window rule),
+    power and memory: latency per query, accuracy against the preset's target, energy per
+    inference. A figure that cannot be computed is None, with its reason in `*_na`."""
+
+    batch_size: int  # samples per query: the plan's batch offline, 1 in the latency scenario
+    weights: str  # "random", or "checkpoint sha256:..." (what the workload loaded)
+    weights_from: str | None = None  # the converge run of this set whose checkpoint it is
+    latency: Latency | None = None
+    latency_na: str | None = None
+    accuracy: Accuracy | None = None
+    accuracy_na: str | None = None
+    j_per_inference: float | None = None  # sampled power's integral over the windows / samples
+    counter_j_per_inference: float | None = None  # the hardware's energy counter, where recorded
+
+
 class Figures(_Strict):
     """What one run measures; a result's dimensions repeat its representative run's."""
 
@@ -163,6 +189,9 @@ class RunSummary(Figures):
     seed: int
     nproc: int
     nnodes: int = 1
+    scenario: Scenario | None = _infer_only()  # as planned (PlannedRun)
+    engine: Engine | None = _infer_only()
+    checkpoint_from: str | None = _infer_only()
     # aborted: failed on its own (exit code, run_stop aborted, a non-finite accuracy);
     # incomplete: the agent cut it (killed at its time budget, or never started)
     status: RunStatus
@@ -174,6 +203,8 @@ class RunSummary(Figures):
     loader: Loader | None = None  # its wait for data, where its windows logged it (converge)
     image: ImageRef | None = None
     accuracy: float | None = None  # the final quality value
+    checkpoint: str | None = _infer_only()  # a converge run's final weights: "sha256:..."
+    inference: Inference | None = _infer_only()  # an infer run's own figures
     events: int = 0
     malformed_lines: int = 0
     nodes: list[NodeFigures] = []  # a multi-node run's nodes, node 0 first
@@ -227,10 +258,17 @@ class Result(_Strict):
     def unranked(self) -> str | None:
         """Why the result must not be ranked: accuracy on synthetic data says nothing of the
         model's quality on its task. None: rankable."""
-        converge = [r for r in self.runs if r.mode == "converge"]
-        if any(r.synthetic_data for r in converge):
-            return "converge runs on synthetic data"
+        scored = [r for r in self.runs if r.mode in ("converge", "infer")]
+        if any(r.synthetic_data for r in scored):
+            return f"{' and '.join(sorted({r.mode for r in scored}))} runs on synthetic data"
+        if any(r.inference and r.inference.weights == RANDOM_WEIGHTS for r in self.runs):
+            return "inference on random weights"
         return None
+
+    @property
+    def infer_runs(self) -> list[RunSummary]:
+        """The infer runs, one per scenario and engine: each its own row."""
+        return [r for r in self.runs if r.mode == "infer"]
 
 
 def read_model(path: Path, model: type[M]) -> M:

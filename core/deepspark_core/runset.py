@@ -6,13 +6,16 @@ workload wrote there. They are the signed statement's subjects and what a result
 carries. Derived files are written from them (`result.json`, `report.md`, `report.html`) or
 sign them (`statement.dsse.json`): a verifier recomputes or checks them, never trusts them,
 so a new report template cannot break a signature. The agent's bookkeeping (`agent.log`, a
-run's `process-group.json`) is neither signed nor packed.
+run's `process-group.json`) is neither signed nor packed, nor is a converge run's
+`checkpoint.pt` (its weights: up to gigabytes, which no figure reads; the run's signed log
+holds its sha256, which the infer runs that load it log too).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from deepspark_core.contract import CHECKPOINT_FILE
 from deepspark_core.results import RESULT_FILE
 
 STATEMENT_FILE = "statement.dsse.json"
@@ -29,7 +32,7 @@ def is_raw(name: str) -> bool:
     top, _, rest = name.partition("/")
     if not rest:
         return top not in DERIVED and top != AGENT_LOG
-    return rest != GROUP_FILE
+    return rest not in (GROUP_FILE, CHECKPOINT_FILE)
 
 
 def raw_files(run_set: Path) -> list[Path]:

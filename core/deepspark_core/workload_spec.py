@@ -23,6 +23,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from deepspark_core.contract import Mode
 from deepspark_core.errors import DeepSparkError
 from deepspark_core.files import read_toml
 
@@ -134,7 +135,17 @@ class WorkloadSpec(Section, Generic[P]):
     launcher: list[str] | None = None
     quality: Quality
     dataset: Dataset | None = None  # None: no real dataset (the presets generate their data)
+    # The contract's modes it runs: version 1's two, plus "infer" (version 1.1) where it has it.
+    modes: list[Mode] = Field(default=["speed", "converge"], min_length=1)
     configs: dict[str, P]
+
+    def check_mode(self, mode: str) -> None:
+        """A one-line refusal of a mode the workload does not run, before anything starts."""
+        if mode not in self.modes:
+            raise WorkloadError(
+                f"{self.name} does not support {mode} mode "
+                f"(its workload.toml's modes: {', '.join(self.modes)})"
+            )
 
     @model_validator(mode="after")
     def _model_defaults_to_name(self) -> WorkloadSpec[P]:

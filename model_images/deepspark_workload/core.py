@@ -22,12 +22,21 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self, TypeVar
 
-from deepspark_core.contract import SYNTHETIC_DATA
+from deepspark_core.contract import (
+    CHECKPOINT_EVENT,
+    CHECKPOINT_FILE,
+    LATENCIES_PER_EVENT,
+    LATENCY_EVENT,
+    RANDOM_WEIGHTS,
+    SYNTHETIC_DATA,
+    WEIGHTS_EVENT,
+)
 from deepspark_core.datasets import (
     MANIFEST,
     VERIFIED_ENV,
     DatasetError,
     check_present,
+    file_sha256,
     manifest_digest,
     verify_manifest,
 )
@@ -101,11 +110,19 @@ class BaseWorkload(AbstractContextManager):
         self.name = self.spec.name
         if env.model not in (None, self.name):
             raise ContractError(f"DS_MODEL={env.model!r}, but {toml_path} is {self.name!r}")
-        self.batch_size: int = env.batch_size or self.preset.batch_size  # per device
-        self.converge = env.mode == "converge"
+        try:  # a mode the workload does not run: refused at once, in one line
+            self.spec.check_mode(env.mode)
+        except WorkloadError as exc:
+            raise ContractError(str(exc)) from None
+        self.converge, self.infer = env.mode == "converge", env.mode == "infer"
+        self.latency = self.infer and env.scenario == "latency"  # single-stream: batch 1
+        # per device; a latency run's queries are of one sample
+        self.batch_size: int = 1 if self.latency else env.batch_size or self.preset.batch_size
         rank, world_size = self.RANK_VARIABLES
         self.rank = int(os.environ.get(rank, 0))
         self.world_size = int(os.environ.get(world_size, 1))
+        if self.infer and self.world_size > 1:
+            raise ContractError(f"DS_MODE=infer measures one device, not {self.world_size} ranks")
         self.global_batch_size = self.batch_size * self.world_size
         self._setup()
         seed_everything(env.seed)
@@ -115,8 +132,11 @@ class BaseWorkload(AbstractContextManager):
         log.event("seed", env.seed)
         log.start("init_start")
         self._data_root: Path | None = None
+        # A dataset preset's files: converge runs read them; infer runs score their evaluation
+        # split when given one, else time synthetic batches (and log no accuracy)
+        self.reads_data = self.converge or (self.infer and env.data_dir is not None)
         if self.preset.real_data:  # before the train script builds a model
-            if self.converge:
+            if self.reads_data:
                 self.data_dir()  # a missing or damaged dataset fails now, not hours in
             else:
                 self.log_synthetic("random batches of the preset's shapes")
@@ -146,6 +166,18 @@ class BaseWorkload(AbstractContextManager):
 
     def sum_over_ranks(self, *values: float) -> list[float]:
         """Each value summed over all ranks."""
+        raise NotImplementedError
+
+    def _save_weights(self, net: Any, path: Path) -> None:
+        """Write net's weights to path (the framework's own format)."""
+        raise NotImplementedError
+
+    def _load_weights(self, net: Any, path: Path) -> None:
+        """Load weights that _save_weights wrote into net."""
+        raise NotImplementedError
+
+    def _engine(self, net: Any) -> Any:
+        """net, run by DS_ENGINE's engine (eager: net itself)."""
         raise NotImplementedError
 
     @classmethod
@@ -298,13 +330,20 @@ class BaseWorkload(AbstractContextManager):
         """Optimizer steps that windows(batches) will run (for learning-rate schedules)."""
         if self.converge:
             return self.preset.epochs * len(batches)
-        return (self.env.warmup_windows + self.env.windows) * self.preset.steps_per_window
+        return (self.env.warmup_windows + self.env.windows) * self.window_steps
+
+    @property
+    def window_steps(self) -> int:
+        """Steps (batches) in a speed or infer window: the preset's steps_per_window; in the
+        latency scenario as many samples as an offline window's, one query each."""
+        steps = self.preset.steps_per_window or 0
+        return steps * (self.env.batch_size or self.preset.batch_size) if self.latency else steps
 
     def windows(self, batches: Iterable) -> Iterator["Window"]:
         """The run's timed windows over batches, which must hold batch_size samples each.
 
         converge: one window per epoch, a full pass over batches, for the preset's epochs.
-        speed: DS_WARMUP_WINDOWS + DS_WINDOWS windows of the preset's steps_per_window,
+        speed and infer: DS_WARMUP_WINDOWS + DS_WINDOWS windows of window_steps batches,
         cycling through batches (which may be endless, e.g. itertools.repeat).
         """
         if self.converge:
@@ -315,7 +354,7 @@ class BaseWorkload(AbstractContextManager):
             stream = itertools.chain.from_iterable(
                 _one_pass(batches, epoch) for epoch in itertools.count()
             )
-            steps = self.preset.steps_per_window
+            steps = self.window_steps
             n = self.env.warmup_windows + self.env.windows
             passes = (itertools.islice(stream, steps) for _ in range(n))
         for index, window_batches in enumerate(passes):
@@ -327,6 +366,73 @@ class BaseWorkload(AbstractContextManager):
     def log_eval(self, value: float) -> None:
         """Log the quality metric; epoch_num is the number of windows (epochs) done."""
         self.log.event("eval_accuracy", value, {"epoch_num": self.windows_done})
+
+    def save_checkpoint(self, net: Any) -> None:
+        """A converge run's final weights, for infer runs to load: $DS_OUT_DIR/checkpoint.pt
+        on rank 0 (written whole, then renamed), its sha256 logged (`checkpoint`). Nothing
+        without DS_OUT_DIR (a run by hand)."""
+        if self.rank != 0 or self.env.out_dir is None:
+            return
+        path = self.env.out_dir / CHECKPOINT_FILE
+        partial = path.with_name(path.name + ".partial")
+        self._save_weights(net, partial)
+        os.replace(partial, path)
+        self.log.event(CHECKPOINT_EVENT, CHECKPOINT_FILE, {"sha256": file_sha256(path)})
+
+    def load_checkpoint(self, net: Any) -> None:
+        """DS_CHECKPOINT's weights into net, logged (`weights`: `checkpoint` and the file's
+        sha256); without one net keeps its seeded random weights, logged as `random`."""
+        path = self.env.checkpoint
+        if path is None:
+            self.log.event(WEIGHTS_EVENT, RANDOM_WEIGHTS)
+            return
+        if not path.is_file():
+            raise ContractError(f"DS_CHECKPOINT={str(path)!r} is not a file")
+        self._load_weights(net, path)
+        self.log.event(WEIGHTS_EVENT, "checkpoint", {"sha256": file_sha256(path)})
+
+    def inference(
+        self,
+        net: Any,
+        batches: Iterable,
+        query: Callable[[Any, Any], Any],
+        evaluate: Callable[[Any], float] | None = None,
+    ) -> None:
+        """Infer mode, whole: DS_CHECKPOINT's weights (or random ones) into net, DS_ENGINE's
+        engine, one warm-up query (compilation happens there, during init), then the timed
+        windows and the quality metric.
+
+        batches: full batches of queries, cycled (in the latency scenario, of one sample);
+        query(model, batch): one query (inputs to the device, the forward pass), timed from
+        the batch in hand until the device finished it; evaluate(model): the quality metric
+        over the whole evaluation set with the same engine (None: no labelled data, so no
+        eval_accuracy). A window holds steps_per_window batches offline, and as many samples,
+        one query each, in the latency scenario; after each block_stop its queries'
+        latencies are logged as `infer_latency` events.
+        """
+        self.load_checkpoint(net)
+        net.eval()
+        model = self._engine(net)
+        with self.no_grad(), self.autocast():
+            query(model, next(iter(batches)))
+            self._sync()
+            self.start()
+            for window in self.windows(batches):
+                latencies = []
+                for batch in window:
+                    began = time.monotonic_ns()
+                    query(model, batch)
+                    self._sync()
+                    latencies.append(round((time.monotonic_ns() - began) / 1e6, 4))
+                self._log_latencies(window.index, latencies)
+        if evaluate is not None:
+            self.log_eval(evaluate(model))
+
+    def _log_latencies(self, window: int, latencies: list[float]) -> None:
+        """A window's query latencies (ms), LATENCIES_PER_EVENT to a line."""
+        for i in range(0, len(latencies), LATENCIES_PER_EVENT):
+            chunk = latencies[i : i + LATENCIES_PER_EVENT]
+            self.log.event(LATENCY_EVENT, len(chunk), {"window": window, "latency_ms": chunk})
 
 
 def _nothing() -> None:
@@ -359,11 +465,12 @@ class Window:
         wl._sync()  # the clock starts once earlier device work is done ...
         wl.log.start("block_start", metadata={"window": self.index})
         batches, waited_ns = iter(self.batches), 0
-        # Converge runs read real data, and time the wait for each batch between two syncs:
-        # the device has finished its queued steps (a wait is not hidden behind them) and
-        # whatever the loader queued on it (a decode on the GPU is the loader's time). Speed
-        # runs reuse one batch: nothing to wait for, and no sync per step to perturb them.
-        timed = wl._sync if wl.converge else _nothing
+        # Converge and infer runs read real data, and time the wait for each batch between two
+        # syncs: the device has finished its queued steps (a wait is not hidden behind them)
+        # and whatever the loader queued on it (a decode on the GPU is the loader's time).
+        # Speed runs reuse one batch: nothing to wait for, and no sync per step to perturb them.
+        measured = wl.converge or wl.infer
+        timed = wl._sync if measured else _nothing
         while True:
             timed()
             began = time.monotonic_ns()
@@ -376,7 +483,7 @@ class Window:
             self.steps += 1
         wl._sync()  # ... and stops once this window's work is
         stop = {"window": self.index, "samples_count": self.steps * wl.global_batch_size}
-        if wl.converge:
+        if measured:
             stop["data_wait_ms"] = round(waited_ns / 1e6, 3)
         wl.log.end("block_stop", metadata=stop)
         wl.windows_done += 1

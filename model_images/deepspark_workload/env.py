@@ -5,9 +5,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-CONTRACT_VERSION = "1"
-MODES = ("speed", "converge")
+CONTRACT_VERSIONS = ("1", "1.1")  # 1.1: infer mode
+MODES = ("speed", "converge", "infer")
 PRECISIONS = ("fp32", "amp", "bf16")
+SCENARIOS = ("offline", "latency")
+ENGINES = ("eager", "compile")
 
 
 class ContractError(ValueError):
@@ -29,6 +31,9 @@ class Env:
     data_dir: Path | None = None
     out_dir: Path | None = None  # None: log to stdout only
     max_seconds: float | None = None  # the agent enforces it; kept for the workload's information
+    scenario: str = "offline"  # infer mode's: offline or latency
+    engine: str = "eager"  # infer mode's: eager or compile
+    checkpoint: Path | None = None  # the weights an infer run loads; None: random weights
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> "Env":
@@ -53,9 +58,15 @@ class Env:
                 raise ContractError(f"{name}={value!r} is not one of {', '.join(options)}")
             return value
 
-        version = get("DS_CONTRACT_VERSION") or CONTRACT_VERSION
-        if version != CONTRACT_VERSION:
-            raise ContractError(f"DS_CONTRACT_VERSION={version!r}: this library speaks version 1")
+        version = get("DS_CONTRACT_VERSION") or CONTRACT_VERSIONS[-1]
+        if version not in CONTRACT_VERSIONS:
+            raise ContractError(
+                f"DS_CONTRACT_VERSION={version!r}: this library speaks version 1 and 1.1"
+            )
+        mode = choice("DS_MODE", MODES, "speed")
+        if mode == "infer" and version == "1":
+            raise ContractError("DS_MODE=infer needs DS_CONTRACT_VERSION=1.1")
+        checkpoint = get("DS_CHECKPOINT")
         seed = number("DS_SEED", int, 0, 0)
         if seed >= 2**32:  # numpy's limit
             raise ContractError(f"DS_SEED={seed} must be < 2**32")
@@ -63,7 +74,7 @@ class Env:
         return cls(
             model=get("DS_MODEL"),
             config=get("DS_CONFIG") or "mini",
-            mode=choice("DS_MODE", MODES, "speed"),
+            mode=mode,
             batch_size=number("DS_BATCH_SIZE", int, 1),
             precision=choice("DS_PRECISION", PRECISIONS, "fp32"),
             seed=seed,
@@ -72,4 +83,7 @@ class Env:
             data_dir=Path(data_dir) if data_dir else None,
             out_dir=Path(out_dir) if out_dir else None,
             max_seconds=number("DS_MAX_SECONDS", float, 0),
+            scenario=choice("DS_SCENARIO", SCENARIOS, "offline"),
+            engine=choice("DS_ENGINE", ENGINES, "eager"),
+            checkpoint=Path(checkpoint) if checkpoint else None,
         )

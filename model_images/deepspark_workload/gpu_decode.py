@@ -66,12 +66,14 @@ def loaders(
     options: dict[str, Any],
 ) -> tuple[Decoded, Decoded]:
     """The training and validation batches of folders, decoded by `decode` ("gpu-nvjpeg" or
-    "dali") at size x size: random crops for training, the central crop_fraction for val."""
+    "dali") at size x size: random crops for training, the central crop_fraction for val. In
+    infer mode the timed batches are val's, full and shuffled, with val's central crop."""
     make = {"gpu-nvjpeg": nvjpeg, "dali": dali}[decode]
     kwargs = {**options, "collate_fn": collate}
     train, val = folders
+    timed, crop = (val, crop_fraction) if wl.infer else (train, None)
     return (
-        Decoded(wl.loader(Encoded(train), True, **kwargs), make(wl, size, resample, None)),
+        Decoded(wl.loader(Encoded(timed), True, **kwargs), make(wl, size, resample, crop)),
         Decoded(wl.loader(Encoded(val), False, **kwargs), make(wl, size, resample, crop_fraction)),
     )
 

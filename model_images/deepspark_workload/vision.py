@@ -33,7 +33,8 @@ def load(
     crop_fraction: float = 0.875,
     resample: Image.Resampling = Image.Resampling.BILINEAR,
 ) -> tuple[Iterable, DataLoader | None]:
-    """Training batches for wl.windows(), and the validation loader (None when not needed).
+    """Batches for wl.windows() (training batches; in infer mode, full batches of the
+    validation split, shuffled), and the validation loader (None when not needed).
 
     The preset names its data ("digits" or "imagefolder") and image_size; its model table
     gives in_channels and num_classes. crop_fraction and resample are the recipe's evaluation
@@ -42,8 +43,9 @@ def load(
     if wl.preset.data == "digits":
         train, val = digits()
         wl.log_generated_data("sklearn digits", *train.tensors, *val.tensors)
-        return wl.loader(train, train=True), wl.loader(val, train=False)
-    if not wl.converge:  # made once on the device and reused: speed mode times the model alone
+        timed = val if wl.infer else train
+        return wl.loader(timed, train=True), wl.loader(val, train=False)
+    if not wl.reads_data:  # made once on the device and reused: the model's time alone
         size, model = wl.preset.image_size, wl.preset.model
         x = torch.randn(wl.batch_size, model["in_channels"], size, size, device=wl.device)
         y = torch.randint(0, model["num_classes"], (wl.batch_size,), device=wl.device)
@@ -57,7 +59,8 @@ def load(
 
         return gpu_decode.loaders(wl, decode, folders, size, crop_fraction, resample, options)
     train, val = (ImageFolder(folder) for folder in folders)
-    return wl.loader(train, train=True, **options), wl.loader(val, train=False, **options)
+    timed = val if wl.infer else train
+    return wl.loader(timed, train=True, **options), wl.loader(val, train=False, **options)
 
 
 def choose_decoder(device_type: str) -> str:

@@ -12,13 +12,21 @@ with Workload.from_env(__file__) as wl:   # env, workload.toml, seed, devices; i
             wl.step(loss, optimizer)
         if wl.converge:
             wl.log_eval(wl.top1(model, val_loader))  # or wl.evaluate(model, loader, score)
+    if wl.converge:
+        wl.save_checkpoint(net)               # $DS_OUT_DIR/checkpoint.pt, for infer runs
 # run_stop: success, or aborted with the reason if anything raised (SIGTERM included)
+
+Infer mode (contract 1.1, `modes` in workload.toml) is one call instead of the training loop:
+
+    wl.inference(wl.wrap(net), batches, query=lambda m, x: m(x.to(wl.device)),
+                 evaluate=lambda m: wl.top1(m, val_loader))
 
 The windows, events, spec and seeding are framework-free (core.py); this adds torch's part.
 """
 
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -73,6 +81,17 @@ class Workload(core.BaseWorkload):
 
     def no_grad(self) -> torch.no_grad:
         return torch.no_grad()
+
+    def _save_weights(self, net: nn.Module, path: Path) -> None:
+        torch.save(net.state_dict(), path)
+
+    def _load_weights(self, net: nn.Module, path: Path) -> None:
+        net.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+
+    def _engine(self, net: nn.Module) -> nn.Module:
+        """eager: net; compile: torch.compile(net), compiled at its first query (the warm-up,
+        during init)."""
+        return torch.compile(net) if self.env.engine == "compile" else net
 
     def loader_options(self, most_workers: int = 8) -> dict[str, Any]:
         """The library's options (workers), and pinned memory for a copy to a GPU."""

@@ -10,7 +10,7 @@ import typer
 
 from deepspark_agent import evaluations
 from deepspark_agent.console import JsonOpt, console, user_errors
-from deepspark_agent.tables import print_result, suite_table
+from deepspark_agent.tables import print_result, result_tables
 from deepspark_core.assess import assess
 from deepspark_core.files import write_atomic
 from deepspark_core.report import html_report, html_suite_report, markdown_table
@@ -50,6 +50,6 @@ def report(
         elif markdown:
             print(markdown_table(results))
         else:
-            console.print(suite_table(results, run_dir.name, console.width))
+            console.print(*result_tables(results, run_dir.name, console.width))
     if html:
         console.print(f"report: {html}", highlight=False)

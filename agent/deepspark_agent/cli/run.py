@@ -24,7 +24,7 @@ from deepspark_agent.runtime.choose import RuntimeChoice
 from deepspark_agent.tables import print_result
 from deepspark_agent.telemetry import DEFAULT_HZ
 from deepspark_agent.workloads import find_workload
-from deepspark_core.contract import Mode, Precision
+from deepspark_core.contract import Engine, Mode, Precision, Scenario
 from deepspark_core.results import Result
 
 ModelArg = Annotated[str, typer.Argument(help="Workload name, see `models list`.")]
@@ -42,7 +42,18 @@ DataDirOpt = Annotated[Path | None, typer.Option(help="Dataset directory (full c
 def run(
     model: ModelArg,
     config: Annotated[str, typer.Option(help="Preset: mini (CPU, minutes) or full.")] = "mini",
-    mode: Annotated[Mode, typer.Option(help="speed: timed windows; converge: train.")] = "speed",
+    mode: Annotated[
+        Mode, typer.Option(help="speed: timed windows; converge: train; infer: inference.")
+    ] = "speed",
+    scenario: Annotated[
+        Scenario,
+        typer.Option(help="infer: offline (throughput at the batch) or latency (batch 1)."),
+    ] = "offline",
+    engine: Annotated[Engine, typer.Option(help="infer: eager, or torch.compile.")] = "eager",
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="infer: weights (a converge run's checkpoint.pt); none: random."),
+    ] = None,
     runs: Annotated[int, typer.Option(min=1, help="Runs, distinct seeds (5: stability).")] = 1,
     nproc: Annotated[int, typer.Option(min=1, help="Ranks; >1 adds a 1-rank baseline.")] = 1,
     seed: Annotated[int, typer.Option(help="First seed; run i uses seed + i.")] = 0,
@@ -72,7 +83,7 @@ def run(
         workload=find_workload(model, workloads or []), config=config, mode=mode, runs=runs,
         nproc=nproc, seed=seed, batch_size=batch_size, precision=precision, tolerance=tolerance,
         warmup_windows=warmup_windows, windows=windows, max_seconds=max_seconds,
-        data_dir=data_dir,
+        data_dir=data_dir, scenario=scenario, engine=engine, checkpoint=checkpoint,
     )  # fmt: skip
     choice = RuntimeChoice(runtime, devices, memory_limit, telemetry, telemetry_hz)
     code = run_model(request, out, choice, image, _output(as_json), collector)

@@ -22,7 +22,7 @@ from deepspark_agent.evaluate import Evaluated, Output, UpRequest, evaluate, pla
 from deepspark_agent.progress import Bars
 from deepspark_agent.runtime.choose import RuntimeChoice
 from deepspark_agent.slurm import Executor, JobOptions
-from deepspark_agent.tables import plan_table, print_result, suite_table
+from deepspark_agent.tables import plan_table, print_result, result_tables
 from deepspark_agent.telemetry import DEFAULT_HZ
 
 SuiteOpt = Annotated[
@@ -148,7 +148,7 @@ def _report(done: Evaluated, as_json: bool, table: bool = True) -> None:
         if as_json:
             print(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
         elif results and table:
-            console.print(suite_table(results, done.root.name, console.width))
+            console.print(*result_tables(results, done.root.name, console.width))
         err_console.print(f"evaluation: {done.root} (report.md, report.html)", highlight=False)
     raise typer.Exit(done.exit_code)
 

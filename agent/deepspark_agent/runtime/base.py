@@ -47,12 +47,14 @@ class Launch:
     data_dir: Path | None = None
     cluster: Cluster | None = None  # None: a run on this node alone
     image: str | None = None  # a vendor's image, run instead of the workload's own
+    checkpoint: Path | None = None  # the weights an infer run loads (DS_CHECKPOINT)
 
     def __post_init__(self) -> None:
         # Absolute: a workload starts in its own folder, not in the agent's working directory.
         object.__setattr__(self, "out_dir", self.out_dir.resolve())
-        if self.data_dir is not None:
-            object.__setattr__(self, "data_dir", self.data_dir.resolve())
+        for name in ("data_dir", "checkpoint"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, getattr(self, name).resolve())
 
 
 @dataclass(frozen=True)

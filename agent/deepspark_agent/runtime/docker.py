@@ -1,9 +1,10 @@
 """The Docker runtime: a workload image run through the Docker SDK (never the CLI).
 
 The container gets the contract's environment, the run directory mounted at /ds/out, the data
-directory read-only at /ds/data, no network (workloads must not download anything) unless
-it is one node of a multi-node run (then the network the nodes share), a large
-/dev/shm for data loaders, and the accelerators it is given. The agent kills it at the
+directory read-only at /ds/data (an infer run's checkpoint at /ds/in/checkpoint.pt), no
+network (workloads must not download anything) unless it is one node of a multi-node run
+(then the network the nodes share), a large /dev/shm for data loaders, and the accelerators
+it is given. The agent kills it at the
 deadline, reads whether the kernel killed it for memory, keeps its logs in stdout.log, and
 always removes it.
 """
@@ -43,6 +44,7 @@ from deepspark_agent.telemetry.cgroup import CgroupSampler
 from deepspark_core.results import STDOUT_FILE, TELEMETRY_FILE, ImageRef
 
 OUT_MOUNT, DATA_MOUNT = Path("/ds/out"), Path("/ds/data")
+CHECKPOINT_MOUNT = Path("/ds/in/checkpoint.pt")  # an infer run's weights, read-only
 RUN_LABEL = "org.deepspark.run"  # on every container the agent starts, to find leftovers
 POLL_S = 0.2
 STOP_GRACE_S = 10  # SIGTERM, then SIGKILL: time for the workload to log run_stop
@@ -158,6 +160,8 @@ class DockerRuntime:
         volumes = {str(launch.out_dir): {"bind": str(OUT_MOUNT), "mode": "rw"}}
         if launch.data_dir:
             volumes[str(launch.data_dir)] = {"bind": str(DATA_MOUNT), "mode": "ro"}
+        if launch.checkpoint:
+            volumes[str(launch.checkpoint)] = {"bind": str(CHECKPOINT_MOUNT), "mode": "ro"}
         several = launch.spec.nproc > 1 or launch.cluster is not None
         if several and launch.image:
             raise LaunchError(f"image {launch.image} runs its own ENTRYPOINT: one rank, one node")
@@ -170,7 +174,11 @@ class DockerRuntime:
                 # torchrun, or the workload's launcher.
                 entrypoint=argv(launch, "python3", OUT_MOUNT) if several else None,
                 environment={
-                    **launch.spec.env(OUT_MOUNT, DATA_MOUNT if launch.data_dir else None),
+                    **launch.spec.env(
+                        OUT_MOUNT,
+                        DATA_MOUNT if launch.data_dir else None,
+                        CHECKPOINT_MOUNT if launch.checkpoint else None,
+                    ),
                     "PYTHONUNBUFFERED": "1",
                     **device_env,
                 },

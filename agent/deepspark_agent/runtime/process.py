@@ -53,7 +53,7 @@ class ProcessRuntime:
             raise LaunchError(f"image {launch.image} runs in the docker runtime, not as a process")
         env = {
             **os.environ,
-            **launch.spec.env(launch.out_dir, launch.data_dir),
+            **launch.spec.env(launch.out_dir, launch.data_dir, launch.checkpoint),
             # The ranks see the run's devices: the first nproc of the placement's.
             **self.placement.first(launch.spec.nproc).env(),
             "PYTHONUNBUFFERED": "1",
