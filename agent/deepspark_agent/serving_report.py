@@ -54,9 +54,13 @@ def setting_lines(bench: ServeBench) -> list[str]:
         f"seed {s.seed}: {s.requests} requests per rate, prompts of {s.input_words} words of a "
         f"fixed vocabulary, {s.output_tokens} output tokens each (greedy, ignore_eos), "
         f"concurrency {s.concurrency or 'uncapped'}; output tokens counted from {_counted(bench)}",
-        f"requests/s at p90 TTFT <= {number(s.target_ttft_ms, 'g')} ms: "
-        f"{number(bench.rate_at_target, 'g')} ({bench.rate_at_target_note})",
+        f"requests/s at {_target(s.target_ttft_ms)}: {number(bench.rate_at_target, 'g')} "
+        f"({bench.rate_at_target_note})",
     ]
+
+
+def _target(ms: float | None) -> str:
+    return "a target TTFT" if ms is None else f"p90 TTFT <= {ms:g} ms"
 
 
 def _counted(bench: ServeBench) -> str:

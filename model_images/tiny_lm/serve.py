@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 import time
 import uuid
@@ -144,12 +145,17 @@ def error(message: str) -> dict:
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # the listen backlog: socketserver's 5 resets a burst's connections
 
     def __init__(self, address: tuple[str, int], checkpoint: Path, name: str, log: Path | None):
         super().__init__(address, Handler)
         self.model, self.chars = load(checkpoint)
         self.name, self.log = name, log
         self.lock = threading.Lock()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client gone is no error
+            super().handle_error(request, client_address)
 
     def record(self, line: dict) -> None:
         if self.log:

@@ -65,7 +65,8 @@ def serve_bench(
         raise serving.ServeBenchError(f"--api is completions or chat, not {api!r}")
     settings = serving.Settings(
         endpoint=serving.base_url(endpoint), model=model, api=api, requests=requests,
-        rates=serving.parse_rates(rates or str(rate or 4.0)), concurrency=concurrency,
+        rates=serving.parse_rates(rates or str(4.0 if rate is None else rate)),
+        concurrency=concurrency,
         input_words=input_words, output_tokens=output_tokens, seed=seed,
         target_ttft_ms=target_ttft_ms,
     )  # fmt: skip
