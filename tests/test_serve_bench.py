@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -29,31 +30,43 @@ TINY_LM = Path(__file__).resolve().parents[1] / "model_images" / "tiny_lm"
 class Served:
     url: str
     log: Path
+    checkpoint: Path
 
     def lines(self) -> list[dict]:
         return [json.loads(line) for line in self.log.read_text().splitlines()]
 
 
-@pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory) -> Iterator[Served]:
-    """The tiny GPT, trained for a few steps (its text need not be good, only generated),
-    served on a port of its own choosing, every answered request logged."""
-    tmp = tmp_path_factory.mktemp("tiny_lm")
+def _env() -> dict[str, str]:
     paths = [str(TINY_LM.parent), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
-    checkpoint, log = tmp / "tiny_lm.pt", tmp / "requests.jsonl"
-    train = [sys.executable, TINY_LM / "train.py", "--out", checkpoint, "--steps", "20"]
-    subprocess.run(train, env=env, check=True, capture_output=True, timeout=120)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+
+@contextlib.contextmanager
+def _serving(checkpoint: Path, log: Path, *options: str | Path) -> Iterator[Served]:
+    """tiny_lm's server on a port of its own choosing, every answered request logged."""
     serve = [sys.executable, TINY_LM / "serve.py", "--checkpoint", checkpoint, "--port", "0"]
-    server = subprocess.Popen([*serve, "--log", log], env=env, stdout=subprocess.PIPE, text=True)
+    command = [*serve, "--log", log, *options]
+    server = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, text=True)
     try:
         first = server.stdout.readline()  # "serving tiny-lm on http://127.0.0.1:PORT"
         assert first.startswith("serving tiny-lm on http://"), first
         log.touch()
-        yield Served(first.split()[-1], log)
+        yield Served(first.split()[-1], log, checkpoint)
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory) -> Iterator[Served]:
+    """The tiny GPT, trained for a few steps (its text need not be good, only generated),
+    served."""
+    tmp = tmp_path_factory.mktemp("tiny_lm")
+    checkpoint = tmp / "tiny_lm.pt"
+    train = [sys.executable, TINY_LM / "train.py", "--out", checkpoint, "--steps", "20"]
+    subprocess.run(train, env=_env(), check=True, capture_output=True, timeout=120)
+    with _serving(checkpoint, tmp / "requests.jsonl") as served:
+        yield served
 
 
 def test_serve_bench_measures_every_request_the_server_answered(tiny_lm, cli, tmp_path):
@@ -183,3 +196,16 @@ def test_bad_input_is_one_line_and_a_failure(cli, args, message):
     code, out, err = cli("serve-bench", "--model", "m", *(a.format(port=port) for a in args))
     assert code == 1 and out == ""
     assert err.startswith(f"error: {message.format(port=port)}") and err.count("\n") == 1
+
+
+def test_the_api_key_is_sent_and_a_refused_one_is_one_line(tiny_lm, cli, tmp_path):
+    key = tmp_path / "key"
+    key.write_text("s3cret\n")
+    with _serving(tiny_lm.checkpoint, tmp_path / "log", "--api-key-file", key) as served:
+        args = ["serve-bench", "--endpoint", served.url, "--model", "tiny-lm", "--requests", "2"]
+        code, out, err = cli(*args, "--output-tokens", "2")
+        assert code == 1 and out == ""
+        assert err == f"error: {served.url} refused the API key (HTTP 401)\n"
+        code, out, err = cli(*args, "--output-tokens", "2", "--api-key-file", str(key), "--json")
+    assert code == 0, err
+    assert ServeBench.model_validate_json(out).rates[0].completed == 2

@@ -33,13 +33,25 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # no line per request
         pass
 
+    def authorized(self) -> bool:
+        """With --api-key-file, OpenAI's Bearer token or a 401."""
+        key = self.server.api_key
+        if key is None or self.headers.get("Authorization") == f"Bearer {key}":
+            return True
+        self.answer(401, error("a missing or wrong API key"))
+        return False
+
     def do_GET(self) -> None:
+        if not self.authorized():
+            return None
         if self.path != "/v1/models":
             return self.answer(404, error(f"no route {self.path}"))
         models = [{"id": self.server.name, "object": "model", "owned_by": "deepspark"}]
         self.answer(200, {"object": "list", "data": models})
 
     def do_POST(self) -> None:
+        if not self.authorized():
+            return None
         chat = self.path == "/v1/chat/completions"
         if not chat and self.path != "/v1/completions":
             return self.answer(404, error(f"no route {self.path}"))
@@ -147,10 +159,11 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # the listen backlog: socketserver's 5 resets a burst's connections
 
-    def __init__(self, address: tuple[str, int], checkpoint: Path, name: str, log: Path | None):
+    def __init__(self, address: tuple[str, int], args: argparse.Namespace) -> None:
         super().__init__(address, Handler)
-        self.model, self.chars = load(checkpoint)
-        self.name, self.log = name, log
+        self.model, self.chars = load(args.checkpoint)
+        self.name, self.log = args.name, args.log
+        self.api_key = args.api_key_file.read_text().strip() if args.api_key_file else None
         self.lock = threading.Lock()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -170,9 +183,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000, help="0: a free port")
     parser.add_argument("--name", default="tiny-lm", help="the model name clients ask for")
     parser.add_argument("--log", type=Path, help="one JSON line per answered request")
+    parser.add_argument("--api-key-file", type=Path, help="answer only this key (a Bearer token)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # requests run in parallel threads; one torch thread each
-    server = Server((args.host, args.port), args.checkpoint, args.name, args.log)
+    server = Server((args.host, args.port), args)
     host, port = server.server_address[:2]
     print(f"serving {args.name} on http://{host}:{port}", flush=True)
     server.serve_forever()
