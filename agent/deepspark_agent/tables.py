@@ -1,5 +1,5 @@
-"""The terminal's tables: a result's seed row and runs, an evaluation's seed table, and a
-suite's plan."""
+"""The terminal's tables: a result's seed row and runs, an evaluation's seed table, a
+suite's plan, the serving benchmark's rates."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from deepspark_agent import serving_report
+from deepspark_agent.serving import ServeBench
 from deepspark_core.report import (
     INFER_COLUMNS,
     SEED_COLUMNS,
@@ -111,4 +113,14 @@ def plan_table(title: str, models: list[dict[str, Any]]) -> Table:
             m["workload"], m["config"], m["precision"], str(m["batch_size"]), runs,
             number(m["budget_s"], "g"), m["data_dir"] or "synthetic or generated",
         )  # fmt: skip
+    return table
+
+
+def serving_table(bench: ServeBench) -> Table:
+    """`serve-bench`: one row per offered rate."""
+    table = Table(title=f"serving {bench.settings.model}", title_justify="left")
+    for column in serving_report.COLUMNS:
+        table.add_column(column)
+    for at in bench.rates:
+        table.add_row(*serving_report.row(at).values())
     return table

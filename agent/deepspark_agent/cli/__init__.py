@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from deepspark_agent import __version__
-from deepspark_agent.cli import host, keys, report, run, submit, up
+from deepspark_agent.cli import host, keys, report, run, serve, submit, up
 from deepspark_agent.cli.bundle import bundle_app
 from deepspark_agent.cli.data import data_app
 from deepspark_agent.cli.images import images_app
@@ -49,3 +49,4 @@ app.add_typer(keys.keys_app, name="keys")
 app.command("verify")(keys.verify)
 app.command("submit")(submit.submit_command)
 app.command("pack")(submit.pack_command)
+app.command("serve-bench")(serve.serve_bench)
