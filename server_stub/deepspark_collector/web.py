@@ -3,7 +3,8 @@
 `/` lists the models, `/models/{model}` is a leaderboard: one row per group (workload,
 platform, framework, preset) with its best speed result and its best converge result in the
 seed table's columns (best speed first; reference implementations and vendors' own ranked
-apart), each linking to a page of the group's results (`/results?...`, paginated).
+apart), then a table per inference scenario in the inference table's columns, each linking
+to a page of the group's results (`/results?...`, paginated).
 `/compare?model=&a=&b=[&fa=&fb=]` sets two platforms the user picks (or one platform on two
 frameworks) side by side with ratios, `/results/{id}` is one result with its plots. Pages read
 what the API reads (`store`), the leaderboard and the index from the standings (one row per
