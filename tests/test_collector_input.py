@@ -260,7 +260,7 @@ def test_0005_makes_postgresql_ids_64_bit_and_keeps_rows(postgres_url):
     with engine.begin() as conn:
         assert dict(conn.execute(types).all()) == {
             "vendors.id": "bigint", "keys.vendor_id": "bigint", "submissions.id": "bigint",
-            "standings.id": "bigint"
+            "standings.id": "bigint", "scenario_figures.id": "bigint"
         }  # fmt: skip
         conn.execute(text("SELECT setval('vendors_id_seq', :n)"), {"n": 2**40})
         new = conn.execute(text("INSERT INTO vendors (name) VALUES ('big') RETURNING id"))

@@ -81,14 +81,17 @@ def test_an_infer_run_speaks_contract_1_1_and_the_others_stay_1():
     assert speed["DS_CONTRACT_VERSION"] == "1" and "DS_SCENARIO" not in speed
 
 
-def infer_run(run_set: Path, planned: PlannedRun, weights: list[str]) -> None:
-    """write_run's 4 one-second windows of 50 samples (the first a warm-up), top-1 0.6, the
-    weights logged, each window's latencies (the warm-up's 900 ms, then 1..9 ms), and
-    telemetry: 100 W sampled, an energy counter rising at 90 J/s."""
-    write_run(run_set, planned, 50, 0.6)
+def infer_run(
+    run_set: Path, planned: PlannedRun, weights: list[str], speed: int = 50, ms: float = 1.0
+) -> None:
+    """write_run's 4 one-second windows of `speed` samples (the first a warm-up), top-1 0.6,
+    the weights logged, each window's latencies (the warm-up's 900 ms, then 1..9 ms times
+    `ms`), and telemetry: 100 W sampled, an energy counter rising at 90 J/s."""
+    write_run(run_set, planned, speed, 0.6)
     lines = [*weights, line("infer_latency", window=0, latency_ms=[900], mono_ns=SECOND)]
     lines += [
-        line("infer_latency", window=w, latency_ms=[3 * w - 2, 3 * w - 1, 3 * w]) for w in (1, 2, 3)
+        line("infer_latency", window=w, latency_ms=[ms * (3 * w - i) for i in (2, 1, 0)])
+        for w in (1, 2, 3)
     ]
     with (run_set / planned.label / "mllog.log").open("a") as log:
         log.write("\n".join(lines) + "\n")

@@ -1,41 +1,52 @@
 """The leaderboard's standings: one row per group (`db.Standing`), its count and best result.
 
 `record` upserts a new result's groups in the transaction that stores it; `rebuild` fills the
-table from every stored result (revision 0006, and a bulk load that inserted rows directly).
-Reads are `store`'s.
+table from every stored result (revisions 0006 and 0007, and a bulk load that inserted rows
+directly). Reads are `store`'s.
 """
 
 from __future__ import annotations
 
-import json
+from itertools import combinations
 from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection, and_, bindparam, case, delete, insert, not_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from deepspark_collector import scenarios
 from deepspark_collector.db import GROUP, Standing, Submission
 from deepspark_core.results import Result
 
-# Which runs a result has: speed runs (ranked by speed) or converge runs (by accuracy).
-Kind = Literal["speed", "converge"]
+# Which runs a result has: speed runs (ranked by speed), converge runs (by accuracy), infer
+# runs in a scenario (by its best run's throughput offline, its p90 latency single-stream).
+Kind = Literal["speed", "converge", "infer-offline", "infer-latency"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
+TRAINING: tuple[Kind, ...] = ("speed", "converge")
+INFERENCE = {f"infer-{scenario}": scenario for scenario in scenarios.RANKED_BY}
+assert set(KINDS) == {*TRAINING, *INFERENCE}
 COLUMNS = (*GROUP, "results", "best_id", "best_ranked", "best_score")
 
 
-def entries(
-    mode: str, ranked: bool, speed: float | None, accuracy: float | None, direction: str
-) -> list[dict[str, Any]]:
-    """A result's kinds with its standing in each: speed runs rank by speed, converge runs by
-    accuracy in its metric's direction (higher is better either way)."""
-    scores = {
-        "speed": speed,
-        "converge": None if accuracy is None else accuracy * (1 if direction == "higher" else -1),
-    }
+def modes_with(kind: str) -> list[str]:
+    """Every plan mode (`RunPlan.mode`: its run modes joined, speed first) with `kind`'s runs."""
+    others = [m for m in ("speed", "infer", "converge") if m != kind]
+    subsets = [{kind, *chosen} for n in range(3) for chosen in combinations(others, n)]
+    return ["+".join(sorted(modes, reverse=True)) for modes in subsets]
+
+
+def entries(result: Result, speed: float | None, accuracy: float | None) -> list[dict[str, Any]]:
+    """A result's kinds with its standing in each (higher is better): speed runs by speed,
+    converge runs by accuracy in its metric's direction (both as stored in its row), each
+    inference scenario by its best run (`scenarios.score`)."""
+    ranked, modes = result.unranked is None, result.plan.mode.split("+")
+    sign = 1 if result.plan.quality.direction == "higher" else -1
+    scores = {"speed": speed, "converge": None if accuracy is None else accuracy * sign}
+    scores = {kind: score for kind, score in scores.items() if kind in modes}
+    for scenario, run in scenarios.best_runs(result).items():
+        scores[f"infer-{scenario}"] = scenarios.score(run)
     return [
-        {"kind": kind, "best_ranked": ranked, "best_score": scores[kind]}
-        for kind in KINDS
-        if kind in mode.split("+")
+        {"kind": kind, "best_ranked": ranked, "best_score": score} for kind, score in scores.items()
     ]
 
 
@@ -60,8 +71,7 @@ def record(session: Session, row: Submission, result: Result) -> None:
     neither collide nor lose a count."""
     dialect = session.get_bind().dialect.name
     upsert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
-    ranked = result.unranked is None
-    for entry in entries(row.mode, ranked, row.speed, row.accuracy, result.plan.quality.direction):
+    for entry in entries(result, row.speed, row.accuracy):
         stmt = upsert(Standing).values(**group_of(row), **entry, results=1, best_id=row.id)
         new, old = stmt.excluded, Standing
         better = or_(
@@ -94,19 +104,16 @@ def rebuild(connection: Connection, batch: int = 5000) -> int:
     unranked: list[dict[str, Any]] = []  # each result's reason, for its column
     last = 0
     columns = (Submission.id, Submission.model, Submission.implements, Submission.implementation,
-               Submission.platform, Submission.framework, Submission.config, Submission.mode,
-               Submission.speed, Submission.accuracy, Submission.result_json)  # fmt: skip
+               Submission.platform, Submission.framework, Submission.config, Submission.speed,
+               Submission.accuracy, Submission.result_json)  # fmt: skip
     while rows := connection.execute(
         select(*columns).where(Submission.id > last).order_by(Submission.id).limit(batch)
     ).all():
         for row in rows:
-            stored = json.loads(row.result_json)
-            reason = Result.model_validate(stored).unranked
-            ranked = reason is None
-            if reason is not None:
-                unranked.append({"sid": row.id, "reason": reason})
-            direction = stored["plan"]["quality"]["direction"]
-            for entry in entries(row.mode, ranked, row.speed, row.accuracy, direction):
+            result = Result.model_validate_json(row.result_json)
+            if result.unranked is not None:
+                unranked.append({"sid": row.id, "reason": result.unranked})
+            for entry in entries(result, row.speed, row.accuracy):
                 key = (*group_of(row).values(), entry["kind"])
                 standing = groups.get(key)
                 if standing is None:

@@ -29,7 +29,14 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    sessionmaker,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # A process's threadpool threads (the app sets anyio's limiter to it) and so its connections:
@@ -119,6 +126,40 @@ class Submission(Base):
     unranked: Mapped[str | None] = mapped_column(String(200))
     result_json: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Its inference figures, a row per scenario it ran (revision 0007); loaded with it.
+    scenarios: Mapped[list[ScenarioFigures]] = relationship(
+        lazy="selectin", order_by="ScenarioFigures.scenario"
+    )
+
+
+class ScenarioFigures(Base):
+    """A result's figures in one inference scenario: its best infer run's (`scenarios`),
+    which its standing in the scenario's kind ranks by; NULL where the run has none."""
+
+    __tablename__ = "scenario_figures"
+    __table_args__ = (
+        Index("ux_scenario_figures_submission", "submission_id", "scenario", unique=True),
+        # The read API's kind filter (infer-offline, infer-latency) as a range of one index.
+        Index("ix_scenario_figures_scenario_id", "scenario", "submission_id"),
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"))
+    scenario: Mapped[str] = mapped_column(String(20))  # offline or latency
+    engine: Mapped[str] = mapped_column(String(20))  # eager or compile
+    status: Mapped[str] = mapped_column(String(20))  # the run's: success, aborted, incomplete
+    throughput: Mapped[float | None] = mapped_column(Float)  # samples/s
+    latency_p50_ms: Mapped[float | None] = mapped_column(Float)
+    latency_p90_ms: Mapped[float | None] = mapped_column(Float)
+    latency_p99_ms: Mapped[float | None] = mapped_column(Float)
+    accuracy: Mapped[float | None] = mapped_column(Float)
+    j_per_inference: Mapped[float | None] = mapped_column(Float)
+    power_w: Mapped[float | None] = mapped_column(Float)
+    memory_gb: Mapped[float | None] = mapped_column(Float)
+
+    def as_dict(self) -> dict[str, object]:
+        return {c.key: getattr(self, c.key) for c in self.__table__.columns
+                if c.key not in ("id", "submission_id")}  # fmt: skip
 
 
 class Standing(Base):
@@ -127,11 +168,12 @@ class Standing(Base):
     index read one row per group, not every result.
 
     A group is a workload on one platform, framework and preset, in one division, of one
-    kind: "speed" (results with speed runs, best by speed) or "converge" (results with
-    converge runs, best by accuracy in its metric's direction); a result of both kinds is in
-    both. The best is a ranked result over an unranked one, then the higher score. An
-    unrecorded implementation or framework is "" here: NULLs would be distinct in the
-    unique index that an upsert needs."""
+    kind: "speed" (results with speed runs, best by speed), "converge" (results with
+    converge runs, best by accuracy in its metric's direction), "infer-offline" or
+    "infer-latency" (results with infer runs in that scenario, best by throughput or by p90
+    latency: `scenarios`); a result of several kinds is in each. The best is a ranked result
+    over an unranked one, then the higher score. An unrecorded implementation or framework
+    is "" here: NULLs would be distinct in the unique index that an upsert needs."""
 
     __tablename__ = "standings"
     __table_args__ = (Index("ux_standings_group", *GROUP, unique=True),)
@@ -147,8 +189,9 @@ class Standing(Base):
     results: Mapped[int] = mapped_column(Integer)
     best_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"))
     best_ranked: Mapped[bool] = mapped_column(Boolean)
-    # Higher is better: the speed, or the accuracy signed by its metric's direction; NULL
-    # when the best result has no such figure (its runs failed).
+    # Higher is better: the speed, the accuracy signed by its metric's direction, the
+    # throughput, or the p90 latency negated; NULL when the best result has no such figure
+    # (its runs failed).
     best_score: Mapped[float | None] = mapped_column(Float)
 
 

@@ -18,8 +18,16 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from deepspark_collector import board
-from deepspark_collector.db import Key, Standing, Submission, Vendor, misfit, transaction
+from deepspark_collector import board, scenarios
+from deepspark_collector.db import (
+    Key,
+    ScenarioFigures,
+    Standing,
+    Submission,
+    Vendor,
+    misfit,
+    transaction,
+)
 from deepspark_collector.verify import KeyState, Signed
 from deepspark_core.results import Result
 from deepspark_core.runset import STATEMENT_FILE
@@ -148,6 +156,7 @@ def add_submission(
         result_json=result.model_dump_json(),
         unranked=result.unranked,
         received_at=datetime.now(UTC),
+        scenarios=[ScenarioFigures(**figures) for figures in scenarios.of(result)],
         **figures(result),
     )
     if (problem := misfit(row)) is not None:
@@ -243,6 +252,8 @@ def row_summary(row: Submission, vendor: str) -> dict[str, Any]:
         "stability": row.stability,
         "linearity": row.linearity,
         "unranked": row.unranked,
+        # each inference scenario it ran: its best infer run's figures (`scenarios`)
+        "inference": {s.scenario: s.as_dict() for s in row.scenarios},
         "envelope_sha256": row.envelope_sha256,
         "payload_sha256": row.payload_sha256,
         "received_at": row.received_at.isoformat(),
@@ -259,7 +270,8 @@ class Filters:
     """What a list of results is narrowed to; None: any. model is a workload's name or the
     DeepSpark model it implements (every framework's), workload only the former;
     implementation "reference" or "vendor"; kind "speed" or "converge" (results with such
-    runs). An empty implementation or framework is an unrecorded one."""
+    runs), "infer-offline" or "infer-latency" (results with infer runs in that scenario). An
+    empty implementation or framework is an unrecorded one."""
 
     model: str | None = None
     workload: str | None = None
@@ -299,8 +311,13 @@ def _summaries() -> Select:
 def _filtered(query: Select, f: Filters) -> Select:
     if f.model is not None:
         query = query.where((Submission.model == f.model) | (Submission.implements == f.model))
-    if f.kind is not None:  # speed+converge is of both kinds
-        query = query.where(Submission.mode.in_([f.kind, "speed+converge"]))
+    if f.kind in board.INFERENCE:
+        ran = select(ScenarioFigures.submission_id).where(
+            ScenarioFigures.scenario == board.INFERENCE[f.kind]
+        )
+        query = query.where(Submission.id.in_(ran))
+    elif f.kind is not None:  # speed+converge is of both kinds
+        query = query.where(Submission.mode.in_(board.modes_with(f.kind)))
     for column, value in (
         (Submission.model, f.workload),
         (Vendor.name, f.vendor),
@@ -365,8 +382,8 @@ def standings(factory: sessionmaker[Session], model: str) -> list[dict[str, Any]
 
 
 def models(factory: sessionmaker[Session]) -> list[dict[str, Any]]:
-    """Each workload with results, by name: its results of each kind, its platforms and its
-    best speed; from the groups, not the results."""
+    """Each workload with results, by name: its results of each kind (`counts`), its
+    platforms and its best speed; from the groups, not the results."""
     query = select(
         Standing.model, Standing.platform, Standing.kind,
         func.sum(Standing.results), func.max(Standing.best_score),
@@ -376,10 +393,12 @@ def models(factory: sessionmaker[Session]) -> list[dict[str, Any]]:
         rows = session.execute(query).all()
     for model, platform, kind, count, score in rows:
         entry = entries.setdefault(
-            model, {"model": model, "platforms": set(), "best": None, "speed": 0, "converge": 0}
-        )
+            model,
+            {"model": model, "platforms": set(), "best": None,
+             "counts": dict.fromkeys(board.KINDS, 0)},
+        )  # fmt: skip
         entry["platforms"].add(platform)
-        entry[kind] += count
+        entry["counts"][kind] += count
         if kind == "speed" and score is not None:
             entry["best"] = max(score, entry["best"] or score)
     return [entries[m] | {"platforms": sorted(entries[m]["platforms"])} for m in sorted(entries)]
@@ -388,22 +407,25 @@ def models(factory: sessionmaker[Session]) -> list[dict[str, Any]]:
 def compare(
     factory: sessionmaker[Session], model: str, implementation: str | None = None
 ) -> list[dict[str, Any]]:
-    """Each platform and framework with results for `model`: its best speed result and its
-    best converge result (the leaderboard's best over its groups), fastest first: two
-    platforms, or one platform on two frameworks, side by side. implementation ("reference"
-    or "vendor") keeps the comparison within one division."""
+    """Each platform and framework with results for `model`: its best result of each kind
+    (the leaderboard's best over its groups; an inference kind's with its scenario's figures
+    in place of the training ones), fastest first: two platforms, or one platform on two
+    frameworks, side by side. implementation ("reference" or "vendor") keeps the comparison
+    within one division."""
     sides: dict[tuple[str, str], dict[str, Any]] = {}
     for group in standings(factory, model):
         if implementation is not None and group["implementation"] != implementation:
             continue
         key = (group["platform"], group["framework"])
         side = sides.setdefault(
-            key, {"platform": key[0], "framework": key[1] or None, "speed": None,
-                  "converge": None}
+            key, {"platform": key[0], "framework": key[1] or None,
+                  **dict.fromkeys(board.KINDS)}
         )  # fmt: skip
-        kind = group["kind"]
+        kind, best = group["kind"], _without_result(group["best"])
+        if kind in board.INFERENCE:
+            best |= best["inference"][board.INFERENCE[kind]]
         if side[kind] is None or board.better(group, side[kind]["standing"]):
-            side[kind] = {"standing": group, **_without_result(group["best"])}
+            side[kind] = {"standing": group, **best}
     for side in sides.values():
         for kind in board.KINDS:
             if side[kind] is not None:

@@ -3,7 +3,8 @@
 `/` lists the models, `/models/{model}` is a leaderboard: one row per group (workload,
 platform, framework, preset) with its best speed result and its best converge result in the
 seed table's columns (best speed first; reference implementations and vendors' own ranked
-apart), each linking to a page of the group's results (`/results?...`, paginated).
+apart), then a table per inference scenario in the inference table's columns, each linking
+to a page of the group's results (`/results?...`, paginated).
 `/compare?model=&a=&b=[&fa=&fb=]` sets two platforms the user picks (or one platform on two
 frameworks) side by side with ratios, `/results/{id}` is one result with its plots. Pages read
 what the API reads (`store`), the leaderboard and the index from the standings (one row per
@@ -26,8 +27,8 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 
-from deepspark_collector import board, db, store
-from deepspark_core.report import TEMPLATES, page_context, seed_row
+from deepspark_collector import board, db, scenarios, store
+from deepspark_core.report import INFER_COLUMNS, TEMPLATES, inference_row, page_context, seed_row
 from deepspark_core.results import Result
 
 # A submission's id as a path parameter: what a 64-bit id holds, SQLite's INTEGER and
@@ -46,16 +47,31 @@ templates = Environment(
 # seed table's figures of the group's best speed result, then of its best converge result.
 SPEED_COLUMNS = ("speed", "power (W)", "memory (GB)", "linearity")
 CONVERGE_COLUMNS = ("accuracy", "stability", "target")
-# Figures compared as a ratio a / b, the direction that is better, and the kind of result
-# that measures them: speed, power and memory from speed runs; accuracy, stability from
-# converge runs.
+# An inference table's figures: the core's inference row after its task, model, target and
+# config (shown whole: preset, batch, scenario, engine, whose weights, synthetic data).
+INFERENCE_COLUMNS = INFER_COLUMNS[4:]
+# Each kind as the pages name it.
+KIND_TITLES = {"speed": "speed", "converge": "converge", "infer-offline": "inference, offline",
+               "infer-latency": "inference, latency"}  # fmt: skip
+RANKED_BY = {"offline": "throughput, highest first", "latency": "p90 latency, lowest first"}
+# Figures compared as a ratio a / b: its name, its key in a side's best result of the kind
+# that measures it, its unit and the direction that is better. Speed, power and memory from
+# speed runs; accuracy, stability from converge runs; an inference scenario's from its best
+# infer run (lower latency and energy per inference are better).
 RATIOS = (
-    ("speed", "samples/s", "higher", "speed"),
-    ("accuracy", "", "higher", "converge"),
-    ("power_w", "W", "lower", "speed"),
-    ("linearity", "", "higher", "speed"),
-    ("memory_gb", "GB", "lower", "speed"),
-    ("stability", "", "higher", "converge"),
+    ("speed", "speed", "samples/s", "higher", "speed"),
+    ("accuracy", "accuracy", "", "higher", "converge"),
+    ("power_w", "power_w", "W", "lower", "speed"),
+    ("linearity", "linearity", "", "higher", "speed"),
+    ("memory_gb", "memory_gb", "GB", "lower", "speed"),
+    ("stability", "stability", "", "higher", "converge"),
+    ("offline throughput", "throughput", "samples/s", "higher", "infer-offline"),
+    ("offline accuracy", "accuracy", "", "higher", "infer-offline"),
+    ("offline energy", "j_per_inference", "J/inference", "lower", "infer-offline"),
+    ("latency p50", "latency_p50_ms", "ms", "lower", "infer-latency"),
+    ("latency p90", "latency_p90_ms", "ms", "lower", "infer-latency"),
+    ("latency p99", "latency_p99_ms", "ms", "lower", "infer-latency"),
+    ("latency energy", "j_per_inference", "J/inference", "lower", "infer-latency"),
 )
 
 
@@ -103,9 +119,12 @@ def after(cursor: str | None) -> int:
         raise HTTPException(422, f"cursor: {exc}") from None
 
 
-def _row(summary: dict[str, Any], result: Result) -> dict[str, Any]:
-    """One result's cells: the seed table's, the platform and vendor, and its raw figures."""
-    cells = seed_row(result)
+def _row(
+    summary: dict[str, Any], result: Result, cells: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """One result's cells (the seed table's, unless given), the platform and vendor, and its
+    raw figures."""
+    cells = dict(seed_row(result) if cells is None else cells)
     cells["platform"] = summary["platform"]
     cells["vendor"] = summary["vendor"]
     return {"id": summary["id"], "cells": cells, "summary": summary, "unranked": result.unranked}
@@ -114,7 +133,8 @@ def _row(summary: dict[str, Any], result: Result) -> dict[str, Any]:
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request) -> HTMLResponse:
     return request.app.state.pages.get(
-        request, lambda: _render("index.html", models=store.models(_factory(request)))
+        request,
+        lambda: _render("index.html", models=store.models(_factory(request)), kinds=KIND_TITLES),
     )
 
 
@@ -138,45 +158,77 @@ def leaderboard(request: Request, model: str) -> HTMLResponse:
 
 
 def _leaderboard(request: Request, model: str) -> HTMLResponse:
-    rows = _group_rows(store.standings(_factory(request), model))
-    divisions = [
-        {"name": origin or "unrecorded", "title": title, "note": note, "rows": _ranked(chosen)}
-        for origin, title, note in DIVISIONS
-        if (chosen := [r for r in rows if r["group"]["implementation"] == origin])
-    ]
+    groups = store.standings(_factory(request), model)
+    rows = _group_rows([g for g in groups if g["kind"] in board.TRAINING])
+    inference = [_inference_part(g) for g in groups if g["kind"] in board.INFERENCE]
+    divisions = []
+    for origin, title, note in DIVISIONS:
+        tables = _inference_tables([p for p in inference if p["group"]["implementation"] == origin])
+        chosen = [r for r in rows if r["group"]["implementation"] == origin]
+        if chosen or tables:
+            divisions.append({"name": origin or "unrecorded", "title": title, "note": note,
+                              "rows": _ranked(chosen), "inference": tables})  # fmt: skip
     return _render(
         "model.html",
-        status_code=200 if rows else 404,
+        status_code=200 if groups else 404,
         model=model,
         speed_columns=SPEED_COLUMNS,
         converge_columns=CONVERGE_COLUMNS,
+        inference_columns=INFERENCE_COLUMNS,
         divisions=divisions,
     )
 
 
+def _counted(group: dict[str, Any]) -> dict[str, Any]:
+    """A group's count, its best's score, and the link to a page of all its results."""
+    query = {c: group[c] for c in ("implementation", "platform", "framework", "config")}
+    query |= {"workload": group["model"], "kind": group["kind"]}
+    return {"results": group["results"], "score": group["best_score"],
+            "all": f"/results?{urlencode(query)}"}  # fmt: skip
+
+
 def _group_rows(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The standings of one model as rows, a group's speed and converge standings side by
-    side; best speed first, then best accuracy (a stable sort keeps the rest in order)."""
+    """The speed and converge standings of one model as rows, a group's speed and converge
+    standings side by side; best speed first, then best accuracy (a stable sort keeps the
+    rest in order)."""
     rows: dict[tuple, dict[str, Any]] = {}
     for group in groups:
         key = tuple(group[c] for c in board.GROUP if c != "kind")
         row = rows.setdefault(key, {"group": group, "speed": None, "converge": None})
         best = group["best"]
-        part = _row(best, Result.model_validate(best["result"]))
-        query = {c: group[c] for c in ("implementation", "platform", "framework", "config")}
-        query |= {"workload": group["model"], "kind": group["kind"]}
-        part |= {"results": group["results"], "score": group["best_score"],
-                 "all": f"/results?{urlencode(query)}"}  # fmt: skip
-        row[group["kind"]] = part
+        row[group["kind"]] = _row(best, Result.model_validate(best["result"])) | _counted(group)
     for row in rows.values():
-        parts = [row[kind] for kind in board.KINDS if row[kind]]
+        parts = [row[kind] for kind in board.TRAINING if row[kind]]
         # Unranked only when every part is: one ranked result ranks the group.
         ranked = any(not p["unranked"] for p in parts)
         row["unranked"] = None if ranked else parts[0]["unranked"]
     return sorted(
         rows.values(),
-        key=lambda r: tuple(_score_order(r[kind] and r[kind]["score"]) for kind in board.KINDS),
+        key=lambda r: tuple(_score_order(r[kind] and r[kind]["score"]) for kind in board.TRAINING),
     )
+
+
+def _inference_tables(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A division's inference rows as a table per scenario, each ranked by its figure."""
+    tables = []
+    for kind, scenario in board.INFERENCE.items():
+        chosen = sorted(
+            (p for p in parts if p["group"]["kind"] == kind), key=lambda p: _score_order(p["score"])
+        )
+        if chosen:
+            tables.append({"kind": kind, "scenario": scenario, "ranked_by": RANKED_BY[scenario],
+                           "rows": _ranked(chosen)})  # fmt: skip
+    return tables
+
+
+def _inference_part(group: dict[str, Any]) -> dict[str, Any]:
+    """An inference group's row: its best result's run in the scenario as the core's
+    inference row (the config cell names the scenario, the engine and whose weights)."""
+    best = group["best"]
+    result = Result.model_validate(best["result"])
+    run = scenarios.best_runs(result)[board.INFERENCE[group["kind"]]]
+    part = _row(best, result, inference_row(result, run)) | _counted(group)
+    return part | {"group": group, "engine": run.engine}
 
 
 def _score_order(score: float | None) -> tuple[bool, float]:
@@ -229,7 +281,8 @@ def compare(
     fb: str = "",
 ) -> HTMLResponse:
     """Two sides, each a platform (and optionally a framework) the user picks among those
-    with results for model: its best speed and best converge result. One platform on two
+    with results for model: its best result of each kind (speed, converge, each inference
+    scenario). One platform on two
     frameworks is a side-by-side of the frameworks. Nothing is picked for the user."""
     return request.app.state.pages.get(request, lambda: _compare(request, model, a, b, fa, fb))
 
@@ -243,11 +296,11 @@ def _compare(request: Request, model: str, a: str, b: str, fa: str, fb: str) -> 
     missing = [labels[k] for k, side in chosen.items() if side is None]
     ratios = []
     if len(chosen) == 2 and not missing:
-        for key, unit, better, kind in RATIOS:
+        for name, key, unit, better, kind in RATIOS:
             va, vb = (_figure(chosen[side], kind, key) for side in "ab")
             ratio = va / vb if va is not None and vb else None
             ratios.append(
-                {"name": key, "unit": unit, "better": better, "a": va, "b": vb, "ratio": ratio}
+                {"name": name, "unit": unit, "better": better, "a": va, "b": vb, "ratio": ratio}
             )
     return _render(
         "compare.html",
@@ -261,6 +314,7 @@ def _compare(request: Request, model: str, a: str, b: str, fa: str, fb: str) -> 
         missing=missing,
         sides=chosen,
         ratios=ratios,
+        kinds=KIND_TITLES,
     )
 
 
