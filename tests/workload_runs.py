@@ -4,7 +4,8 @@ Every workload's test (tests/test_<name>.py), PyTorch or PaddlePaddle, uses thes
 its own copy:
 
     model = load_module("bert_large", "model")
-    log = converge("bert_large", tmp_path)       # mini converge, checked; returns the events
+    log = converge("bert_large", tmp_path)         # mini converge, checked; returns the events
+    log = infer("resnet50", tmp_path, checkpoint)  # mini infer, with a converge run's weights
 """
 
 import importlib.util
@@ -171,6 +172,26 @@ def speed(workload: str, out: Path, *, ranks: int = 1, windows: int = 2, **env: 
     assert samples == [preset["steps_per_window"] * batch] * n
     assert log[-1]["metadata"]["status"] == "success"
     return log
+
+
+def infer(workload: str, out: Path, checkpoint: Path | None, **env: str) -> list[dict]:
+    """A mini infer run (contract 1.1) with checkpoint's weights (None: random ones), checked
+    as MLCommons' parser reads it; its events."""
+    from mlperf_logging.compliance_checker.mlp_parser import parse_file
+
+    weights = {"DS_CHECKPOINT": str(checkpoint)} if checkpoint else {}
+    result = run(workload, out, DS_MODE="infer", DS_CONTRACT_VERSION="1.1", **weights, **env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = events(out)
+    assert log[-1]["metadata"]["status"] == "success"
+    _, errors = parse_file(str(out / "mllog.log"), ruleset="6.1.0")
+    assert errors == []
+    return log
+
+
+def final(log: list[dict], key: str = "eval_accuracy") -> dict:
+    """The last event of key in log."""
+    return [e for e in log if e["key"] == key][-1]
 
 
 def train_on(workload: str, preset_toml: str, data_dir: Path, out: Path) -> list[dict]:
