@@ -17,11 +17,10 @@ from deepspark_core.events import EventLogError, parse_lines
 from deepspark_core.files import write_json
 from deepspark_core.metrics import Latency, MetricError, latency, percentile
 from deepspark_core.report import inference_row, markdown_table, seed_row
-from deepspark_core.results import PLAN_FILE, RESULT_FILE, PlannedRun, Result
-from deepspark_core.runset import raw_files
+from deepspark_core.results import PLAN_FILE, PlannedRun
 from test_assess import SECOND, plan, write_run
 from test_events import line
-from workload_runs import converge, events, final, infer, run
+from workload_runs import converge, events, final, infer, inference_smoke, run
 
 NAME = "resnet50"
 SPLIT = 360  # the mini preset's evaluation split: 20% of sklearn's 1,797 digits
@@ -245,24 +244,9 @@ def test_up_inference_smoke_prints_a_row_per_scenario_signs_and_verify_recompute
     assert "offline, eager, converge-1's weights" in out
     assert "latency, eager, converge-1's weights" in out
     (run_set,) = tmp_path.glob("*/01-resnet50-mini")
-    result = Result.model_validate_json((run_set / RESULT_FILE).read_text())
-    trained, *inferred = result.runs
-    assert [r.label for r in inferred] == ["infer-offline-eager", "infer-latency-eager"]
-    for run_ in inferred:
-        assert run_.status == "success", run_.reason
-        figures = run_.inference
-        assert figures.weights_from == "converge-1"
-        assert figures.accuracy.value == trained.accuracy  # the same weights, the same split
-        assert run_.speed.windows == 5
-        assert figures.latency.p50_ms <= figures.latency.p90_ms <= figures.latency.p99_ms
-        assert figures.j_per_inference is None and figures.latency_na is None  # no power sensor
-    offline, single = (r.inference for r in inferred)
-    assert (offline.batch_size, offline.latency.queries) == (32, 5 * 20)
-    assert (single.batch_size, single.latency.queries) == (1, 5 * 20 * 32)
-    weights = run_set / "converge-1" / "checkpoint.pt"
-    assert weights.is_file() and weights not in raw_files(
-        run_set
-    )  # kept, neither signed nor packed
+    result = inference_smoke(NAME, run_set)
+    for run_ in result.infer_runs:  # no power sensor
+        assert run_.inference.j_per_inference is None and run_.inference.latency_na is None
     html = (run_set.parent / "report.html").read_text()
     assert "latency (ms)" in html and "converge-1&#39;s weights" in html
     code, out, err = cli("verify", str(run_set / "statement.dsse.json"))
