@@ -147,7 +147,7 @@ def test_full_speed_batches_fit_ctc() -> None:
     4x-subsampled frames with room for CTC's blanks between repeated letters."""
     full = PRESETS["full"]
     wl = SimpleNamespace(
-        preset=preset(NAME, "full"), batch_size=2, device=torch.device("cpu"), converge=False
+        preset=preset(NAME, "full"), batch_size=2, device=torch.device("cpu"), reads_data=False
     )
     batches, val = load("data").load(wl)
     x, frames, y, counts = next(batches)

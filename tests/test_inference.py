@@ -17,11 +17,10 @@ from deepspark_core.events import EventLogError, parse_lines
 from deepspark_core.files import write_json
 from deepspark_core.metrics import Latency, MetricError, latency, percentile
 from deepspark_core.report import inference_row, markdown_table, seed_row
-from deepspark_core.results import PLAN_FILE, RESULT_FILE, PlannedRun, Result
-from deepspark_core.runset import raw_files
+from deepspark_core.results import PLAN_FILE, PlannedRun
 from test_assess import SECOND, plan, write_run
 from test_events import line
-from workload_runs import converge, events, run
+from workload_runs import converge, events, final, infer, inference_smoke, run
 
 NAME = "resnet50"
 SPLIT = 360  # the mini preset's evaluation split: 20% of sklearn's 1,797 digits
@@ -201,31 +200,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]
     return out / "checkpoint.pt", converge(NAME, out)
 
 
-def infer(out: Path, checkpoint: Path | None, **env: str) -> list[dict]:
-    """A mini infer run, checked as MLCommons' parser reads it; its events."""
-    from mlperf_logging.compliance_checker.mlp_parser import parse_file
-
-    weights = {"DS_CHECKPOINT": str(checkpoint)} if checkpoint else {}
-    result = run(NAME, out, DS_MODE="infer", DS_CONTRACT_VERSION="1.1", **weights, **env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    log = events(out)
-    assert log[-1]["metadata"]["status"] == "success"
-    _, errors = parse_file(str(out / "mllog.log"), ruleset="6.1.0")
-    assert errors == []
-    return log
-
-
-def final(log: list[dict], key: str = "eval_accuracy") -> dict:
-    return [e for e in log if e["key"] == key][-1]
-
-
 @pytest.mark.slow
 def test_an_infer_runs_accuracy_is_the_converge_runs_final_evaluation_of_its_weights(
     trained, tmp_path
 ):
     """Same weights, same split, same batches, eager fp32 on the CPU: exactly equal."""
     checkpoint, trained_log = trained
-    log = infer(tmp_path, checkpoint, DS_WINDOWS="3")
+    log = infer(NAME, tmp_path, checkpoint, DS_WINDOWS="3")
     assert final(log)["value"] == final(trained_log)["value"]
     assert (
         final(log, "weights")["metadata"]["sha256"]
@@ -236,7 +217,7 @@ def test_an_infer_runs_accuracy_is_the_converge_runs_final_evaluation_of_its_wei
     latencies = [e["metadata"] for e in log if e["key"] == "infer_latency"]
     assert [(m["window"], len(m["latency_ms"])) for m in latencies] == [(w, 20) for w in range(4)]
     # Without a checkpoint: the seeded random weights, said so.
-    untrained = infer(tmp_path / "random", None, DS_WINDOWS="3")
+    untrained = infer(NAME, tmp_path / "random", None, DS_WINDOWS="3")
     assert final(untrained, "weights")["value"] == "random"
     assert final(untrained)["value"] < 0.5
 
@@ -247,7 +228,9 @@ def test_the_compiled_engine_scores_as_eager_within_one_sample(trained, tmp_path
     near-tied digit: the tolerance is one sample of the 360 (it matched exactly when
     written). The latency scenario: queries of one sample, a window of 20 x 32 of them."""
     checkpoint, trained_log = trained
-    log = infer(tmp_path, checkpoint, DS_SCENARIO="latency", DS_ENGINE="compile", DS_WINDOWS="3")
+    log = infer(
+        NAME, tmp_path, checkpoint, DS_SCENARIO="latency", DS_ENGINE="compile", DS_WINDOWS="3"
+    )
     assert final(log)["value"] == pytest.approx(final(trained_log)["value"], abs=1 / SPLIT)
     stops = [e["metadata"] for e in log if e["key"] == "block_stop"]
     assert [m["samples_count"] for m in stops] == [640] * 4
@@ -264,24 +247,9 @@ def test_up_inference_smoke_prints_a_row_per_scenario_signs_and_verify_recompute
     assert "offline, eager, converge-1's weights" in out
     assert "latency, eager, converge-1's weights" in out
     (run_set,) = tmp_path.glob("*/01-resnet50-mini")
-    result = Result.model_validate_json((run_set / RESULT_FILE).read_text())
-    trained, *inferred = result.runs
-    assert [r.label for r in inferred] == ["infer-offline-eager", "infer-latency-eager"]
-    for run_ in inferred:
-        assert run_.status == "success", run_.reason
-        figures = run_.inference
-        assert figures.weights_from == "converge-1"
-        assert figures.accuracy.value == trained.accuracy  # the same weights, the same split
-        assert run_.speed.windows == 5
-        assert figures.latency.p50_ms <= figures.latency.p90_ms <= figures.latency.p99_ms
-        assert figures.j_per_inference is None and figures.latency_na is None  # no power sensor
-    offline, single = (r.inference for r in inferred)
-    assert (offline.batch_size, offline.latency.queries) == (32, 5 * 20)
-    assert (single.batch_size, single.latency.queries) == (1, 5 * 20 * 32)
-    weights = run_set / "converge-1" / "checkpoint.pt"
-    assert weights.is_file() and weights not in raw_files(
-        run_set
-    )  # kept, neither signed nor packed
+    result = inference_smoke(NAME, run_set)
+    for run_ in result.infer_runs:  # no power sensor
+        assert run_.inference.j_per_inference is None and run_.inference.latency_na is None
     html = (run_set.parent / "report.html").read_text()
     assert "latency (ms)" in html and "converge-1&#39;s weights" in html
     code, out, err = cli("verify", str(run_set / "statement.dsse.json"))

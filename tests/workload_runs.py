@@ -4,7 +4,8 @@ Every workload's test (tests/test_<name>.py), PyTorch or PaddlePaddle, uses thes
 its own copy:
 
     model = load_module("bert_large", "model")
-    log = converge("bert_large", tmp_path)       # mini converge, checked; returns the events
+    log = converge("bert_large", tmp_path)         # mini converge, checked; returns the events
+    log = infer("resnet50", tmp_path, checkpoint)  # mini infer, with a converge run's weights
 """
 
 import importlib.util
@@ -22,8 +23,10 @@ import pytest
 
 from deepspark_agent.runtime.base import Launch, argv
 from deepspark_agent.workloads import load_workload
-from deepspark_core.contract import RunSpec
+from deepspark_core.contract import CHECKPOINT_FILE, RunSpec
 from deepspark_core.datasets import MANIFEST, write_manifest
+from deepspark_core.results import RESULT_FILE, Result
+from deepspark_core.runset import raw_files
 from deepspark_core.workload_spec import Preset, read_spec
 
 MODEL_IMAGES = Path(__file__).resolve().parents[1] / "model_images"
@@ -171,6 +174,53 @@ def speed(workload: str, out: Path, *, ranks: int = 1, windows: int = 2, **env: 
     assert samples == [preset["steps_per_window"] * batch] * n
     assert log[-1]["metadata"]["status"] == "success"
     return log
+
+
+def infer(workload: str, out: Path, checkpoint: Path | None, **env: str) -> list[dict]:
+    """A mini infer run (contract 1.1) with checkpoint's weights (None: random ones), checked
+    as MLCommons' parser reads it; its events."""
+    from mlperf_logging.compliance_checker.mlp_parser import parse_file
+
+    weights = {"DS_CHECKPOINT": str(checkpoint)} if checkpoint else {}
+    result = run(workload, out, DS_MODE="infer", DS_CONTRACT_VERSION="1.1", **weights, **env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = events(out)
+    assert log[-1]["metadata"]["status"] == "success"
+    _, errors = parse_file(str(out / "mllog.log"), ruleset="6.1.0")
+    assert errors == []
+    return log
+
+
+def final(log: list[dict], key: str = "eval_accuracy") -> dict:
+    """The last event of key in log."""
+    return [e for e in log if e["key"] == key][-1]
+
+
+def inference_smoke(workload: str, run_set: Path) -> Result:
+    """An inference-smoke entry's run set, checked: its converge run, then an offline and a
+    latency run (eager) with that run's weights, each a success over 5 measured windows whose
+    accuracy is the converge run's exactly (the same weights, the same split), with ordered
+    latency percentiles over the preset's queries (steps_per_window batches a window offline,
+    as many single samples in the latency scenario); the checkpoint kept, neither signed nor
+    packed. Returns the result."""
+    mini = spec(workload)["configs"]["mini"]
+    result = Result.model_validate_json((run_set / RESULT_FILE).read_text())
+    trained, *inferred = result.runs
+    assert [r.label for r in inferred] == ["infer-offline-eager", "infer-latency-eager"]
+    for run_ in inferred:
+        assert run_.status == "success", run_.reason
+        figures = run_.inference
+        assert figures.weights_from == trained.label == "converge-1"
+        assert figures.accuracy.value == trained.accuracy
+        assert run_.speed.windows == 5
+        assert figures.latency.p50_ms <= figures.latency.p90_ms <= figures.latency.p99_ms
+    offline, single = (r.inference for r in inferred)
+    queries = 5 * mini["steps_per_window"]
+    assert (offline.batch_size, offline.latency.queries) == (mini["batch_size"], queries)
+    assert (single.batch_size, single.latency.queries) == (1, queries * mini["batch_size"])
+    weights = run_set / trained.label / CHECKPOINT_FILE
+    assert weights.is_file() and weights not in raw_files(run_set)
+    return result
 
 
 def train_on(workload: str, preset_toml: str, data_dir: Path, out: Path) -> list[dict]:

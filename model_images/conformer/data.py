@@ -9,9 +9,11 @@ spacing and the bumps get a random width (another voice), silence surrounds it, 
 covers every bin. The utterances are the same in every run (their generator's seed is fixed,
 not the run's).
 
-full, speed: one synthetic batch of LibriSpeech's typical shapes, made once on the device.
+full, speed (and infer without $DS_DATA_DIR): one synthetic batch of LibriSpeech's typical
+shapes, made once on the device.
 
-full, converge: LibriSpeech (Panayotov et al. 2015) as precomputed features under $DS_DATA_DIR:
+full, converge (and infer with $DS_DATA_DIR, on its dev split): LibriSpeech (Panayotov et al.
+2015) as precomputed features under $DS_DATA_DIR:
 
     train/<utterance id>.npy   float16 or float32 (frames, 80): log-mel filterbank energies,
                                25 ms window, 10 ms hop, 16 kHz (train-clean-100, train-clean-360
@@ -43,14 +45,15 @@ SYNTH_SEED = 0  # the mini data is fixed, never drawn by the run's seed
 
 
 def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
-    """Training batches for wl.windows(), and the validation loader (None when not needed)."""
+    """Batches for wl.windows() (training batches; in infer mode, full batches of the held-out
+    split, shuffled), and the validation loader (None when not needed)."""
     mels = wl.preset.model["in_features"]
     if wl.preset.data == "synthetic":
         n_train, n_val = wl.preset.utterances, wl.preset.val_utterances
         train, val = synthesize(n_train + n_val, wl.preset.letters, mels).split(n_train)
         wl.log_generated_data("synthetic speech", *train.tensors, *val.tensors)
-        return wl.loader(train, train=True), wl.loader(val, train=False)
-    if not wl.converge:  # made once on the device and reused: speed mode times the model alone
+        return wl.loader(val if wl.infer else train, train=True), wl.loader(val, train=False)
+    if not wl.reads_data:  # made once on the device and reused: the model's time alone
         b, t, n = wl.batch_size, wl.preset.frames, wl.preset.label_length
         x = torch.randn(b, t, mels, device=wl.device)
         y = torch.randint(1, wl.preset.model["vocab_size"], (b, n), device=wl.device)
@@ -59,10 +62,9 @@ def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
     root = wl.data_dir()
     transcripts = read_transcripts(root / "transcripts.tsv")
     kwargs = dict(collate_fn=collate, **wl.loader_options())
-    return (
-        wl.loader(LibriSpeech(root, "train", transcripts, mels), train=True, **kwargs),
-        wl.loader(LibriSpeech(root, "dev", transcripts, mels), train=False, **kwargs),
-    )
+    dev = LibriSpeech(root, "dev", transcripts, mels)
+    timed = dev if wl.infer else LibriSpeech(root, "train", transcripts, mels)
+    return wl.loader(timed, train=True, **kwargs), wl.loader(dev, train=False, **kwargs)
 
 
 class Synthetic(TensorDataset):
