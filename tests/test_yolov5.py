@@ -1,4 +1,5 @@
-"""The YOLOv5 workload: model, loss, metric, data, and whole runs under the contract."""
+"""The YOLOv5 workload: model, loss, metric, data, and whole runs under the contract: a mini
+converge run, then the agent's infer runs (offline and latency, eager) with its weights."""
 
 import math
 import threading
@@ -9,8 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
+from deepspark_core.datasets import file_sha256
+from deepspark_core.report import inference_row
+from deepspark_core.results import Result
 from deepspark_workload import ContractError
-from workload_runs import converge, load_module, parameters, preset, spec
+from workload_runs import converge, events, load_module, parameters, preset, spec
 
 NAME = "yolov5"
 PRESETS = spec(NAME)["configs"]
@@ -248,8 +252,9 @@ def test_yolo_folder(tmp_path: Path) -> None:
 def test_full_speed_batches() -> None:
     """Speed mode on the full config: one synthetic batch of COCO's shape, repeated."""
     wl = SimpleNamespace(
-        preset=preset(NAME, "full"), converge=False, batch_size=2, device=torch.device("cpu")
-    )
+        preset=preset(NAME, "full"), reads_data=False, batch_size=2, device=torch.device("cpu"),
+        env=SimpleNamespace(batch_size=None),
+    )  # fmt: skip
     batches, val = load("data").load(wl)
     assert val is None
     (x, labels), (x2, _) = next(batches), next(batches)
@@ -258,7 +263,55 @@ def test_full_speed_batches() -> None:
     assert (labels[..., 0] < 80).all() and ((labels[..., 1:] > 0) & (labels[..., 1:] < 1)).all()
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict]]:
+    """A mini converge run (seed 1, checked): its checkpoint.pt and its last event of each key."""
+    out = tmp_path_factory.mktemp("converge")
+    return out / "checkpoint.pt", {e["key"]: e for e in converge(NAME, out)}
+
+
 @pytest.mark.slow
-def test_mini_converge(tmp_path: Path) -> None:
-    log = converge(NAME, tmp_path)
-    assert {e["key"]: e for e in log}["framework"]["metadata"]["device"] == "cpu"
+def test_mini_converge_writes_the_weights_it_evaluated(trained) -> None:
+    checkpoint, last = trained
+    assert last["framework"]["metadata"]["device"] == "cpu"
+    state = torch.load(checkpoint, weights_only=True)  # the EMA's, a YOLOv5 state_dict
+    net = load("model").YOLOv5(**PRESETS["mini"]["model"], image_size=64)
+    assert state.keys() == net.state_dict().keys()
+    assert last["checkpoint"]["metadata"]["sha256"] == file_sha256(checkpoint)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "scenario, windows, batch, queries",
+    [("offline", 3, 32, 3 * 10), ("latency", 1, 1, 10 * 32)],  # 10 steps a window
+)
+def test_infer_scores_the_converge_runs_weights_and_gives_a_row(
+    trained, cli, tmp_path, monkeypatch, scenario, windows, batch, queries
+) -> None:
+    """`run --mode infer` with the converge run's checkpoint, eager (torch.compile takes
+    minutes to compile on a CPU): the same weights on the same 500 scenes in the same batches
+    of 32 (a latency run's queries are of one image; its evaluation is not), so the mAP is
+    exactly the converge run's last. The latency run's one window has throughput N/A."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as workload_runs: a shared 2-core runner
+    checkpoint, last = trained
+    code, out, err = cli(
+        "run", NAME, "--mode", "infer", "--scenario", scenario, "--checkpoint", str(checkpoint),
+        "--windows", str(windows), "--runtime", "process", "--out", str(tmp_path), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    result = Result.model_validate_json(out)
+    (run,) = result.runs
+    assert run.status == "success", run.reason
+    figures = run.inference
+    assert figures.accuracy.value == last["eval_accuracy"]["value"]
+    assert figures.weights == f"checkpoint sha256:{last['checkpoint']['metadata']['sha256']}"
+    assert (figures.batch_size, figures.latency.queries) == (batch, queries)
+    row = inference_row(result, run)
+    assert f"bs:{batch}, 1x, fp32, {scenario}, eager, checkpoint sha256:" in row["config"]
+    assert row["accuracy"] == f"{last['eval_accuracy']['value']:.4g} (reached)"
+    assert row["latency (ms)"].endswith(f"({queries} queries)")
+    assert ("N/A" in row["throughput"]) == (windows < 3)
+    (run_set,) = tmp_path.iterdir()
+    log = events(run_set / run.label)
+    stops = [e["metadata"]["samples_count"] for e in log if e["key"] == "block_stop"]
+    assert stops == [10 * 32] * (windows + 1)  # a warm-up window, then the measured ones

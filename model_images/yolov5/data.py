@@ -4,8 +4,9 @@ labels is (batch, objects, 5): class, cx, cy, w, h normalised to the image, padd
 class -1 rows to the batch's most objects.
 
 mini: generated scenes of rectangles, ellipses and triangles on noisy backgrounds (fixed, not
-drawn by the seed). full + speed: synthetic batches of the real shapes. full + converge: COCO
-2017 in the YOLO layout under $DS_DATA_DIR, with its SHA256SUMS manifest:
+drawn by the seed). full + speed (or infer without $DS_DATA_DIR): synthetic batches of the real
+shapes. full + converge (or infer): COCO 2017 in the YOLO layout under $DS_DATA_DIR, with its
+SHA256SUMS manifest:
 
     images/train/<name>.jpg   labels/train/<name>.txt   (one line per object: class cx cy w h,
     images/val/<name>.jpg     labels/val/<name>.txt      normalised; no .txt: no objects)
@@ -30,14 +31,21 @@ GREY = (114, 114, 114)  # YOLOv5's padding colour
 
 
 def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
-    """Training batches for wl.windows(), and the validation loader (None when not needed)."""
+    """Batches for wl.windows() (training batches; in infer mode, full batches of the
+    validation split, shuffled), and the validation loader (None when not needed).
+
+    The validation loader's batch is the converge run's whatever the scenario (a latency
+    run's queries are of one image), so an infer run scores its weights on the same batches.
+    """
     size = wl.preset.image_size
+    val_batch = wl.env.batch_size or wl.preset.batch_size
     if wl.preset.data == "shapes":
         train = shapes(wl.preset.train_images, size, seed=0)
         val = shapes(wl.preset.val_images, size, seed=1)  # other scenes, same generator
         wl.log_generated_data("shapes", *train.tensors, *val.tensors)
-        return wl.loader(train, train=True), wl.loader(val, train=False)
-    if not wl.converge:  # made once on the device and reused: speed mode times the model alone
+        timed = val if wl.infer else train
+        return wl.loader(timed, train=True), wl.loader(val, train=False, batch_size=val_batch)
+    if not wl.reads_data:  # made once on the device and reused: the model's time alone
         g = torch.Generator().manual_seed(0)
         x = torch.randint(0, 256, (wl.batch_size, 3, size, size), dtype=torch.uint8, generator=g)
         labels = torch.rand(wl.batch_size, 8, 5, generator=g) * 0.5 + 0.25  # COCO: ~7 per image
@@ -46,8 +54,12 @@ def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
     root = wl.data_dir()
     kwargs = dict(**wl.loader_options(), collate_fn=collate)
     wl.log_data_loader("pillow", kwargs["num_workers"])  # mosaics are Pillow's work
-    train, val = YoloFolder(root, "train", size, True), YoloFolder(root, "val", size, False)
-    return wl.loader(train, train=True, **kwargs), wl.loader(val, train=False, **kwargs)
+    val = YoloFolder(root, "val", size, False)
+    timed = val if wl.infer else YoloFolder(root, "train", size, True)
+    return (
+        wl.loader(timed, train=True, **kwargs),
+        wl.loader(val, train=False, batch_size=val_batch, **kwargs),
+    )
 
 
 CLASSES = ("rectangle", "ellipse", "triangle")

@@ -1,8 +1,9 @@
 """Train YOLOv5 for object detection under the DeepSpark workload contract.
 
 mini: a narrow, shallow YOLOv5 on generated 64x64 scenes of shapes, a minute on a CPU. full:
-YOLOv5s on 640x640 COCO 2017 (converge) or synthetic batches of that shape (speed). See
-workload.toml for the presets.
+YOLOv5s on 640x640 COCO 2017 (converge) or synthetic batches of that shape (speed). Infer mode
+detects on the validation split with a converge run's weights (DS_CHECKPOINT): a query is the
+forward pass, the decode and NMS. See workload.toml for the presets.
 """
 
 import copy
@@ -26,20 +27,24 @@ def as_targets(labels: torch.Tensor) -> torch.Tensor:
     return torch.cat((image[:, None].float(), labels[image, k]), 1)
 
 
+def detect(net: YOLOv5, x: torch.Tensor) -> list[torch.Tensor]:
+    """Each image's detections (x1, y1, x2, y2, confidence, class) from uint8 images on the
+    device: the forward pass, the decode and NMS (all elementwise: the same under autocast)."""
+    return postprocess(net.detect.decode(net(x.float() / 255)))
+
+
 @torch.no_grad()
 def evaluate(net: YOLOv5, loader: DataLoader, wl: Workload) -> float:
-    """mAP@0.5 over the whole validation set (each rank scores its share)."""
-    net.eval()
+    """mAP@0.5 over the whole validation set (each rank scores its share); net is in
+    evaluation mode (the EMA's copy, or an infer run's model)."""
     stats, size = DetectionStats(net.detect.nc), wl.preset.image_size
     for x, labels in loader:
-        x = x.to(wl.device, non_blocking=True).float() / 255
         with wl.autocast():
-            out = net(x)
-        for detections, objects in zip(postprocess(net.detect.decode(out)), labels, strict=True):
+            found = detect(net, x.to(wl.device, non_blocking=True))
+        for detections, objects in zip(found, labels, strict=True):
             objects = objects[objects[:, 0] >= 0]
             truth = torch.cat((objects[:, :1], xywh_to_xyxy(objects[:, 1:]) * size), 1)
             stats.add(detections, truth)
-    net.train()
     stats.gather(wl.sum_over_ranks, wl.rank, wl.world_size)
     return stats.map50()
 
@@ -76,39 +81,51 @@ with Workload.from_env(__file__) as wl:
         torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels once
     net = wl.build_model(YOLOv5, image_size=wl.preset.image_size)
     model = wl.wrap(net)
-    train_batches, val_loader = data.load(wl)
-    compute_loss = YoloLoss(
-        net.detect.anchors,
-        net.detect.stride,
-        net.detect.nc,
-        wl.preset.image_size,
-        **wl.preset.loss.model_dump(),
-    )
+    batches, val_loader = data.load(wl)
 
-    # YOLOv5's loss is a sum over the batch (its lr0 is for that sum), so its weight decay,
-    # set for a nominal batch of 64, grows with the batch to keep the two in proportion
-    groups = param_groups(net, cfg.weight_decay * wl.global_batch_size / cfg.nominal_batch)
-    if cfg.optimizer == "SGD":
-        optimizer = torch.optim.SGD(groups, cfg.lr, momentum=cfg.momentum, nesterov=True)
+    def query(m: YOLOv5, batch: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
+        return detect(m, batch[0].to(wl.device, non_blocking=True))
+
+    def map50(m: YOLOv5) -> float:
+        return evaluate(m, val_loader, wl)
+
+    if wl.infer:  # the validation split's queries, timed, then its mAP@0.5
+        wl.inference(model, batches, query, map50 if val_loader else None)
     else:
-        optimizer = torch.optim.AdamW(groups, cfg.lr, betas=(cfg.momentum, 0.999))
-    total = wl.total_steps(train_batches)
-    lrf = cfg.final_lr_fraction
-    schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then linear decay to lrf
-        optimizer, warmup(cfg.warmup, total, lambda s: 1 - (1 - lrf) * s / total)
-    )
-    ema = EMA(net, cfg.ema_decay, cfg.ema_tau)
+        compute_loss = YoloLoss(
+            net.detect.anchors,
+            net.detect.stride,
+            net.detect.nc,
+            wl.preset.image_size,
+            **wl.preset.loss.model_dump(),
+        )
 
-    wl.start()
-    for window in wl.windows(train_batches):
-        for x, labels in window:
-            x = x.to(wl.device, non_blocking=True).float() / 255
-            targets = as_targets(labels.to(wl.device, non_blocking=True))
-            with wl.autocast():
-                preds = model(x)
-            loss, _ = compute_loss(preds, targets)
-            wl.step(loss * wl.world_size, optimizer)  # DDP averages over ranks: sum them
-            schedule.step()
-            ema.update()
+        # YOLOv5's loss is a sum over the batch (its lr0 is for that sum), so its weight decay,
+        # set for a nominal batch of 64, grows with the batch to keep the two in proportion
+        groups = param_groups(net, cfg.weight_decay * wl.global_batch_size / cfg.nominal_batch)
+        if cfg.optimizer == "SGD":
+            optimizer = torch.optim.SGD(groups, cfg.lr, momentum=cfg.momentum, nesterov=True)
+        else:
+            optimizer = torch.optim.AdamW(groups, cfg.lr, betas=(cfg.momentum, 0.999))
+        total = wl.total_steps(batches)
+        lrf = cfg.final_lr_fraction
+        schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then linear decay to lrf
+            optimizer, warmup(cfg.warmup, total, lambda s: 1 - (1 - lrf) * s / total)
+        )
+        ema = EMA(net, cfg.ema_decay, cfg.ema_tau)
+
+        wl.start()
+        for window in wl.windows(batches):
+            for x, labels in window:
+                x = x.to(wl.device, non_blocking=True).float() / 255
+                targets = as_targets(labels.to(wl.device, non_blocking=True))
+                with wl.autocast():
+                    preds = model(x)
+                loss, _ = compute_loss(preds, targets)
+                wl.step(loss * wl.world_size, optimizer)  # DDP averages over ranks: sum them
+                schedule.step()
+                ema.update()
+            if wl.converge:
+                wl.log_eval(map50(ema.module))
         if wl.converge:
-            wl.log_eval(evaluate(ema.module, val_loader, wl))
+            wl.save_checkpoint(ema.module)  # the weights evaluated (the EMA), for infer runs
