@@ -5,6 +5,8 @@ infer run loads, the compiled engine, the refusal of a workload without infer, a
 from __future__ import annotations
 
 import json
+import os
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -17,12 +19,13 @@ from deepspark_core.events import EventLogError, parse_lines
 from deepspark_core.files import write_json
 from deepspark_core.metrics import Latency, MetricError, latency, percentile
 from deepspark_core.report import inference_row, markdown_table, seed_row
-from deepspark_core.results import PLAN_FILE, PlannedRun
+from deepspark_core.results import PLAN_FILE, RESULT_FILE, PlannedRun, Result
 from test_assess import SECOND, plan, write_run
 from test_events import line
-from workload_runs import converge, events, final, infer, inference_smoke, run
+from workload_runs import MODEL_IMAGES, converge, events, final, infer, inference_smoke, run
 
 NAME = "resnet50"
+SUITES = MODEL_IMAGES.parent / "suites"
 SPLIT = 360  # the mini preset's evaluation split: 20% of sklearn's 1,797 digits
 
 
@@ -239,17 +242,30 @@ def test_the_compiled_engine_scores_as_eager_within_one_sample(trained, tmp_path
 
 
 @pytest.mark.slow
-def test_up_inference_smoke_prints_a_row_per_scenario_signs_and_verify_recomputes(cli, tmp_path):
+def test_up_inference_smoke_prints_a_row_per_scenario_signs_and_verify_recomputes(
+    cli, tmp_path, monkeypatch
+):
+    """The whole inference-smoke suite, as a user runs it: each model's converge run, then its
+    offline and latency runs with those weights, each entry checked (`inference_smoke`)."""
+    # One thread, as workload_runs' runs: OpenMP's spinning threads multiply a run's time on a
+    # shared runner, and an entry's budget would end its runs.
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
     code, out, err = cli(
         "up", "--suite", "inference-smoke", "--runtime", "process", "--out", str(tmp_path)
     )
     assert code == 0, err
     assert "offline, eager, converge-1's weights" in out
     assert "latency, eager, converge-1's weights" in out
+    suite = tomllib.loads((SUITES / "inference-smoke.toml").read_text())
+    for index, entry in enumerate(suite["workloads"], 1):
+        (entry_set,) = tmp_path.glob(f"*/{index:02d}-{entry['model']}-mini")
+        checked = inference_smoke(entry["model"], entry_set)
+        for run_ in checked.infer_runs:  # no power sensor
+            assert run_.inference.j_per_inference is None
     (run_set,) = tmp_path.glob("*/01-resnet50-mini")
-    result = inference_smoke(NAME, run_set)
-    for run_ in result.infer_runs:  # no power sensor
-        assert run_.inference.j_per_inference is None and run_.inference.latency_na is None
+    result = Result.model_validate_json((run_set / RESULT_FILE).read_text())
+    for run_ in result.infer_runs:
+        assert run_.inference.latency_na is None
     html = (run_set.parent / "report.html").read_text()
     assert "latency (ms)" in html and "converge-1&#39;s weights" in html
     code, out, err = cli("verify", str(run_set / "statement.dsse.json"))
