@@ -21,7 +21,7 @@ from deepspark_core.results import PLAN_FILE, RESULT_FILE, PlannedRun, Result
 from deepspark_core.runset import raw_files
 from test_assess import SECOND, plan, write_run
 from test_events import line
-from workload_runs import converge, events, run
+from workload_runs import converge, events, final, infer, run
 
 NAME = "resnet50"
 SPLIT = 360  # the mini preset's evaluation split: 20% of sklearn's 1,797 digits
@@ -198,31 +198,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]
     return out / "checkpoint.pt", converge(NAME, out)
 
 
-def infer(out: Path, checkpoint: Path | None, **env: str) -> list[dict]:
-    """A mini infer run, checked as MLCommons' parser reads it; its events."""
-    from mlperf_logging.compliance_checker.mlp_parser import parse_file
-
-    weights = {"DS_CHECKPOINT": str(checkpoint)} if checkpoint else {}
-    result = run(NAME, out, DS_MODE="infer", DS_CONTRACT_VERSION="1.1", **weights, **env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    log = events(out)
-    assert log[-1]["metadata"]["status"] == "success"
-    _, errors = parse_file(str(out / "mllog.log"), ruleset="6.1.0")
-    assert errors == []
-    return log
-
-
-def final(log: list[dict], key: str = "eval_accuracy") -> dict:
-    return [e for e in log if e["key"] == key][-1]
-
-
 @pytest.mark.slow
 def test_an_infer_runs_accuracy_is_the_converge_runs_final_evaluation_of_its_weights(
     trained, tmp_path
 ):
     """Same weights, same split, same batches, eager fp32 on the CPU: exactly equal."""
     checkpoint, trained_log = trained
-    log = infer(tmp_path, checkpoint, DS_WINDOWS="3")
+    log = infer(NAME, tmp_path, checkpoint, DS_WINDOWS="3")
     assert final(log)["value"] == final(trained_log)["value"]
     assert (
         final(log, "weights")["metadata"]["sha256"]
@@ -233,7 +215,7 @@ def test_an_infer_runs_accuracy_is_the_converge_runs_final_evaluation_of_its_wei
     latencies = [e["metadata"] for e in log if e["key"] == "infer_latency"]
     assert [(m["window"], len(m["latency_ms"])) for m in latencies] == [(w, 20) for w in range(4)]
     # Without a checkpoint: the seeded random weights, said so.
-    untrained = infer(tmp_path / "random", None, DS_WINDOWS="3")
+    untrained = infer(NAME, tmp_path / "random", None, DS_WINDOWS="3")
     assert final(untrained, "weights")["value"] == "random"
     assert final(untrained)["value"] < 0.5
 
@@ -244,7 +226,9 @@ def test_the_compiled_engine_scores_as_eager_within_one_sample(trained, tmp_path
     near-tied digit: the tolerance is one sample of the 360 (it matched exactly when
     written). The latency scenario: queries of one sample, a window of 20 x 32 of them."""
     checkpoint, trained_log = trained
-    log = infer(tmp_path, checkpoint, DS_SCENARIO="latency", DS_ENGINE="compile", DS_WINDOWS="3")
+    log = infer(
+        NAME, tmp_path, checkpoint, DS_SCENARIO="latency", DS_ENGINE="compile", DS_WINDOWS="3"
+    )
     assert final(log)["value"] == pytest.approx(final(trained_log)["value"], abs=1 / SPLIT)
     stops = [e["metadata"] for e in log if e["key"] == "block_stop"]
     assert [m["samples_count"] for m in stops] == [640] * 4

@@ -173,6 +173,26 @@ def speed(workload: str, out: Path, *, ranks: int = 1, windows: int = 2, **env: 
     return log
 
 
+def infer(workload: str, out: Path, checkpoint: Path | None, **env: str) -> list[dict]:
+    """An infer run (contract 1.1) of the mini config with checkpoint's weights (None: random
+    ones); check that it succeeded and that MLCommons' parser reads its log; return its events."""
+    from mlperf_logging.compliance_checker.mlp_parser import parse_file
+
+    weights = {"DS_CHECKPOINT": str(checkpoint)} if checkpoint else {}
+    result = run(workload, out, DS_MODE="infer", DS_CONTRACT_VERSION="1.1", **weights, **env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = events(out)
+    assert log[-1]["metadata"]["status"] == "success"
+    _, errors = parse_file(str(out / "mllog.log"), ruleset="6.1.0")
+    assert errors == []
+    return log
+
+
+def final(log: list[dict], key: str = "eval_accuracy") -> dict:
+    """The last event of key in log."""
+    return [e for e in log if e["key"] == key][-1]
+
+
 def train_on(workload: str, preset_toml: str, data_dir: Path, out: Path) -> list[dict]:
     """One converge run of `workload` on a prepared dataset, with a small preset of its own.
 
