@@ -263,6 +263,11 @@ def test_up_inference_smoke_prints_a_row_per_scenario_signs_and_verify_recompute
     assert weights.is_file() and weights not in raw_files(
         run_set
     )  # kept, neither signed nor packed
+    (bert,) = tmp_path.glob("*/02-bert_large-mini")  # the same, on masked-token accuracy
+    trained, *inferred = Result.model_validate_json((bert / RESULT_FILE).read_text()).runs
+    assert [(r.status, r.inference.accuracy.value) for r in inferred] == [
+        ("success", trained.accuracy)
+    ] * 2
     html = (run_set.parent / "report.html").read_text()
     assert "latency (ms)" in html and "converge-1&#39;s weights" in html
     code, out, err = cli("verify", str(run_set / "statement.dsse.json"))
