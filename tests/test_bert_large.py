@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from workload_runs import converge, load_module, parameters, spec
+from workload_runs import converge, final, infer, load_module, parameters, spec
 
 NAME = "bert_large"
 PRESETS = spec(NAME)["configs"]
@@ -81,8 +81,45 @@ def test_mlm_accuracy_counts_selected_positions_only() -> None:
     assert metrics.mlm_loss(logits, labels).item() == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    """A mini converge run (seed 1), checked: its checkpoint.pt and its events."""
+    out = tmp_path_factory.mktemp("converge")
+    return out / "checkpoint.pt", converge(NAME, out)
+
+
 @pytest.mark.slow
-def test_mini_converge(tmp_path: Path) -> None:
-    log = converge(NAME, tmp_path)
+def test_mini_converge(trained) -> None:
+    checkpoint, log = trained
     stops = [e["metadata"] for e in log if e["key"] == "block_stop"]
     assert all(m["samples_count"] == 16384 for m in stops)  # 256 full batches of 64
+    assert final(log, "checkpoint")["metadata"]["sha256"] and checkpoint.is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario, queries", [("offline", 20), ("latency", 20 * 64)])
+def test_infer_scores_the_converge_runs_final_evaluation_of_its_weights(
+    trained, tmp_path: Path, scenario: str, queries: int
+) -> None:
+    """Same weights, same masked eval set in the same batches of 64 (a latency run evaluates
+    in the run's batch too), eager fp32 on the CPU: the accuracy is equal, exactly. Windows of
+    20 batches of 64 offline, of 20 x 64 single-sequence queries in the latency scenario,
+    drawn from the eval set (its digest the converge run's: the same generated data)."""
+    checkpoint, trained_log = trained
+    log = infer(NAME, tmp_path, checkpoint, DS_SCENARIO=scenario, DS_WINDOWS="2")
+    assert final(log)["value"] == final(trained_log)["value"] >= PRESETS["mini"]["target"]
+    assert (
+        final(log, "weights")["metadata"]["sha256"]
+        == (final(trained_log, "checkpoint")["metadata"]["sha256"])
+    )
+    sha256 = [final(run_, "dataset")["metadata"]["sha256"] for run_ in (log, trained_log)]
+    assert sha256[0] == sha256[1]
+    assert final(log, "global_batch_size")["value"] == (64 if scenario == "offline" else 1)
+    stops = [e["metadata"] for e in log if e["key"] == "block_stop"]
+    assert [m["samples_count"] for m in stops] == [20 * 64] * 3  # a warm-up and 2 windows
+    latencies = [e["metadata"] for e in log if e["key"] == "infer_latency"]
+    per_window = {
+        w: sum(len(m["latency_ms"]) for m in latencies if m["window"] == w) for w in range(3)
+    }
+    assert per_window == {w: queries for w in range(3)}
+    assert all(len(m["latency_ms"]) <= 1000 for m in latencies)

@@ -14,7 +14,8 @@ full, converge: MLPerf BERT's Wikipedia sequences, pre-tokenized, under $DS_DATA
 
 The sequences are stored unmasked (MLPerf's eval set with its masked positions filled back):
 training masks them afresh every epoch; the eval set is masked once, by a fixed generator.
-full, speed: one synthetic batch of the real shapes, made once on the device.
+full, speed (and infer without DS_DATA_DIR): one synthetic batch of the real shapes, made once
+on the device.
 """
 
 import itertools
@@ -42,7 +43,8 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, tor
 
 
 def load(wl: Workload) -> tuple[DataLoader | itertools.repeat, DataLoader | None]:
-    """Training batches for wl.windows(), and the eval loader (None when not needed).
+    """Batches for wl.windows() (training batches; in infer mode, full batches of the eval
+    set, shuffled), and the eval loader (None when not needed).
 
     A batch is (input ids, segment ids, padding or None, predicted positions, labels).
     """
@@ -51,7 +53,7 @@ def load(wl: Workload) -> tuple[DataLoader | itertools.repeat, DataLoader | None
         vocab, train, val = grammar_splits(wl.preset.train_size, wl.preset.eval_size, seq_len)
         wl.log_generated_data("passive grammar", torch.from_numpy(train), torch.from_numpy(val))
         return masked_loaders(wl, vocab, model["vocab_size"], train, val, predictions)
-    if not wl.converge:  # made once on the device and reused: speed mode times the model alone
+    if not wl.reads_data:  # made once on the device and reused: the model's time alone
         b, v = wl.batch_size, model["vocab_size"]
         ids = torch.randint(1000, v, (b, seq_len), device=wl.device)  # past the special tokens
         types = (torch.arange(seq_len, device=wl.device) >= seq_len // 2).long().expand(b, -1)
@@ -72,14 +74,18 @@ def masked_loaders(
     predictions: int,
     **kwargs,
 ) -> tuple[DataLoader, DataLoader]:
-    """Train: masked afresh at every batch (dynamic masking). Eval: masked once, fixed."""
+    """Train: masked afresh at every batch (dynamic masking). Eval: masked once, fixed, in
+    the run's batches whatever the scenario. Infer mode's queries: the masked eval set."""
     if vocab.size != vocab_size:
         raise ContractError(f"the vocabulary has {vocab.size} tokens, the model {vocab_size}")
     val_set = TensorDataset(*map(torch.from_numpy, mlm.mask_eval(val, vocab, predictions)))
-    return (
-        wl.loader(train, train=True, collate_fn=Masking(vocab, predictions), **kwargs),
-        wl.loader(val_set, train=False, collate_fn=collate_masked, **kwargs),
+    timed = (
+        wl.loader(val_set, train=True, collate_fn=collate_masked, **kwargs)
+        if wl.infer
+        else wl.loader(train, train=True, collate_fn=Masking(vocab, predictions), **kwargs)
     )
+    batch = wl.eval_batch_size
+    return timed, wl.loader(val_set, False, batch, collate_fn=collate_masked, **kwargs)
 
 
 def as_batch(

@@ -2,7 +2,8 @@
 
 mini: a tiny BERT on a generated English-like language, a minute on a CPU. full: BERT-large on
 MLPerf's pre-tokenized Wikipedia at sequence length 512 (converge) or synthetic batches of that
-shape (speed). See workload.toml for the presets.
+shape (speed). Infer mode predicts the eval set's masked tokens with a converge run's weights
+(DS_CHECKPOINT). See workload.toml for the presets.
 """
 
 import torch
@@ -17,7 +18,7 @@ from metrics import mlm_accuracy, mlm_loss
 from model import Bert
 
 
-def to_device(batch: data.Batch, wl: Workload) -> data.Batch:
+def to_device(batch: tuple[torch.Tensor | None, ...], wl: Workload) -> tuple:
     return tuple(None if t is None else t.to(wl.device, non_blocking=True) for t in batch)
 
 
@@ -35,30 +36,41 @@ with Workload.from_env(__file__) as wl:
     cfg = wl.preset.optim
     net = wl.build_model(Bert)
     model = wl.wrap(net)
-    train_batches, val_loader = data.load(wl)
+    batches, val_loader = data.load(wl)
 
-    # Adam's step hardly grows with the batch: scale the rate by its square root, not linearly.
-    lr = cfg.scaled_lr(wl.global_batch_size, "sqrt")
-    decay = [p for p in net.parameters() if p.ndim >= 2]  # not biases and LayerNorms, as BERT
-    no_decay = [p for p in net.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay}],
-        lr,
-        betas=(0.9, 0.999),
-        eps=1e-6,
-        weight_decay=0.0,
-    )
-    schedule = torch.optim.lr_scheduler.LambdaLR(  # BERT's: linear warmup, then linear decay
-        optimizer, warmup_linear(cfg.warmup, wl.total_steps(train_batches))
-    )
+    def query(m: nn.Module, batch: data.Batch) -> torch.Tensor:
+        return m(*to_device(batch[:-1], wl))  # the inputs alone: no labels to copy
 
-    wl.start()
-    for window in wl.windows(train_batches):
-        for batch in window:
-            *inputs, labels = to_device(batch, wl)
-            with wl.autocast():
-                loss = mlm_loss(model(*inputs), labels)
-            wl.step(loss, optimizer)
-            schedule.step()
+    def accuracy(m: nn.Module) -> float:
+        return evaluate(m, val_loader, wl)
+
+    if wl.infer:  # the eval set's queries, timed, then its masked-token accuracy
+        wl.inference(model, batches, query, accuracy if val_loader else None)
+    else:
+        # Adam's step hardly grows with the batch: scale the rate by its square root, not linearly.
+        lr = cfg.scaled_lr(wl.global_batch_size, "sqrt")
+        decay = [p for p in net.parameters() if p.ndim >= 2]  # not biases and LayerNorms, as BERT
+        no_decay = [p for p in net.parameters() if p.ndim < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay}],
+            lr,
+            betas=(0.9, 0.999),
+            eps=1e-6,
+            weight_decay=0.0,
+        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(  # BERT's: linear warmup, then linear decay
+            optimizer, warmup_linear(cfg.warmup, wl.total_steps(batches))
+        )
+
+        wl.start()
+        for window in wl.windows(batches):
+            for batch in window:
+                *inputs, labels = to_device(batch, wl)
+                with wl.autocast():
+                    loss = mlm_loss(model(*inputs), labels)
+                wl.step(loss, optimizer)
+                schedule.step()
+            if wl.converge:
+                wl.log_eval(accuracy(net))
         if wl.converge:
-            wl.log_eval(evaluate(net, val_loader, wl))
+            wl.save_checkpoint(net)  # the final weights, for infer runs

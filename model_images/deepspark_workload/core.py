@@ -116,8 +116,10 @@ class BaseWorkload(AbstractContextManager):
             raise ContractError(str(exc)) from None
         self.converge, self.infer = env.mode == "converge", env.mode == "infer"
         self.latency = self.infer and env.scenario == "latency"  # single-stream: batch 1
-        # per device; a latency run's queries are of one sample
-        self.batch_size: int = 1 if self.latency else env.batch_size or self.preset.batch_size
+        # Per device. A latency run's queries are of one sample; its evaluation keeps the run's
+        # batch (eval_batch_size), so it computes what a converge run's evaluation computed.
+        self.eval_batch_size: int = env.batch_size or self.preset.batch_size
+        self.batch_size: int = 1 if self.latency else self.eval_batch_size
         rank, world_size = self.RANK_VARIABLES
         self.rank = int(os.environ.get(rank, 0))
         self.world_size = int(os.environ.get(world_size, 1))
@@ -337,7 +339,7 @@ class BaseWorkload(AbstractContextManager):
         """Steps (batches) in a speed or infer window: the preset's steps_per_window; in the
         latency scenario as many samples as an offline window's, one query each."""
         steps = self.preset.steps_per_window or 0
-        return steps * (self.env.batch_size or self.preset.batch_size) if self.latency else steps
+        return steps * self.eval_batch_size if self.latency else steps
 
     def windows(self, batches: Iterable) -> Iterator["Window"]:
         """The run's timed windows over batches, which must hold batch_size samples each.
