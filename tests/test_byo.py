@@ -153,8 +153,10 @@ def test_the_contracts_workload_toml_example_is_a_real_workload():
     toml = (DATA / "workloads" / "contract_only" / "workload.toml").read_text()
     assert example == "".join(line for line in toml.splitlines(True) if not line.startswith("#"))
     workload = find_workload("contract_only", [DATA / "workloads"])
-    # Not every workload has a launcher of its own or a real dataset (`[dataset]`, for `data`).
-    assert workload.model_fields_set >= set(Workload.model_fields) - {"launcher", "dataset"}
+    # Not every workload has a launcher of its own, a real dataset (`[dataset]`, for `data`) or
+    # an infer mode (`modes`: speed and converge unless it says).
+    optional = {"launcher", "dataset", "modes"}
+    assert workload.model_fields_set >= set(Workload.model_fields) - optional
     library_keys = {"steps_per_window", "data", "image_size", "model", "optim"}
     full_only = {"memory", "real_data"}  # a full preset's device memory and real dataset
     assert workload.configs["mini"].model_fields_set == (
