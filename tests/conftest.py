@@ -84,16 +84,31 @@ def sleeper(monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-@pytest.fixture
-def sleeper_twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Test workloads added to the catalog, where `sleeper` (framework "none") has a twin,
+def fake_smi_tool(bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`nvidia-smi` in bin_dir, first on PATH: fake_smi.py replaying FAKE_SMI_FILES."""
+    bin_dir.mkdir()
+    tool = bin_dir / "nvidia-smi"
+    tool.write_text(f'#!/bin/sh\nexec {sys.executable} {DATA / "fake_smi.py"} "$@"\n')
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    return tool
+
+
+def twin_workloads(root: Path) -> Path:
+    """A workloads folder at root where `sleeper` (framework "none") has a twin,
     `sleeper_twin`, that implements the same model in framework "twin"."""
-    root = tmp_path / "workloads"
     for name in ("sleeper", "sleeper_twin"):
         shutil.copytree(DATA / "workloads" / "sleeper", root / name)
     toml = root / "sleeper_twin" / "workload.toml"
     text = toml.read_text().replace('name = "sleeper"', 'name = "sleeper_twin"\nmodel = "sleeper"')
     toml.write_text(text.replace('framework = "none"', 'framework = "twin"'))
+    return root
+
+
+@pytest.fixture
+def sleeper_twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Test workloads added to the catalog, `sleeper` and its twin (`twin_workloads`)."""
+    root = twin_workloads(tmp_path / "workloads")
     monkeypatch.setenv(WORKLOADS_ENV, str(root))
     return root
 

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import DATA
+from conftest import DATA, fake_smi_tool
 from deepspark_agent.telemetry.choose import nvml_available
 from deepspark_core.events import read_events
 from deepspark_core.results import Result
@@ -24,12 +22,7 @@ H100 = "nvidia-smi__query-gpu-csv-header-units__nvgpuexp-h100-590.48.01-{}.txt"
 
 @pytest.fixture
 def fake_nvidia_smi(tmp_path, monkeypatch) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    tool = bin_dir / "nvidia-smi"
-    tool.write_text(f'#!/bin/sh\nexec {sys.executable} {DATA / "fake_smi.py"} "$@"\n')
-    tool.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    fake_smi_tool(tmp_path / "bin", monkeypatch)
     files = [SMI / H100.format("idle"), SMI / H100.format("load")]
     monkeypatch.setenv("FAKE_SMI_FILES", ":".join(map(str, files)))
 

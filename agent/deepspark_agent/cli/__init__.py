@@ -9,6 +9,7 @@ import typer
 
 from deepspark_agent import __version__
 from deepspark_agent.cli import host, keys, report, run, serve, submit, up
+from deepspark_agent.cli.baseline import baseline_app, diagnose
 from deepspark_agent.cli.bundle import bundle_app
 from deepspark_agent.cli.data import data_app
 from deepspark_agent.cli.images import images_app
@@ -50,3 +51,5 @@ app.command("verify")(keys.verify)
 app.command("submit")(submit.submit_command)
 app.command("pack")(submit.pack_command)
 app.command("serve-bench")(serve.serve_bench)
+app.add_typer(baseline_app, name="baseline")
+app.command()(diagnose)

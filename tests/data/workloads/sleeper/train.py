@@ -6,6 +6,8 @@ crash: two windows, then exit 3 without run_stop.
 oom: two windows, then allocate (and touch) memory until the container's limit kills it.
 garbage: no events at all, just noise.
 nan: as ok, but the run with seed 1 ends with eval_accuracy NaN (one seed of a set diverged).
+slow: as ok, but each window takes 0.3 s and the score ends 0.1 lower, below the target (a
+  stack that regressed, for `diagnose`).
 devices: as ok, after writing devices.json: the visible-devices variables and /dev's char devices.
 """
 
@@ -69,9 +71,10 @@ for window in range(6):
     if window == 2 and behaviour == "oom":
         hog = [b"x" * (64 << 20) for _ in range(64)]  # 4 GiB, every page written
     emit("block_start", event_type="INTERVAL_START", window=window)
-    time.sleep(0.2)
+    time.sleep(0.3 if behaviour == "slow" else 0.2)
     print("some framework chatter", flush=True)
     emit("block_stop", event_type="INTERVAL_END", window=window, samples_count=100)
     diverged = behaviour == "nan" and seed == 1 and window == 5
-    emit("eval_accuracy", float("nan") if diverged else 0.5 + seed / 100, epoch_num=window)
+    score = 0.4 if behaviour == "slow" else 0.5
+    emit("eval_accuracy", float("nan") if diverged else score + seed / 100, epoch_num=window)
 emit("run_stop", event_type="INTERVAL_END", status="success")
