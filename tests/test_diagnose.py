@@ -11,6 +11,8 @@ halved, 93 C).
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from deepspark_agent.exits import EXIT_REGRESSION
 from deepspark_agent.workloads import WORKLOADS_ENV
 from deepspark_core.baseline import Baseline
 from deepspark_core.diagnosis import Diagnosis
+from deepspark_core.events import read_events
 from deepspark_core.rules import Rules, read_rules
 
 ROOT = Path(__file__).parents[1]
@@ -196,3 +199,25 @@ def test_bad_inputs_are_one_line_errors(evaluations, tmp_path):
         code, _, err = invoke(*args)
         assert code == 1 and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "b.json").exists()
+
+
+def test_telemetry_gaps_are_found_in_the_measured_windows(evaluations, tmp_path):
+    """A recorder that stalled after the warm-up window (its later lines cut from a copy of a
+    good run set) and one asked for 1000 Hz that achieved 10."""
+    run_set = shutil.copytree(evaluations.good[0] / "01-sleeper-mini", tmp_path / "stalled")
+    telemetry = run_set / "speed-1x" / "telemetry.jsonl"
+    first = read_events(run_set / "speed-1x" / "mllog.log").windows()[1].start_ns
+    lines = telemetry.read_text().splitlines(keepends=True)
+    telemetry.write_text("".join(line for line in lines if json.loads(line)["t_ns"] < first))
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[telemetry]\nrecorder_hz = 1000.0\n")
+    code, out, err = diagnose(run_set, evaluations.baseline, "--rules", str(rules), "--json")
+    assert code == EXIT_REGRESSION, err  # its twin is missing
+    found = {
+        f.rule: f for f in Diagnosis.model_validate_json(out).findings if f.model == "sleeper-mini"
+    }
+    assert found["telemetry.empty_window"].evidence == ["speed-1x: windows 1, 2, 3, 4, 5"]
+    rate = found["telemetry.rate"]
+    assert [e.partition(":")[0] for e in rate.evidence] == ["converge-1", "converge-2"]
+    assert 5 < rate.value < 11  # 10 Hz achieved, under 0.5 x 1000
+    assert found["ratio.memory"].message.startswith("memory: not measured (speed-1x: memory")
