@@ -107,9 +107,9 @@ def infer_run(
     )
 
 
-def test_an_infer_runs_figures_and_row_from_a_known_run_set(tmp_path: Path):
-    """Three measured windows of 50 samples, 100 W sampled: 300 J by the power integral, 270 J
-    by the counter, so 2 and 1.8 J per inference; latencies 1..9 ms: p50 5, p90 9, p99 9."""
+def known_infer_set(run_set: Path) -> None:
+    """A converge run that logs its checkpoint, then three infer runs: offline on its weights,
+    latency (compiled) on other weights, latency (eager) on random weights."""
     infer = {"mode": "infer", "seed": 0, "nproc": 1, "checkpoint_from": "converge-1"}
     runs = [
         PlannedRun(label="converge-1", mode="converge", seed=0, nproc=1),
@@ -117,14 +117,19 @@ def test_an_infer_runs_figures_and_row_from_a_known_run_set(tmp_path: Path):
         PlannedRun(label="infer-latency-compile", scenario="latency", engine="compile", **infer),
         PlannedRun(label="infer-latency-eager", scenario="latency", engine="eager", **infer),
     ]
-    write_json(tmp_path / PLAN_FILE, plan(runs, nproc=1, nnodes=1))
-    write_run(tmp_path, runs[0], 50, 0.6)
-    with (tmp_path / "converge-1" / "mllog.log").open("a") as log:
+    write_json(run_set / PLAN_FILE, plan(runs, nproc=1, nnodes=1))
+    write_run(run_set, runs[0], 50, 0.6)
+    with (run_set / "converge-1" / "mllog.log").open("a") as log:
         log.write(line("checkpoint", "checkpoint.pt", sha256="ab" * 32) + "\n")
-    infer_run(tmp_path, runs[1], [line("weights", "checkpoint", sha256="ab" * 32)])
-    infer_run(tmp_path, runs[2], [line("weights", "checkpoint", sha256="cd" * 32)])
-    infer_run(tmp_path, runs[3], [line("weights", "random")])
+    infer_run(run_set, runs[1], [line("weights", "checkpoint", sha256="ab" * 32)])
+    infer_run(run_set, runs[2], [line("weights", "checkpoint", sha256="cd" * 32)])
+    infer_run(run_set, runs[3], [line("weights", "random")])
 
+
+def test_an_infer_runs_figures_and_row_from_a_known_run_set(tmp_path: Path):
+    """Three measured windows of 50 samples, 100 W sampled: 300 J by the power integral, 270 J
+    by the counter, so 2 and 1.8 J per inference; latencies 1..9 ms: p50 5, p90 9, p99 9."""
+    known_infer_set(tmp_path)
     result = assess(tmp_path)
     trained, offline, other, untrained = result.runs
     assert trained.checkpoint == "sha256:" + "ab" * 32

@@ -12,15 +12,16 @@ client can act on.
 import asyncio
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 from cryptography.hazmat.primitives import serialization
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
@@ -45,8 +46,10 @@ from deepspark_collector.verify import (
     check_signature,
     read_envelope,
 )
+from deepspark_core import export
 from deepspark_core.receipts import KEY_ID_HEADER, collector_key, sign_receipt
 from deepspark_core.result_bundle import Limits, ResultBundleError, unpack
+from deepspark_core.results import Result
 from deepspark_core.signing import key_id
 
 API = "/api/v1"
@@ -65,6 +68,57 @@ class VendorIn(BaseModel):
 class KeyIn(BaseModel):
     vendor: VendorName
     public_key_pem: PublicKeyPem
+
+
+Limit = Annotated[int, Query(ge=1, le=store.PAGE_MAX)]
+
+
+def result_filters(
+    model: str | None = None,
+    vendor: str | None = None,
+    device: str | None = None,
+    config: str | None = None,
+    suite: str | None = None,
+    mode: str | None = None,
+    implementation: store.Origin | None = None,
+    framework: str | None = None,
+    kind: board.Kind | None = None,
+) -> store.Filters:
+    """The filters of a list of results, from its query (`suite` another name for config)."""
+    return store.Filters(
+        model=model, vendor=vendor, device=device, config=config or suite, mode=mode,
+        implementation=implementation, framework=framework, kind=kind,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Format:
+    """An export's form: its lines and media type."""
+
+    lines: Callable[[Iterable[export.Row]], Iterator[str]]
+    media_type: str
+
+
+# The export's forms by file suffix (`/results.csv`, `/results.jsonl`).
+Suffix = Literal["csv", "jsonl"]
+FORMATS: dict[str, Format] = {
+    "csv": Format(export.csv_lines, "text/csv; charset=utf-8; header=present"),
+    "jsonl": Format(export.jsonl_lines, "application/x-ndjson"),
+}
+EXPORTS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}
+}
+
+
+def _download(
+    suffix: str, rows: Iterable[export.Row], name: str, headers: dict[str, str] | None = None
+) -> StreamingResponse:
+    """Rows streamed as an attachment (a download, never a page rendered in our origin)."""
+    form = FORMATS[suffix]
+    disposition = {"Content-Disposition": f'attachment; filename="{name}.{suffix}"'}
+    return StreamingResponse(
+        form.lines(rows), media_type=form.media_type, headers=(headers or {}) | disposition
+    )
 
 
 def prepare(settings: Settings) -> None:
@@ -272,29 +326,52 @@ def create_app(settings: Settings, prepared: bool = False) -> FastAPI:
     def list_results(
         request: Request,
         response: Response,
-        model: str | None = None,
-        vendor: str | None = None,
-        device: str | None = None,
-        config: str | None = None,
-        suite: str | None = None,
-        mode: str | None = None,
-        implementation: store.Origin | None = None,
-        framework: str | None = None,
-        kind: board.Kind | None = None,
-        limit: Annotated[int, Query(ge=1, le=store.PAGE_MAX)] = store.PAGE_DEFAULT,
+        filters: Annotated[store.Filters, Depends(result_filters)],
+        limit: Limit = store.PAGE_DEFAULT,
         cursor: str | None = None,
     ) -> list[dict[str, Any]]:
         """A page of results, oldest first; the next page's URL is the `Link` header's
         rel="next" (none on the last page). An empty framework is an unrecorded one."""
-        filters = store.Filters(
-            model=model, vendor=vendor, device=device, config=config or suite, mode=mode,
-            implementation=implementation, framework=framework, kind=kind,
-        )  # fmt: skip
         page, following = store.list_results(factory, filters, web.after(cursor), limit)
         if following is not None:
-            url = request.url.include_query_params(cursor=following)
-            response.headers["Link"] = f'<{url}>; rel="next"'
+            response.headers["Link"] = _next(request, following)
         return page
+
+    def _next(request: Request, cursor: str) -> str:
+        return f'<{request.url.include_query_params(cursor=cursor)}>; rel="next"'
+
+    @app.get(f"{API}/results.{{suffix}}", response_class=StreamingResponse, responses=EXPORTS)
+    def export_results(
+        request: Request,
+        suffix: Suffix,
+        filters: Annotated[store.Filters, Depends(result_filters)],
+        limit: Limit = store.PAGE_DEFAULT,
+        cursor: str | None = None,
+    ) -> StreamingResponse:
+        """The page of results `/results` lists as rows of the export schema
+        (`deepspark.export/v1`, docs/exports.md): `results.csv` or `results.jsonl`, streamed
+        a result at a time; the next page is the `Link` header's rel="next"."""
+        stored, following = store.export_results(factory, filters, web.after(cursor), limit)
+        rows = (row for result, where in stored for row in export.rows(result, where))
+        headers = {"Link": _next(request, following)} if following else {}
+        return _download(suffix, rows, "results", headers)
+
+    @app.get(
+        f"{API}/results/{{submission_id}}/export.{{suffix}}",
+        response_class=StreamingResponse,
+        responses=EXPORTS,
+    )
+    def export_result(submission_id: web.SubmissionId, suffix: Suffix) -> StreamingResponse:
+        """One result's rows of the export schema: its training row, a row per infer run."""
+        return _download(suffix, _rows(submission_id), f"result-{submission_id}")
+
+    def _rows(submission_id: int) -> list[export.Row]:
+        try:
+            found = store.get_result(factory, submission_id)
+        except store.NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        where = export.Stored(submission_id, found["vendor"], found["received_at"])
+        return export.rows(Result.model_validate(found["result"]), where)
 
     @app.get(f"{API}/results/{{submission_id}}")
     def get_result(submission_id: web.SubmissionId) -> dict[str, Any]:

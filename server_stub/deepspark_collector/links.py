@@ -1,9 +1,9 @@
 """OpenAPI links between the API's operations: where a response's values lead next.
 
 A client (and Schemathesis' stateful tests) can follow them: a vendor to its keys, a key to
-its revocation, a submission or a listed result to the result, its artifacts and each one.
-They are added to the schema FastAPI generates, by path and method, so that no route needs
-to know of them.
+its revocation, a submission or a listed result to the result, its artifacts and each one,
+and its exports. They are added to the schema FastAPI generates, by path and method, so that
+no route needs to know of them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ REVOKE = ("post", "/api/v1/keys/{kid}/revoke")
 RESULT = ("get", "/api/v1/results/{submission_id}")
 ARTIFACTS = ("get", "/api/v1/results/{submission_id}/artifacts")
 ARTIFACT = ("get", "/api/v1/results/{submission_id}/artifacts/{name}")
+EXPORT = ("get", "/api/v1/results/{submission_id}/export.{suffix}")
 COMPARE = ("get", "/api/v1/compare")
 PAGE = ("get", "/results/{submission_id}")
 LEADERBOARD = ("get", "/models/{model}")
@@ -41,6 +42,7 @@ LINKS: dict[tuple[str, str, str], dict[str, tuple[tuple[str, str], dict[str, Any
     },
     (*RESULT, "200"): {
         "ListArtifacts": (ARTIFACTS, {"parameters": SAME_ID}),
+        "Export": (EXPORT, {"parameters": SAME_ID}),
         "ResultPage": (PAGE, {"parameters": SAME_ID}),
         "Leaderboard": (LEADERBOARD, {"parameters": {"model": "$response.body#/model"}}),
     },

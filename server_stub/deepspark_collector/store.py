@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -29,6 +30,7 @@ from deepspark_collector.db import (
     transaction,
 )
 from deepspark_collector.verify import KeyState, Signed
+from deepspark_core import export
 from deepspark_core.results import Result
 from deepspark_core.runset import STATEMENT_FILE
 from deepspark_core.signing import key_id, verify_envelope
@@ -152,7 +154,7 @@ def add_submission(
         config=result.plan.config,
         mode=result.plan.mode,
         nproc=result.plan.nproc,
-        platform=platform(result),
+        platform=export.platform(result),
         result_json=result.model_dump_json(),
         unranked=result.unranked,
         received_at=datetime.now(UTC),
@@ -211,13 +213,6 @@ def fill_payload_digests(factory: sessionmaker[Session], artifacts_dir: Path) ->
             row.payload_sha256 = signed.payload_sha256
             filled += 1
     return filled
-
-
-def platform(result: Result) -> str:
-    """The accelerator's name, or the CPU's on a host without one."""
-    system = result.plan.system
-    names = sorted({a.name or a.vendor for a in system.accelerators})
-    return ", ".join(names) if names else f"cpu: {system.host.cpu_model}"
 
 
 def figures(result: Result) -> dict[str, float | None]:
@@ -334,6 +329,18 @@ def _filtered(query: Select, f: Filters) -> Select:
     return query
 
 
+def _page(
+    factory: sessionmaker[Session], filters: Filters, after: int, limit: int
+) -> tuple[list[tuple[Submission, str]], str | None]:
+    """A page of rows (each with its vendor's name) in id order after the id `after`, and the
+    cursor of the next page (None: this is the last)."""
+    query = _filtered(_summaries(), filters).where(Submission.id > after)
+    with factory() as session:
+        rows = session.execute(query.order_by(Submission.id).limit(limit + 1)).all()
+    following = encode_cursor(rows[limit - 1][0].id) if len(rows) > limit else None
+    return rows[:limit], following
+
+
 def list_results(
     factory: sessionmaker[Session],
     filters: Filters = Filters(),
@@ -342,11 +349,24 @@ def list_results(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of result summaries in id order (oldest first) after the id `after`, and the
     cursor of the next page (None: this is the last)."""
-    query = _filtered(_summaries(), filters).where(Submission.id > after)
-    with factory() as session:
-        rows = session.execute(query.order_by(Submission.id).limit(limit + 1)).all()
-    page = [row_summary(row, name) for row, name in rows[:limit]]
-    return page, encode_cursor(page[-1]["id"]) if len(rows) > limit else None
+    rows, following = _page(factory, filters, after, limit)
+    return [row_summary(row, name) for row, name in rows], following
+
+
+def export_results(
+    factory: sessionmaker[Session], filters: Filters, after: int, limit: int
+) -> tuple[Iterator[tuple[Result, export.Stored]], str | None]:
+    """A page of results as `list_results` reads them, each parsed only when the iterator
+    reaches it (an export streams), with its identity here; and the next page's cursor."""
+    rows, following = _page(factory, filters, after, limit)
+    stored = (
+        (
+            Result.model_validate_json(row.result_json),
+            export.Stored(row.id, vendor, row.received_at.isoformat()),
+        )
+        for row, vendor in rows
+    )
+    return stored, following
 
 
 def get_result(factory: sessionmaker[Session], submission_id: int) -> dict[str, Any]:

@@ -176,6 +176,8 @@ def _leaderboard(request: Request, model: str) -> HTMLResponse:
         converge_columns=CONVERGE_COLUMNS,
         inference_columns=INFERENCE_COLUMNS,
         divisions=divisions,
+        export_limit=store.PAGE_MAX,
+        export_query=urlencode({"model": model, "limit": store.PAGE_MAX}),
     )
 
 
