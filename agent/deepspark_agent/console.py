@@ -32,6 +32,7 @@ err_console = _console(stderr=True)
 
 # Errors a user can cause and fix: one line on stderr, exit 1, no traceback.
 USER_ERRORS = (DeepSparkError, OSError)
+EXIT_BAD_INPUT = 2  # an argument that names nothing usable, as click's usage errors
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -51,7 +52,12 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except USER_ERRORS as exc:
-            err_console.print(f"[red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(EXIT_FAILED) from None
+            raise user_error(exc) from None
 
     return wrapper
+
+
+def user_error(exc: Exception, code: int = EXIT_FAILED) -> typer.Exit:
+    """exc printed as one line on stderr; the exit to raise, with code."""
+    err_console.print(f"[red]error:[/] {exc}", highlight=False)
+    return typer.Exit(code)

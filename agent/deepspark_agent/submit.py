@@ -176,14 +176,14 @@ def _deliver(client: httpx.Client, url: str, queued: Path, vendor: str | None) -
             params={"vendor": vendor} if vendor is not None else None,
         )
     except httpx.TransportError as exc:
-        raise Queued(f"{url}: {_reason(exc)}; queued in {queued.parent}") from None
+        raise Queued(f"{url}: {transport_reason(exc)}; queued in {queued.parent}") from None
     if answer.status_code >= 500 or answer.status_code in RETRY_STATUSES:
-        raise Queued(f"{url}: HTTP {answer.status_code} {_detail(answer)}; queued")
+        raise Queued(f"{url}: HTTP {answer.status_code} {answer_detail(answer)}; queued")
     if answer.status_code >= 400:
         kept = rejected_dir() / queued.name
         kept.parent.mkdir(parents=True, exist_ok=True)
         queued.replace(kept)
-        raise Rejected(f"HTTP {answer.status_code}: {_detail(answer)} (kept in {kept})")
+        raise Rejected(f"HTTP {answer.status_code}: {answer_detail(answer)} (kept in {kept})")
     receipt = _check_receipt(answer.json(), public, payload_sha256(statement))
     queued.unlink(missing_ok=True)  # only now: the collector has signed for it
     return receipt
@@ -214,7 +214,7 @@ def _collector_key(client: httpx.Client, url: str) -> Ed25519PublicKey:
     try:
         answer = client.get(f"{API}/collector-key")
     except httpx.TransportError as exc:
-        raise Queued(f"{url}: {_reason(exc)}; queued in {outbox_dir()}") from None
+        raise Queued(f"{url}: {transport_reason(exc)}; queued in {outbox_dir()}") from None
     if answer.status_code >= 500:
         raise Queued(f"{url}: HTTP {answer.status_code}; queued in {outbox_dir()}")
     try:
@@ -270,7 +270,8 @@ def _base(url: str) -> str:
     return url.rstrip("/")
 
 
-def _reason(exc: httpx.TransportError) -> str:
+def transport_reason(exc: httpx.TransportError) -> str:
+    """Why a request got no answer, in a few words."""
     if isinstance(exc, httpx.TimeoutException):
         return "timed out"
     if isinstance(exc, httpx.ConnectError):
@@ -278,7 +279,8 @@ def _reason(exc: httpx.TransportError) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _detail(answer: httpx.Response) -> str:
+def answer_detail(answer: httpx.Response) -> str:
+    """An error answer in one line: its JSON `detail`, else the start of its text."""
     try:
         return str(answer.json()["detail"])
     except (ValueError, KeyError, TypeError):

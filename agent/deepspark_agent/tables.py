@@ -11,6 +11,7 @@ from rich.table import Table
 
 from deepspark_agent import serving_report
 from deepspark_agent.serving import ServeBench
+from deepspark_core.compare import COLUMNS, INFER_TABLE, Comparison
 from deepspark_core.report import (
     INFER_COLUMNS,
     SEED_COLUMNS,
@@ -82,6 +83,20 @@ def result_tables(results: list[Result], title: str, width: int = WIDE) -> list[
 def suite_table(results: list[Result], title: str, width: int = WIDE) -> Table:
     """The seed table: one row per model."""
     return _table(SEED_COLUMNS, [seed_row(result) for result in results], title, width)
+
+
+def compare_tables(comparison: Comparison, width: int = WIDE) -> list[Table | str]:
+    """`compare`: where each side comes from, the seed table (then the inference table) with
+    a row per side and model and its ratio row, and what differs."""
+    title = " vs ".join(comparison.sides)
+    tables: list[Table | str] = [
+        escape(f"{side}: {comparison.sources[side]}") for side in comparison.sides
+    ]
+    if rows := comparison.rows():
+        tables.append(_table(COLUMNS, rows, title, width))
+    if infer := comparison.infer_rows():
+        tables.append(_table(INFER_TABLE, infer, f"{title}: inference", width))
+    return tables + [f"[yellow]differs:[/] {escape(note)}" for note in comparison.notes()]
 
 
 def _table(columns: tuple[str, ...], rows: list[dict[str, str]], title: str, width: int) -> Table:

@@ -28,7 +28,7 @@ from deepspark_core.baseline import (
 )
 from deepspark_core.events import EventLogError, read_events
 from deepspark_core.metrics import Sample, Window
-from deepspark_core.report import NA, markdown_lines, number
+from deepspark_core.report import NA, markdown_rows, number
 from deepspark_core.results import RUN_FILE, TELEMETRY_FILE, Result, RunRecord, read_model
 from deepspark_core.rules import Level, Rules, Severity
 from deepspark_core.series import Series, read_series
@@ -398,7 +398,7 @@ def markdown(diagnosis: Diagnosis) -> str:
         "",
         *(f"- baseline: {describe(s)}" for s in diagnosis.baseline),
         "",
-        *markdown_lines(COLUMNS, [finding_row(f) for f in diagnosis.findings]),
+        *markdown_rows(COLUMNS, [finding_row(f) for f in diagnosis.findings]),
         "",
         summary(diagnosis),
     ]

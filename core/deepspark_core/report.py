@@ -183,7 +183,7 @@ def _why(run: RunSummary, figure: str) -> str:
     return next((n.split(": ", 1)[1] for n in run.notes if n.startswith(f"{figure}: ")), "none")
 
 
-def markdown_lines(columns: tuple[str, ...], rows: list[dict[str, str]]) -> list[str]:
+def markdown_rows(columns: tuple[str, ...], rows: list[dict[str, str]]) -> list[str]:
     """A Markdown table of `rows` in `columns` order (a cell's `|` written as `/`)."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
@@ -206,22 +206,22 @@ def markdown_table(results: list[Result]) -> str:
     table (a row per infer run) when there are infer runs."""
     training, infer = training_results(results), inference_rows(results)
     lines = (
-        markdown_lines(SEED_COLUMNS, [seed_row(r) for r in training])
+        markdown_rows(SEED_COLUMNS, [seed_row(r) for r in training])
         if training or not infer
         else []
     )
     if infer:
-        lines += [*(["", "Inference", ""] if lines else []), *markdown_lines(INFER_COLUMNS, infer)]
+        lines += [*(["", "Inference", ""] if lines else []), *markdown_rows(INFER_COLUMNS, infer)]
     return "\n".join(lines)
 
 
-def _templates() -> Environment:
+def templates() -> Environment:
     return Environment(loader=TEMPLATES, autoescape=select_autoescape(default=True))
 
 
 def html_report(result: Result, run_set: Path) -> str:
     """A self-contained HTML page: the seed row, the plots (inline SVG), the runs and notes."""
-    return _templates().get_template("report.html").render(**page_context(result, run_set))
+    return templates().get_template("report.html").render(**page_context(result, run_set))
 
 
 def html_suite_report(title: str, models: list[tuple[Result, Path]]) -> str:
@@ -231,7 +231,7 @@ def html_suite_report(title: str, models: list[tuple[Result, Path]]) -> str:
     rows = [section["row"] for section in sections if section["training"]]
     infer_rows = [row for section in sections for row in section["infer_rows"]]
     return (
-        _templates()
+        templates()
         .get_template("suite.html")
         .render(
             title=title,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from deepspark_agent import __version__
-from deepspark_agent.cli import host, keys, report, run, serve, submit, up
+from deepspark_agent.cli import compare, host, keys, report, run, serve, submit, up
 from deepspark_agent.cli.baseline import baseline_app, diagnose
 from deepspark_agent.cli.bundle import bundle_app
 from deepspark_agent.cli.data import data_app
@@ -42,6 +42,7 @@ app.command()(host.devices)
 app.add_typer(host.models_app, name="models")
 app.command()(run.run)
 app.command()(report.report)
+app.command()(compare.compare)
 app.command()(up.up)
 app.add_typer(images_app, name="images")
 app.add_typer(bundle_app, name="bundle")
