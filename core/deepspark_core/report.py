@@ -183,7 +183,8 @@ def _why(run: RunSummary, figure: str) -> str:
     return next((n.split(": ", 1)[1] for n in run.notes if n.startswith(f"{figure}: ")), "none")
 
 
-def _markdown(columns: tuple[str, ...], rows: list[dict[str, str]]) -> list[str]:
+def markdown_rows(columns: tuple[str, ...], rows: list[dict[str, str]]) -> list[str]:
+    """A Markdown table's lines: the columns, then each row's cells in their order."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         lines.append("| " + " | ".join(row[c].replace("|", "/") for c in columns) + " |")
@@ -205,10 +206,12 @@ def markdown_table(results: list[Result]) -> str:
     table (a row per infer run) when there are infer runs."""
     training, infer = training_results(results), inference_rows(results)
     lines = (
-        _markdown(SEED_COLUMNS, [seed_row(r) for r in training]) if training or not infer else []
+        markdown_rows(SEED_COLUMNS, [seed_row(r) for r in training])
+        if training or not infer
+        else []
     )
     if infer:
-        lines += [*(["", "Inference", ""] if lines else []), *_markdown(INFER_COLUMNS, infer)]
+        lines += [*(["", "Inference", ""] if lines else []), *markdown_rows(INFER_COLUMNS, infer)]
     return "\n".join(lines)
 
 
