@@ -122,25 +122,38 @@ def run_model(
     collector: str | None,
 ) -> int:
     """`run`: one workload's run set (a vendor's image for it, if given); the exit code."""
-    if image:  # measured for the catalog's model: its presets, metric and target
-        if choice.name == "process" or request.nproc > 1:
-            raise LaunchError("--image runs the image's own ENTRYPOINT as one rank in docker")
-        request = dataclasses.replace(request, image=image_ref(engine(), image))
-        choice = dataclasses.replace(choice, name="docker")
-    placement = resolve(choice.devices)
-    _can_run(request, {request.mode}, placement, describe_system())  # before any run
     if request.mode == "infer" and request.nproc > 1:
         raise LaunchError(f"--nproc {request.nproc}: an infer run measures one device")
-    if placement.count and request.nproc > placement.count:
-        raise LaunchError(
-            f"--nproc {request.nproc}: this node has {placement.found()} (see --devices)"
-        )
-    runtime = choose_runtime(choice, [request.workload], output.notes, placement)
+    placement = resolve(choice.devices)
+    request, runtime = model_runtime(request, {request.mode}, choice, placement, image, output)
     run_set = run_set_dir(out, request)
     _, outcome = measure(
         request, run_set, runtime, planning.single_runs(request), output, collector
     )
     return exit_code([outcome])
+
+
+def model_runtime(
+    request: Request,
+    modes: set[str],
+    choice: RuntimeChoice,
+    placement: Placement,
+    image: str | None,
+    output: Output,
+) -> tuple[Request, Runtime]:
+    """One model's checks before any run (`run`'s, a reproduction's) and its runtime; with
+    `image`, a vendor's image measured for the catalog's model (its presets, metric, target)."""
+    if image:
+        if choice.name == "process" or request.nproc > 1:
+            raise LaunchError("--image runs the image's own ENTRYPOINT as one rank in docker")
+        request = dataclasses.replace(request, image=image_ref(engine(), image))
+        choice = dataclasses.replace(choice, name="docker")
+    _can_run(request, modes, placement, describe_system())  # before any run
+    if placement.count and request.nproc > placement.count:
+        raise LaunchError(
+            f"--nproc {request.nproc}: this node has {placement.found()} (see --devices)"
+        )
+    return request, choose_runtime(choice, [request.workload], output.notes, placement)
 
 
 def evaluate(req: UpRequest, output: Output) -> Evaluated:

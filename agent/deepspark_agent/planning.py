@@ -18,7 +18,14 @@ from deepspark_agent.runtime.base import Cluster
 from deepspark_agent.suites import SuiteEntry, SuiteError
 from deepspark_agent.workloads import Workload, folder_digest
 from deepspark_core.contract import Engine, Mode, Precision, Scenario
-from deepspark_core.results import ImageRef, Implementation, PlannedRun, QualityTarget, RunPlan
+from deepspark_core.results import (
+    ImageRef,
+    Implementation,
+    PlannedRun,
+    QualityTarget,
+    Reproduces,
+    RunPlan,
+)
 
 BASELINE_LABEL = "baseline-1x"
 
@@ -46,6 +53,7 @@ class Request:
     scenario: Scenario = "offline"  # infer mode's
     engine: Engine = "eager"  # infer mode's
     checkpoint: Path | None = None  # the weights infer runs load where no run of the set wrote any
+    reproduces: Reproduces | None = None  # the published result this run set reproduces
 
 
 def single_runs(req: Request) -> list[PlannedRun]:
@@ -165,4 +173,5 @@ def make_plan(req: Request, runtime: str, runs: list[PlannedRun]) -> RunPlan:
             target=preset.target,
         ),
         system=describe_system(),
+        reproduces=req.reproduces,
     )

@@ -36,9 +36,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _infer_only() -> Any:
-    """A field contract 1.1 added for inference: left out of the JSON while None, so that the
-    files of a run set without infer runs read byte for byte as before."""
+def _omitted_while_none() -> Any:
+    """A field added after v2's first files (contract 1.1's inference, a reproduction): left
+    out of the JSON while None, so that the files of a run set without it read byte for byte
+    as before."""
     return Field(default=None, exclude_if=lambda value: value is None)
 
 
@@ -57,10 +58,10 @@ class PlannedRun(_Strict):
     seed: int
     nproc: int  # ranks (devices) on each node
     nnodes: int = 1
-    scenario: Scenario | None = _infer_only()  # an infer run's
-    engine: Engine | None = _infer_only()  # an infer run's
+    scenario: Scenario | None = _omitted_while_none()  # an infer run's
+    engine: Engine | None = _omitted_while_none()  # an infer run's
     # The run of this set whose checkpoint an infer run loads (None: random weights)
-    checkpoint_from: str | None = _infer_only()
+    checkpoint_from: str | None = _omitted_while_none()
 
 
 class Implementation(_Strict):
@@ -72,6 +73,17 @@ class Implementation(_Strict):
     source: str  # the workload's folder, or the image as given (--image)
     digest: str  # a folder's sha256 (workloads.folder_digest), or the image's id
     repo_digests: list[str] = []  # an image's registry digests, once pushed or pulled
+
+
+class Reproduces(_Strict):
+    """The published result a run set reproduces (`up --reproduce`): signed with its plan, so a
+    collector can trust the link; the statement's digest tells a collector whether the id is
+    its own result or another collector's."""
+
+    collector: str  # the collector's URL the result was fetched from
+    id: int = Field(ge=1, le=2**63 - 1)
+    statement: str = Field(pattern=r"^[0-9a-f]{64}$")  # the published statement's sha256
+    skipped: list[str] = []  # the published runs this host could not hold, each with why
 
 
 class RunPlan(_Strict):
@@ -97,6 +109,7 @@ class RunPlan(_Strict):
     runtime: str
     quality: QualityTarget
     system: SystemDescription
+    reproduces: Reproduces | None = _omitted_while_none()
 
     @model_validator(mode="after")
     def _distinct_labels(self) -> RunPlan:
@@ -189,9 +202,9 @@ class RunSummary(Figures):
     seed: int
     nproc: int
     nnodes: int = 1
-    scenario: Scenario | None = _infer_only()  # as planned (PlannedRun)
-    engine: Engine | None = _infer_only()
-    checkpoint_from: str | None = _infer_only()
+    scenario: Scenario | None = _omitted_while_none()  # as planned (PlannedRun)
+    engine: Engine | None = _omitted_while_none()
+    checkpoint_from: str | None = _omitted_while_none()
     # aborted: failed on its own (exit code, run_stop aborted, a non-finite accuracy);
     # incomplete: the agent cut it (killed at its time budget, or never started)
     status: RunStatus
@@ -203,8 +216,8 @@ class RunSummary(Figures):
     loader: Loader | None = None  # its wait for data, where its windows logged it (converge)
     image: ImageRef | None = None
     accuracy: float | None = None  # the final quality value
-    checkpoint: str | None = _infer_only()  # a converge run's final weights: "sha256:..."
-    inference: Inference | None = _infer_only()  # an infer run's own figures
+    checkpoint: str | None = _omitted_while_none()  # a converge run's final weights: "sha256:..."
+    inference: Inference | None = _omitted_while_none()  # an infer run's own figures
     events: int = 0
     malformed_lines: int = 0
     nodes: list[NodeFigures] = []  # a multi-node run's nodes, node 0 first

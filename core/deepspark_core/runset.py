@@ -3,12 +3,13 @@
 Raw artifacts are what a result is a pure function of: `plan.json` and, in each run's
 directory, `run.json`, `mllog.log`, `stdout.log`, `telemetry.jsonl` and whatever else the
 workload wrote there. They are the signed statement's subjects and what a result bundle
-carries. Derived files are written from them (`result.json`, `report.md`, `report.html`) or
-sign them (`statement.dsse.json`): a verifier recomputes or checks them, never trusts them,
-so a new report template cannot break a signature. The agent's bookkeeping (`agent.log`, a
-run's `process-group.json`) is neither signed nor packed, nor is a converge run's
-`checkpoint.pt` (its weights: up to gigabytes, which no figure reads; the run's signed log
-holds its sha256, which the infer runs that load it log too).
+carries. Derived files are written from them (`result.json`, `report.md`, `report.html`, a
+reproduction's `reproduction.md` beside the result it reproduces) or sign them
+(`statement.dsse.json`): a verifier recomputes or checks them, never trusts them, so a new
+report template cannot break a signature. The agent's bookkeeping (`agent.log`, a run's
+`process-group.json`) is neither signed nor packed, nor is a converge run's `checkpoint.pt`
+(its weights: up to gigabytes, which no figure reads; the run's signed log holds its sha256,
+which the infer runs that load it log too).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from deepspark_core.results import RESULT_FILE
 
 STATEMENT_FILE = "statement.dsse.json"
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
+REPRODUCTION_MD = "reproduction.md"  # `up --reproduce`: the published result beside this one
 AGENT_LOG = "agent.log"  # the agent's log lines about the run set, at its top
 # In a run's directory: the running group's id and start time, so that an agent resumed
 # after being killed (SIGKILL leaves no time to clean up) can stop what it left.
 GROUP_FILE = "process-group.json"
-DERIVED = frozenset({RESULT_FILE, REPORT_MD, REPORT_HTML, STATEMENT_FILE})
+DERIVED = frozenset({RESULT_FILE, REPORT_MD, REPORT_HTML, REPRODUCTION_MD, STATEMENT_FILE})
 
 
 def is_raw(name: str) -> bool:

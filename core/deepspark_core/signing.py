@@ -460,6 +460,12 @@ def payload_sha256(envelope: Mapping[str, Any] | bytes | str) -> str:
     return hashlib.sha256(_open_envelope(envelope)[1]).hexdigest()
 
 
+def unverified_statement(envelope: Mapping[str, Any] | bytes | str) -> Statement:
+    """The statement in an envelope, its shape checked and its signatures NOT: for a reader
+    that checks its digest against one a verifier gave (a collector's `payload_sha256`)."""
+    return _parse_statement(_open_envelope(envelope)[1])
+
+
 def _open_envelope(envelope: Mapping[str, Any] | bytes | str) -> tuple[Mapping[str, Any], bytes]:
     """The envelope as an object, and its payload's bytes, once it is shaped as in-toto's."""
     if isinstance(envelope, bytes | str):

@@ -96,6 +96,7 @@ class Submission(Base):
         # Every filter of the read API, each with the id: a keyset page (id > cursor, in id
         # order) of any one filter is a range of one index (revision 0006).
         *(Index(f"ix_submissions_{column}_id", column, "id") for column in FILTERED),
+        Index("ix_submissions_reproduces_id_id", "reproduces_id", "id"),  # revision 0008
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True)
@@ -125,6 +126,10 @@ class Submission(Base):
     # said wherever the result is listed, without parsing its JSON (revision 0006).
     unranked: Mapped[str | None] = mapped_column(String(200))
     result_json: Mapped[str] = mapped_column(Text)
+    # The result its signed plan says it reproduces (revision 0008): an id and that result's
+    # statement digest, which tells this collector's result from another's with the same id.
+    reproduces_id: Mapped[int | None] = mapped_column(ID)
+    reproduces_statement: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Its inference figures, a row per scenario it ran (revision 0007); loaded with it.
     scenarios: Mapped[list[ScenarioFigures]] = relationship(

@@ -31,6 +31,7 @@ from deepspark_collector.db import (
 )
 from deepspark_collector.verify import KeyState, Signed
 from deepspark_core import export
+from deepspark_core.reproduction import figures
 from deepspark_core.results import Result
 from deepspark_core.runset import STATEMENT_FILE
 from deepspark_core.signing import key_id, verify_envelope
@@ -143,6 +144,7 @@ def add_submission(
     """The stored row and whether it is new: one row per statement and key. `result` is the
     recomputed one. One transaction: the same statement by the same key stored meanwhile is
     answered as it is; a key revoked since its signature was checked is refused (Revoked)."""
+    claim = result.plan.reproduces  # the result it reproduces, as its signed plan says
     row = Submission(
         envelope_sha256=signed.envelope_sha256,
         payload_sha256=signed.payload_sha256,
@@ -159,6 +161,8 @@ def add_submission(
         unranked=result.unranked,
         received_at=datetime.now(UTC),
         scenarios=[ScenarioFigures(**figures) for figures in scenarios.of(result)],
+        reproduces_id=claim.id if claim else None,
+        reproduces_statement=claim.statement if claim else None,
         **figures(result),
     )
     if (problem := misfit(row)) is not None:
@@ -213,18 +217,6 @@ def fill_payload_digests(factory: sessionmaker[Session], artifacts_dir: Path) ->
             row.payload_sha256 = signed.payload_sha256
             filled += 1
     return filled
-
-
-def figures(result: Result) -> dict[str, float | None]:
-    d = result.dimensions
-    return {
-        "speed": d.speed.value if d.speed else None,
-        "accuracy": d.accuracy.value if d.accuracy else None,
-        "power": sum(d.power.mean_w) if d.power else None,
-        "memory": sum(d.memory.mean_gb) if d.memory else None,
-        "stability": d.stability.score if d.stability else None,
-        "linearity": d.linearity.card if d.linearity else None,  # card; node is in the result
-    }
 
 
 def row_summary(row: Submission, vendor: str) -> dict[str, Any]:
@@ -370,12 +362,58 @@ def export_results(
 
 
 def get_result(factory: sessionmaker[Session], submission_id: int) -> dict[str, Any]:
+    """A result's summary and whole result; the reproductions of it stored here, and the
+    result it reproduces (`reproduces`, None when it reproduces none)."""
     with factory() as session:
         found = session.execute(_summaries().where(Submission.id == submission_id)).first()
-    if found is None:
-        raise NotFound(f"no result {submission_id}")
-    row, vendor = found
-    return {**row_summary(row, vendor), "result": json.loads(row.result_json)}
+        if found is None:
+            raise NotFound(f"no result {submission_id}")
+        row, vendor = found
+        copies = session.execute(
+            _summaries()
+            .where(Submission.reproduces_id == row.id)
+            .where(Submission.reproduces_statement == row.payload_sha256)
+            .order_by(Submission.id)
+        ).all()
+        original = None
+        if row.reproduces_id is not None:  # this collector's, if its statement is the one named
+            original = session.execute(
+                _summaries()
+                .where(Submission.id == row.reproduces_id)
+                .where(Submission.payload_sha256 == row.reproduces_statement)
+            ).first()
+    result = json.loads(row.result_json)
+    return {
+        **row_summary(row, vendor),
+        "result": result,
+        "reproduces": _reproduces(result["plan"].get("reproduces"), original),
+        "reproductions": [_reproduction(copy, name, row) for copy, name in copies],
+    }
+
+
+# A result's figures in its summary: what a reproduction's ratios compare.
+RATIO_FIGURES = ("speed", "accuracy", "power", "memory", "stability", "linearity")
+
+
+def _reproduction(copy: Submission, vendor: str, original: Submission) -> dict[str, Any]:
+    """A reproduction of `original`: whose, where, its figures over the original's."""
+    ratios = {}
+    for name in RATIO_FIGURES:
+        here, there = getattr(copy, name), getattr(original, name)
+        ratios[name] = here / there if here is not None and there else None
+    return {"id": copy.id, "vendor": vendor, "platform": copy.platform,
+            "received_at": copy.received_at.isoformat(), "ratios": ratios}  # fmt: skip
+
+
+def _reproduces(
+    claim: dict[str, Any] | None, original: tuple[Submission, str] | None
+) -> dict[str, Any] | None:
+    """What a result's signed plan says it reproduces; `known`: that result is stored here
+    (its id and statement digest match), with its vendor and platform."""
+    if claim is None:
+        return None
+    known = {"vendor": original[1], "platform": original[0].platform} if original else {}
+    return {**claim, "known": original is not None, **known}
 
 
 def latest_id(factory: sessionmaker[Session]) -> int:

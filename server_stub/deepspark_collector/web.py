@@ -28,7 +28,14 @@ from fastapi.responses import HTMLResponse
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 
 from deepspark_collector import board, db, scenarios, store
-from deepspark_core.report import INFER_COLUMNS, TEMPLATES, inference_row, page_context, seed_row
+from deepspark_core.report import (
+    INFER_COLUMNS,
+    TEMPLATES,
+    inference_row,
+    number,
+    page_context,
+    seed_row,
+)
 from deepspark_core.results import Result
 
 # A submission's id as a path parameter: what a 64-bit id holds, SQLite's INTEGER and
@@ -342,7 +349,7 @@ def result_page(request: Request, submission_id: SubmissionId) -> HTMLResponse:
     kept = request.app.state.settings.artifacts_dir / stored["envelope_sha256"]
     context = page_context(result, kept)
     context["row"] = _row(stored, result)["cells"]
-    return _render("result.html", stored=stored, **context)
+    return _render("result.html", stored=stored, ratio=lambda r: number(r, ".3f"), **context)
 
 
 def artifact_files(run_set: Path) -> dict[str, Path]:

@@ -35,3 +35,4 @@ CollectorOpt = Annotated[
     str | None,
     typer.Option("--collector", help="Collector URL: submit the signed result after the run."),
 ]
+DataDirOpt = Annotated[Path | None, typer.Option(help="Dataset directory (full configs).")]

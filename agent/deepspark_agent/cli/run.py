@@ -9,6 +9,7 @@ import typer
 
 from deepspark_agent.cli.options import (
     CollectorOpt,
+    DataDirOpt,
     DevicesOpt,
     HzOpt,
     MemoryOpt,
@@ -35,7 +36,6 @@ ImageOpt = Annotated[
         "ENTRYPOINT/CMD, one rank), instead of the workload's image; implies docker."
     ),
 ]
-DataDirOpt = Annotated[Path | None, typer.Option(help="Dataset directory (full configs).")]
 
 
 @user_errors

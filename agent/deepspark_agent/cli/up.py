@@ -11,6 +11,7 @@ import typer
 from deepspark_agent.batch import submit_evaluation
 from deepspark_agent.cli.options import (
     CollectorOpt,
+    DataDirOpt,
     DevicesOpt,
     HzOpt,
     OutOpt,
@@ -20,10 +21,13 @@ from deepspark_agent.cli.options import (
 from deepspark_agent.console import JsonOpt, WorkloadsOpt, console, err_console, user_errors
 from deepspark_agent.evaluate import Evaluated, Output, UpRequest, evaluate, plan
 from deepspark_agent.progress import Bars
+from deepspark_agent.reproduce import ReproduceError, ReproduceRequest, reproduce, side_by_side
 from deepspark_agent.runtime.choose import RuntimeChoice
 from deepspark_agent.slurm import Executor, JobOptions
+from deepspark_agent.suites import SuiteError
 from deepspark_agent.tables import plan_table, print_result, result_tables
 from deepspark_agent.telemetry import DEFAULT_HZ
+from deepspark_core.runset import REPRODUCTION_MD
 
 SuiteOpt = Annotated[
     str | None,
@@ -76,6 +80,13 @@ EvaluationOpt = Annotated[
         help="The evaluation a Slurm job's agents work in (the sbatch script names it).",
     ),
 ]
+ReproduceOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Run a collector's published result again here and set it beside the original: "
+        "http(s)://HOST/api/v1/results/ID or http(s)://HOST/results/ID.",
+    ),
+]
 NetworkOpt = Annotated[
     str, typer.Option(help="Docker network of multi-node runs: host, or one the nodes share.")
 ]
@@ -107,6 +118,8 @@ def up(
     time: TimeOpt = None,
     container_image: ContainerImageOpt = None,
     evaluation: EvaluationOpt = None,
+    reproduce: ReproduceOpt = None,
+    data_dir: DataDirOpt = None,
     show_plan: PlanOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -125,12 +138,12 @@ def up(
         runtime=RuntimeChoice(runtime, devices, None, telemetry, telemetry_hz, network),
         executor=executor, evaluation=evaluation,
     )  # fmt: skip
+    if reproduce or data_dir:
+        _reproduce(request, reproduce, data_dir, as_json, show_plan or executor == "slurm")
     if show_plan:
         _print_plan(request, as_json)
         return
-    live = err_console if as_json else console
-    show = (lambda _: None) if as_json else (lambda result: print_result(result, console))
-    output = Output(notes=err_console, live=live, show=show, progress=Bars(live))
+    output = _output(as_json)
     if executor == "slurm":
         job = JobOptions(nodes, partition, account, time, container_image)
         done = submit_evaluation(request, job, output)
@@ -139,6 +152,13 @@ def up(
     # A job's agent (--evaluation: `up --executor slurm` wrote its script) leaves the seed
     # table to the `up` that follows the job: relayed from the job too, it would show twice.
     _report(done, as_json, table=evaluation is None)
+
+
+def _output(as_json: bool) -> Output:
+    """Each model's result as its tables (nothing under --json: the end prints JSON)."""
+    live = err_console if as_json else console
+    show = (lambda _: None) if as_json else (lambda result: print_result(result, console))
+    return Output(notes=err_console, live=live, show=show, progress=Bars(live))
 
 
 def _report(done: Evaluated, as_json: bool, table: bool = True) -> None:
@@ -150,6 +170,31 @@ def _report(done: Evaluated, as_json: bool, table: bool = True) -> None:
         elif results and table:
             console.print(*result_tables(results, done.root.name, console.width))
         err_console.print(f"evaluation: {done.root} (report.md, report.html)", highlight=False)
+    raise typer.Exit(done.exit_code)
+
+
+def _reproduce(
+    request: UpRequest, url: str | None, data_dir: Path | None, as_json: bool, other: bool
+) -> None:
+    """`up --reproduce URL`: the published plan run here, then both side by side."""
+    if url is None:
+        raise SuiteError("--data-dir is for --reproduce: a suite's entries name their own")
+    given = request.suite or request.resume or request.bundle or request.registry
+    if given or other or request.offline or request.nnodes > 1 or request.evaluation:
+        raise ReproduceError("--reproduce runs the published plan on this node: not with "
+                             "--suite, --resume, --bundle, --registry, --offline, --plan, "
+                             "--nnodes, --executor slurm or --evaluation")  # fmt: skip
+    asked = ReproduceRequest(
+        url=url, out=request.out, workloads=request.workloads, runtime=request.runtime,
+        collector=request.collector, data_dir=data_dir,
+    )  # fmt: skip
+    done = reproduce(asked, _output(as_json))
+    text = side_by_side(done.published, done.result, done.run_set, done.notes)
+    if as_json:
+        print(json.dumps(done.as_dict(), indent=2))
+    else:
+        console.print(text, markup=False, highlight=False)
+    err_console.print(f"reproduction: {done.run_set} ({REPRODUCTION_MD})", highlight=False)
     raise typer.Exit(done.exit_code)
 
 
