@@ -214,3 +214,24 @@ def test_infer_runs_are_compared_per_scenario_and_engine(tmp_path):
         assert {v for v in row.ratios.values() if v is not None} == {1.0}, row.ratios
         assert row.cells["latency (ms)"] == "1x" and row.cells["config"].endswith("same settings")
     assert "| B/A |" in compared.markdown()
+
+
+def test_two_real_mini_runs_of_resnet50_compared(cli, tmp_path: Path) -> None:
+    """A real workload, twice: its speed runs at two batch sizes, the ratio recomputed."""
+    sides = []
+    for name, batch in (("a", "16"), ("b", "32")):
+        code, _, err = cli(
+            "run", "resnet50", "--runtime", "process", "--mode", "speed", "--windows", "3",
+            "--warmup-windows", "0",
+            "--batch-size", batch, "--out", str(tmp_path / name),
+        )  # fmt: skip
+        assert code == 0, err
+        (run_set,) = (tmp_path / name).iterdir()
+        sides.append(run_set)
+    code, stdout, err = cli("compare", *map(str, sides), "--json")
+    assert code == 0, err
+    (model,) = json.loads(stdout)["models"]
+    ratio = model["rows"][2]
+    a, b = (assess(s).dimensions.speed.value for s in sides)
+    assert ratio["ratios"]["speed"] == pytest.approx(b / a)
+    assert ratio["differences"] == ["batch size: 16 vs 32"]
