@@ -105,6 +105,9 @@ def assess_run(run_dir: Path, planned: PlannedRun, plan: RunPlan) -> RunSummary:
         summary.update(_telemetry(run_dir, record, planned.nnodes, measured, notes))
     if planned.mode == "infer":
         summary["inference"] = _inference(log, plan, planned, measured, summary)
+    global_batch = plan.batch_size * planned.nproc * planned.nnodes
+    if planned.mode == "converge" and plan.quality.reference_batch == global_batch:
+        summary["epochs_to_target"] = _epochs_to_target(log, plan)
     summary["checkpoint"] = _sha256(log.last(CHECKPOINT_EVENT))
     return RunSummary(**summary, notes=notes)
 
@@ -147,6 +150,19 @@ def _inference(
     if run.get("energy_counter_j") is not None and samples:
         figures["counter_j_per_inference"] = run["energy_counter_j"] / samples
     return Inference(**figures)
+
+
+def _epochs_to_target(log: EventLog, plan: RunPlan) -> int | None:
+    """The first epoch whose logged evaluation reached the target (each eval_accuracy's
+    epoch_num); an evaluation without a whole epoch number or a numeric value is skipped."""
+    evaluations = []
+    for event in log.all("eval_accuracy"):
+        epoch, value = event.metadata.get("epoch_num"), event.value
+        if type(epoch) is int and type(value) in (int, float):  # a bool is no number
+            with contextlib.suppress(OverflowError):  # an integer beyond any float
+                evaluations.append((epoch, float(value)))
+    q = plan.quality
+    return metrics.epochs_to_target(evaluations, q.target, q.direction)
 
 
 def _final_quality(log: EventLog) -> float | None:

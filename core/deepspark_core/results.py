@@ -36,16 +36,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _infer_only() -> Any:
-    """A field contract 1.1 added for inference: left out of the JSON while None, so that the
-    files of a run set without infer runs read byte for byte as before."""
-    return Field(default=None, exclude_if=lambda value: value is None)
+def _added(default: Any = None) -> Any:
+    """A field added after the schema's version (inference's, a target's source): left out of
+    the JSON while it holds its default, so that older run sets read, and their signed results
+    recompute, byte for byte as before."""
+    return Field(default=default, exclude_if=lambda value: value == default)
 
 
 class QualityTarget(_Strict):
     metric: str
     direction: Literal["higher", "lower"]
     target: float
+    source: str | None = _added()  # where the target comes from (workload.toml's target_source)
+    validated: bool = _added(True)  # False: not yet checked against a reference (source: why)
+    # Epochs to target of the preset's reference sweep, one per seed, at a global batch of
+    # reference_batch: a converge run at that batch far slower is flagged (slow_convergence)
+    reference_epochs: list[int] | None = _added()
+    reference_batch: int | None = _added()
 
 
 class PlannedRun(_Strict):
@@ -57,10 +64,10 @@ class PlannedRun(_Strict):
     seed: int
     nproc: int  # ranks (devices) on each node
     nnodes: int = 1
-    scenario: Scenario | None = _infer_only()  # an infer run's
-    engine: Engine | None = _infer_only()  # an infer run's
+    scenario: Scenario | None = _added()  # an infer run's
+    engine: Engine | None = _added()  # an infer run's
     # The run of this set whose checkpoint an infer run loads (None: random weights)
-    checkpoint_from: str | None = _infer_only()
+    checkpoint_from: str | None = _added()
 
 
 class Implementation(_Strict):
@@ -86,6 +93,7 @@ class RunPlan(_Strict):
     implementation: Implementation | None = None  # None: plans before it
     task: str
     config: str
+    variant: str | None = _added()  # the preset's shortcuts against the reference model
     precision: Precision
     batch_size: int  # per device
     nproc: int  # devices per node at the reported scale: the table's "8x"
@@ -189,9 +197,9 @@ class RunSummary(Figures):
     seed: int
     nproc: int
     nnodes: int = 1
-    scenario: Scenario | None = _infer_only()  # as planned (PlannedRun)
-    engine: Engine | None = _infer_only()
-    checkpoint_from: str | None = _infer_only()
+    scenario: Scenario | None = _added()  # as planned (PlannedRun)
+    engine: Engine | None = _added()
+    checkpoint_from: str | None = _added()
     # aborted: failed on its own (exit code, run_stop aborted, a non-finite accuracy);
     # incomplete: the agent cut it (killed at its time budget, or never started)
     status: RunStatus
@@ -203,8 +211,10 @@ class RunSummary(Figures):
     loader: Loader | None = None  # its wait for data, where its windows logged it (converge)
     image: ImageRef | None = None
     accuracy: float | None = None  # the final quality value
-    checkpoint: str | None = _infer_only()  # a converge run's final weights: "sha256:..."
-    inference: Inference | None = _infer_only()  # an infer run's own figures
+    # The first epoch whose evaluation reached the target, where the plan has a reference
+    epochs_to_target: int | None = _added()
+    checkpoint: str | None = _added()  # a converge run's final weights: "sha256:..."
+    inference: Inference | None = _added()  # an infer run's own figures
     events: int = 0
     malformed_lines: int = 0
     nodes: list[NodeFigures] = []  # a multi-node run's nodes, node 0 first
