@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from test_assess import plan, write_run
 from test_events import line
 
 DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parents[1]
 SECOND = 1_000_000_000
 
 
@@ -138,3 +141,10 @@ def test_the_row_names_the_variant_the_unvalidated_target_and_slow_convergence(c
     quality = RunPlan.model_validate_json((run_set / PLAN_FILE).read_text()).quality
     assert (quality.source, quality.validated) == ("a guess, never checked", False)
     assert markdown.strip() == markdown_table([assess(run_set)])
+    # The script that turns a reference sweep's run set into the table to check in
+    script = ROOT / "scripts" / "reference-convergence"
+    table = subprocess.run([sys.executable, script, run_set], capture_output=True, text=True)
+    assert table.returncode == 0, table.stderr
+    assert "epochs = [4]  # seeds 0-0\nglobal_batch = 64\n" in table.stdout
+    wrong = subprocess.run([sys.executable, script, tmp_path], capture_output=True, text=True)
+    assert (wrong.returncode, wrong.stderr.count("\n")) == (1, 1)

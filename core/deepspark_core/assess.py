@@ -30,6 +30,7 @@ from deepspark_core.results import (
     Linearity,
     NodeFigures,
     PlannedRun,
+    QualityTarget,
     Result,
     RunPlan,
     RunRecord,
@@ -107,7 +108,7 @@ def assess_run(run_dir: Path, planned: PlannedRun, plan: RunPlan) -> RunSummary:
         summary["inference"] = _inference(log, plan, planned, measured, summary)
     global_batch = plan.batch_size * planned.nproc * planned.nnodes
     if planned.mode == "converge" and plan.quality.reference_batch == global_batch:
-        summary["epochs_to_target"] = _epochs_to_target(log, plan)
+        summary["epochs_to_target"] = epochs_to_target(log, plan.quality)
     summary["checkpoint"] = _sha256(log.last(CHECKPOINT_EVENT))
     return RunSummary(**summary, notes=notes)
 
@@ -152,7 +153,7 @@ def _inference(
     return Inference(**figures)
 
 
-def _epochs_to_target(log: EventLog, plan: RunPlan) -> int | None:
+def epochs_to_target(log: EventLog, q: QualityTarget) -> int | None:
     """The first epoch whose logged evaluation reached the target (each eval_accuracy's
     epoch_num); an evaluation without a whole epoch number or a numeric value is skipped."""
     evaluations = []
@@ -161,7 +162,6 @@ def _epochs_to_target(log: EventLog, plan: RunPlan) -> int | None:
         if type(epoch) is int and type(value) in (int, float):  # a bool is no number
             with contextlib.suppress(OverflowError):  # an integer beyond any float
                 evaluations.append((epoch, float(value)))
-    q = plan.quality
     return metrics.epochs_to_target(evaluations, q.target, q.direction)
 
 
