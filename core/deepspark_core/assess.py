@@ -106,6 +106,8 @@ def assess_run(run_dir: Path, planned: PlannedRun, plan: RunPlan) -> RunSummary:
         summary.update(_telemetry(run_dir, record, planned.nnodes, measured, notes))
     if planned.mode == "infer":
         summary["inference"] = _inference(log, plan, planned, measured, summary)
+    else:
+        summary["start_weights"] = _start_weights(log)
     global_batch = plan.batch_size * planned.nproc * planned.nnodes
     if planned.mode == "converge" and plan.quality.reference_batch == global_batch:
         summary["epochs_to_target"] = epochs_to_target(log, plan.quality)
@@ -117,6 +119,17 @@ def _sha256(event: Event | None) -> str | None:
     """An event's metadata sha256 as "sha256:<hex>", when it has one."""
     digest = event.metadata.get("sha256") if event else None
     return f"sha256:{digest}" if isinstance(digest, str) else None
+
+
+def _start_weights(log: EventLog) -> str | None:
+    """What a training run started from, where it logged it: "<name> checkpoint sha256:...",
+    or "random"."""
+    loaded = log.first(WEIGHTS_EVENT)
+    if loaded is None or loaded.value == RANDOM_WEIGHTS:
+        return None if loaded is None else RANDOM_WEIGHTS
+    name = loaded.metadata.get("name")
+    named = f"{name} {loaded.value}" if isinstance(name, str) and name else str(loaded.value)
+    return " ".join(filter(None, [named, _sha256(loaded)]))
 
 
 def _inference(

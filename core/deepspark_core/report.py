@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from deepspark_core.metrics import slow_convergence
 from deepspark_core.plots import result_plots
-from deepspark_core.results import Figures, Result, RunPlan, RunSummary
+from deepspark_core.results import Figures, Result, RunSummary
 
 # The agent's templates: the standalone report, and the result body the collector shares.
 TEMPLATES = PackageLoader("deepspark_core", "templates")
@@ -57,7 +58,7 @@ def seed_row(result: Result) -> dict[str, str]:
     incomplete = result.state == "incomplete"
     row = {
         **_head(result, incomplete),
-        "config": f"{framework}, {_config(plan)}, bs:{plan.batch_size}, {plan.nproc}x"
+        "config": f"{framework}, {_config(result)}, bs:{plan.batch_size}, {plan.nproc}x"
         + (f"*{plan.nnodes}n" if plan.nnodes > 1 else "")
         + f", {plan.precision}"
         + _implementation(result)
@@ -121,9 +122,22 @@ def _head(result: Result, incomplete: bool) -> dict[str, str]:
     }
 
 
-def _config(plan: RunPlan) -> str:
-    """The preset, with its shortcuts against the reference model when it names them."""
-    return f"{plan.config} ({plan.variant})" if plan.variant else plan.config
+def _config(result: Result) -> str:
+    """The preset, with its shortcuts against the reference model when it names them and the
+    weights its training runs started from when they logged them (converge runs first: their
+    accuracy depends on it)."""
+    plan = result.plan
+    trained = [r for r in result.runs if r.mode == "converge"] or result.runs
+    starts = dict.fromkeys(_started(r.start_weights) for r in trained if r.start_weights)
+    notes = [plan.variant, *starts] if plan.variant else list(starts)
+    return f"{plan.config} ({', '.join(notes)})" if notes else plan.config
+
+
+def _started(weights: str) -> str:
+    """ "from scratch", or "from <what> sha256:<12 hex digits>" (result.json has all 64)."""
+    if weights == "random":
+        return "from scratch"
+    return "from " + re.sub(r"(sha256:[0-9a-f]{12})[0-9a-f]+", r"\1", weights)
 
 
 def _slow_convergence(result: Result) -> str | None:
@@ -172,7 +186,7 @@ def inference_row(result: Result, run: RunSummary) -> dict[str, str]:
     cell says the scenario, the engine and whose weights; a figure that cannot be computed
     is N/A with its reason."""
     plan, inference = result.plan, run.inference
-    config = [run.framework or plan.runtime, _config(plan)]
+    config = [run.framework or plan.runtime, _config(result)]
     if inference:
         config.append(f"bs:{inference.batch_size}")
     config += [f"{run.nproc}x", plan.precision, str(run.scenario), str(run.engine)]

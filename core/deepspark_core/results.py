@@ -214,6 +214,9 @@ class RunSummary(Figures):
     # The first epoch whose evaluation reached the target, where the plan has a reference
     epochs_to_target: int | None = _added()
     checkpoint: str | None = _added()  # a converge run's final weights: "sha256:..."
+    # The weights a training run started from, where it logged them (a `weights` event): e.g.
+    # "phase-1 checkpoint sha256:...", or "random"; None: not logged (from scratch)
+    start_weights: str | None = _added()
     inference: Inference | None = _added()  # an infer run's own figures
     events: int = 0
     malformed_lines: int = 0

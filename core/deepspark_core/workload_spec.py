@@ -176,6 +176,25 @@ class WorkloadSpec(Section, Generic[P]):
     modes: list[Mode] = Field(default=["speed", "converge"], min_length=1)
     configs: dict[str, P]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _presets_from_their_base(cls, data: Any) -> Any:
+        """A preset with `base = "<preset>"` is that preset with its own keys on top (a table
+        it gives replaces the base's whole), so a variant of a preset is not a copy of it."""
+        configs = data.get("configs") if isinstance(data, dict) else None
+        if not isinstance(configs, dict):
+            return data
+        merged = {}
+        for name, table in configs.items():
+            base = table.get("base") if isinstance(table, dict) else None
+            if base is None:
+                merged[name] = table
+            elif not isinstance(configs.get(base), dict) or "base" in configs[base]:
+                raise ValueError(f"configs.{name}.base: {base!r} is not a preset without a base")
+            else:
+                merged[name] = {**configs[base], **{k: v for k, v in table.items() if k != "base"}}
+        return {**data, "configs": merged}
+
     def check_mode(self, mode: str) -> None:
         """A one-line refusal of a mode the workload does not run, before anything starts."""
         if mode not in self.modes:
