@@ -168,3 +168,19 @@ def test_the_image_build_context_carries_the_core_beside_the_library(tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}  # the image's /opt/deepspark alone
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path)
+
+
+def test_a_preset_takes_its_bases_keys_and_overrides_them(tmp_path):
+    """`base`: a variant of a preset without a copy of it; a table given replaces the base's."""
+    extra = '[configs.mini.model]\nwidth = 4\n\n[configs.long]\nbase = "mini"\nepochs = 12\n'
+    toml = workload_folder(tmp_path, extra=extra) / "workload.toml"
+    spec = read_spec(toml.parent)
+    mini, long = spec.configs["mini"], spec.configs["long"]
+    assert (long.epochs, long.target, long.batch_size, long.model) == (12, 0.9, 64, {"width": 4})
+    assert mini.epochs == 6
+    toml.write_text(toml.read_text() + '\n[configs.longer]\nbase = "long"\n')
+    with pytest.raises(WorkloadError, match=r"longer\.base: 'long' is not a preset without"):
+        read_spec(toml.parent)
+    toml.write_text(toml.read_text().replace('base = "long"', 'base = "nine"'))
+    with pytest.raises(WorkloadError, match=r"configs\.longer\.base: 'nine' is not a preset"):
+        read_spec(toml.parent)

@@ -10,6 +10,7 @@ its own copy:
 
 import importlib.util
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -60,8 +61,9 @@ def load_module(workload: str, name: str) -> ModuleType:
 
 def parameters(model: Any) -> int:
     """A model's trainable parameters: torch's all, paddle's but BatchNorm's running mean and
-    variance (paddle keeps them as parameters with trainable=False; torch as buffers)."""
-    return sum(int(p.numel()) for p in model.parameters() if getattr(p, "trainable", True))
+    variance (paddle keeps them as parameters with trainable=False; torch as buffers). Counted
+    from shapes, so that a model on torch's meta device or under paddle.LazyGuard counts too."""
+    return sum(math.prod(p.shape) for p in model.parameters() if getattr(p, "trainable", True))
 
 
 def environ(workload: str, out: Path, **env: str) -> dict[str, str]:

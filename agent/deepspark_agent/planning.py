@@ -148,6 +148,7 @@ def implementation(req: Request) -> Implementation:
 def make_plan(req: Request, runtime: str, runs: list[PlannedRun]) -> RunPlan:
     """The plan.json of a new run set: the request, its runs, the system it runs on."""
     preset = req.workload.preset(req.config)
+    reference = preset.reference_convergence
     return RunPlan(
         agent_version=__version__,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -158,6 +159,7 @@ def make_plan(req: Request, runtime: str, runs: list[PlannedRun]) -> RunPlan:
         implementation=implementation(req),
         task=req.workload.task,
         config=req.config,
+        variant=preset.variant or None,
         precision=req.precision,
         batch_size=req.batch_size or preset.batch_size,
         nproc=req.nproc,
@@ -171,6 +173,10 @@ def make_plan(req: Request, runtime: str, runs: list[PlannedRun]) -> RunPlan:
             metric=req.workload.quality.metric,
             direction=req.workload.quality.direction,
             target=preset.target,
+            source=preset.target_source,
+            validated=preset.target_validated,
+            reference_epochs=reference.epochs if reference else None,
+            reference_batch=reference.global_batch if reference else None,
         ),
         system=describe_system(),
         reproduces=req.reproduces,

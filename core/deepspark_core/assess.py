@@ -30,6 +30,7 @@ from deepspark_core.results import (
     Linearity,
     NodeFigures,
     PlannedRun,
+    QualityTarget,
     Result,
     RunPlan,
     RunRecord,
@@ -105,6 +106,11 @@ def assess_run(run_dir: Path, planned: PlannedRun, plan: RunPlan) -> RunSummary:
         summary.update(_telemetry(run_dir, record, planned.nnodes, measured, notes))
     if planned.mode == "infer":
         summary["inference"] = _inference(log, plan, planned, measured, summary)
+    else:
+        summary["start_weights"] = _start_weights(log)
+    global_batch = plan.batch_size * planned.nproc * planned.nnodes
+    if planned.mode == "converge" and plan.quality.reference_batch == global_batch:
+        summary["epochs_to_target"] = epochs_to_target(log, plan.quality)
     summary["checkpoint"] = _sha256(log.last(CHECKPOINT_EVENT))
     return RunSummary(**summary, notes=notes)
 
@@ -113,6 +119,17 @@ def _sha256(event: Event | None) -> str | None:
     """An event's metadata sha256 as "sha256:<hex>", when it has one."""
     digest = event.metadata.get("sha256") if event else None
     return f"sha256:{digest}" if isinstance(digest, str) else None
+
+
+def _start_weights(log: EventLog) -> str | None:
+    """What a training run started from, where it logged it: "<name> checkpoint sha256:...",
+    or "random"."""
+    loaded = log.first(WEIGHTS_EVENT)
+    if loaded is None or loaded.value == RANDOM_WEIGHTS:
+        return None if loaded is None else RANDOM_WEIGHTS
+    name = loaded.metadata.get("name")
+    named = f"{name} {loaded.value}" if isinstance(name, str) and name else str(loaded.value)
+    return " ".join(filter(None, [named, _sha256(loaded)]))
 
 
 def _inference(
@@ -147,6 +164,18 @@ def _inference(
     if run.get("energy_counter_j") is not None and samples:
         figures["counter_j_per_inference"] = run["energy_counter_j"] / samples
     return Inference(**figures)
+
+
+def epochs_to_target(log: EventLog, q: QualityTarget) -> int | None:
+    """The first epoch whose logged evaluation reached the target (each eval_accuracy's
+    epoch_num); an evaluation without a whole epoch number or a numeric value is skipped."""
+    evaluations = []
+    for event in log.all("eval_accuracy"):
+        epoch, value = event.metadata.get("epoch_num"), event.value
+        if type(epoch) is int and type(value) in (int, float):  # a bool is no number
+            with contextlib.suppress(OverflowError):  # an integer beyond any float
+                evaluations.append((epoch, float(value)))
+    return metrics.epochs_to_target(evaluations, q.target, q.direction)
 
 
 def _final_quality(log: EventLog) -> float | None:

@@ -220,10 +220,41 @@ def accuracy(value: float, target: float, direction: str) -> Accuracy:
         raise MetricError(f"accuracy value must be finite, got {value}")
     if not math.isfinite(target):
         raise MetricError(f"accuracy target must be finite, got {target}")
-    converged = value >= target if direction == "higher" else value <= target
     return Accuracy(
-        value=value, target=target, direction=cast(Direction, direction), converged=converged
+        value=value,
+        target=target,
+        direction=cast(Direction, direction),
+        converged=reached(value, target, direction),
     )
+
+
+def reached(value: float, target: float, direction: str) -> bool:
+    """A quality value at or past the target in the metric's direction."""
+    return value >= target if direction == "higher" else value <= target
+
+
+# --- reference convergence (MLPerf's RCPs, adapted) ------------------------------------------
+
+# A converge run is slow when it needs more epochs than the reference sweep's slowest seed plus
+# this margin. MLPerf compares a submission's mean with the reference runs' distribution; a
+# mini's ten seeds spread over a few epochs, so one epoch past the slowest is within noise.
+SLOW_MARGIN_EPOCHS = 1
+
+
+def epochs_to_target(
+    evaluations: Sequence[tuple[int, float]], target: float, direction: str
+) -> int | None:
+    """The epoch of the first evaluation that reached the target; None when none did."""
+    return next(
+        (e for e, v in evaluations if math.isfinite(v) and reached(v, target, direction)), None
+    )
+
+
+def slow_convergence(epochs: int, reference: Sequence[int]) -> bool:
+    """More epochs to target than the reference's slowest seed plus SLOW_MARGIN_EPOCHS."""
+    if not reference:
+        raise MetricError("a reference convergence needs at least one seed's epochs")
+    return epochs > max(reference) + SLOW_MARGIN_EPOCHS
 
 
 # --- linearity -------------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from deepspark_core.metrics import slow_convergence
 from deepspark_core.plots import result_plots
 from deepspark_core.results import Figures, Result, RunSummary
 
@@ -56,7 +58,7 @@ def seed_row(result: Result) -> dict[str, str]:
     incomplete = result.state == "incomplete"
     row = {
         **_head(result, incomplete),
-        "config": f"{framework}, {plan.config}, bs:{plan.batch_size}, {plan.nproc}x"
+        "config": f"{framework}, {_config(result)}, bs:{plan.batch_size}, {plan.nproc}x"
         + (f"*{plan.nnodes}n" if plan.nnodes > 1 else "")
         + f", {plan.precision}"
         + _implementation(result)
@@ -87,6 +89,8 @@ def seed_row(result: Result) -> dict[str, str]:
         counted = sum(r.status == "success" and r.accuracy is not None for r in converge)
         of = f", {counted} of {planned} runs" if counted < planned else ""
         row["accuracy"] = f"{dims.accuracy.value:.4g} ({mark}{of})"
+    if slow := _slow_convergence(result):
+        row["accuracy"] += f"; {slow}"
     if dims.power:
         # The hardware's energy counter where it has one, else the integral of sampled power.
         energy = dims.energy_counter_j or dims.power.energy_j
@@ -109,12 +113,51 @@ def seed_row(result: Result) -> dict[str, str]:
 
 
 def _head(result: Result, incomplete: bool) -> dict[str, str]:
-    plan = result.plan
+    plan, quality = result.plan, result.plan.quality
     return {
         "task": plan.task,
         "model": plan.model + (" (incomplete)" if incomplete else ""),
-        "target": f"{plan.quality.metric} {plan.quality.target:g}",
+        "target": f"{quality.metric} {quality.target:g}"
+        + ("" if quality.validated else " (unvalidated)"),
     }
+
+
+def _config(result: Result) -> str:
+    """The preset, with its shortcuts against the reference model when it names them and the
+    weights its training runs started from when they logged them (converge runs first: their
+    accuracy depends on it)."""
+    plan = result.plan
+    trained = [r for r in result.runs if r.mode == "converge"] or result.runs
+    starts = dict.fromkeys(_started(r.start_weights) for r in trained if r.start_weights)
+    notes = [plan.variant, *starts] if plan.variant else list(starts)
+    return f"{plan.config} ({', '.join(notes)})" if notes else plan.config
+
+
+def _started(weights: str) -> str:
+    """ "from scratch", or "from <what> sha256:<12 hex digits>" (result.json has all 64)."""
+    if weights == "random":
+        return "from scratch"
+    return "from " + re.sub(r"(sha256:[0-9a-f]{12})[0-9a-f]+", r"\1", weights)
+
+
+def _slow_convergence(result: Result) -> str | None:
+    """The converge runs that took far longer to reach the target than the preset's reference
+    sweep (metrics.slow_convergence), as one phrase; None when none did."""
+    reference = result.plan.quality.reference_epochs
+    if not reference:
+        return None
+    slow = [
+        r
+        for r in result.runs
+        if r.epochs_to_target and slow_convergence(r.epochs_to_target, reference)
+    ]
+    if not slow:
+        return None
+    low, high = min(reference), max(reference)
+    epochs = ", ".join(str(r.epochs_to_target) for r in slow)
+    labels = ", ".join(r.label for r in slow)
+    span = f"{low}" if low == high else f"{low}-{high}"
+    return f"slow convergence: {epochs} epochs to target ({labels}), reference {span}"
 
 
 def _power(figures: Figures, energy: str = "") -> str:
@@ -143,7 +186,7 @@ def inference_row(result: Result, run: RunSummary) -> dict[str, str]:
     cell says the scenario, the engine and whose weights; a figure that cannot be computed
     is N/A with its reason."""
     plan, inference = result.plan, run.inference
-    config = [run.framework or plan.runtime, plan.config]
+    config = [run.framework or plan.runtime, _config(result)]
     if inference:
         config.append(f"bs:{inference.batch_size}")
     config += [f"{run.nproc}x", plan.precision, str(run.scenario), str(run.engine)]

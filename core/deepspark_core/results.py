@@ -36,17 +36,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _omitted_while_none() -> Any:
-    """A field added after v2's first files (contract 1.1's inference, a reproduction): left
-    out of the JSON while None, so that the files of a run set without it read byte for byte
-    as before."""
-    return Field(default=None, exclude_if=lambda value: value is None)
+def _added(default: Any = None) -> Any:
+    """A field added after the schema's version (inference's, a target's source): left out of
+    the JSON while it holds its default, so that older run sets read, and their signed results
+    recompute, byte for byte as before."""
+    return Field(default=default, exclude_if=lambda value: value == default)
 
 
 class QualityTarget(_Strict):
     metric: str
     direction: Literal["higher", "lower"]
     target: float
+    source: str | None = _added()  # where the target comes from (workload.toml's target_source)
+    validated: bool = _added(True)  # False: not yet checked against a reference (source: why)
+    # Epochs to target of the preset's reference sweep, one per seed, at a global batch of
+    # reference_batch: a converge run at that batch far slower is flagged (slow_convergence)
+    reference_epochs: list[int] | None = _added()
+    reference_batch: int | None = _added()
 
 
 class PlannedRun(_Strict):
@@ -58,10 +64,10 @@ class PlannedRun(_Strict):
     seed: int
     nproc: int  # ranks (devices) on each node
     nnodes: int = 1
-    scenario: Scenario | None = _omitted_while_none()  # an infer run's
-    engine: Engine | None = _omitted_while_none()  # an infer run's
+    scenario: Scenario | None = _added()  # an infer run's
+    engine: Engine | None = _added()  # an infer run's
     # The run of this set whose checkpoint an infer run loads (None: random weights)
-    checkpoint_from: str | None = _omitted_while_none()
+    checkpoint_from: str | None = _added()
 
 
 class Implementation(_Strict):
@@ -98,6 +104,7 @@ class RunPlan(_Strict):
     implementation: Implementation | None = None  # None: plans before it
     task: str
     config: str
+    variant: str | None = _added()  # the preset's shortcuts against the reference model
     precision: Precision
     batch_size: int  # per device
     nproc: int  # devices per node at the reported scale: the table's "8x"
@@ -109,7 +116,7 @@ class RunPlan(_Strict):
     runtime: str
     quality: QualityTarget
     system: SystemDescription
-    reproduces: Reproduces | None = _omitted_while_none()
+    reproduces: Reproduces | None = _added()
 
     @model_validator(mode="after")
     def _distinct_labels(self) -> RunPlan:
@@ -202,9 +209,9 @@ class RunSummary(Figures):
     seed: int
     nproc: int
     nnodes: int = 1
-    scenario: Scenario | None = _omitted_while_none()  # as planned (PlannedRun)
-    engine: Engine | None = _omitted_while_none()
-    checkpoint_from: str | None = _omitted_while_none()
+    scenario: Scenario | None = _added()  # as planned (PlannedRun)
+    engine: Engine | None = _added()
+    checkpoint_from: str | None = _added()
     # aborted: failed on its own (exit code, run_stop aborted, a non-finite accuracy);
     # incomplete: the agent cut it (killed at its time budget, or never started)
     status: RunStatus
@@ -216,8 +223,13 @@ class RunSummary(Figures):
     loader: Loader | None = None  # its wait for data, where its windows logged it (converge)
     image: ImageRef | None = None
     accuracy: float | None = None  # the final quality value
-    checkpoint: str | None = _omitted_while_none()  # a converge run's final weights: "sha256:..."
-    inference: Inference | None = _omitted_while_none()  # an infer run's own figures
+    # The first epoch whose evaluation reached the target, where the plan has a reference
+    epochs_to_target: int | None = _added()
+    checkpoint: str | None = _added()  # a converge run's final weights: "sha256:..."
+    # The weights a training run started from, where it logged them (a `weights` event): e.g.
+    # "phase-1 checkpoint sha256:...", or "random"; None: not logged (from scratch)
+    start_weights: str | None = _added()
+    inference: Inference | None = _added()  # an infer run's own figures
     events: int = 0
     malformed_lines: int = 0
     nodes: list[NodeFigures] = []  # a multi-node run's nodes, node 0 first

@@ -83,11 +83,28 @@ class Memory(Section):
         return self.fixed_gb + self.per_sample_gb * batch_size
 
 
+class ReferenceConvergence(Section):
+    """`[configs.<name>.reference_convergence]`: how many epochs the preset took to reach its
+    target in a reference sweep (MLPerf's reference convergence points, adapted): per seed, the
+    first epoch whose evaluation reached it. A converge run far slower is flagged in its row."""
+
+    epochs: list[int] = Field(min_length=1)
+    # The global batch it was measured at: a run at another one (more ranks, --batch-size)
+    # trains another schedule, and is not compared
+    global_batch: int = Field(gt=0)
+    measured: str  # how and when: "deepspark-agent run ..., seeds 0-9, <date>, <host>"
+
+
 class Preset(Section):
     """One `[configs.<name>]` table: the keys the agent reads and those many workloads share."""
 
     description: str = ""
     target: float  # the quality metric's value that counts as converged
+    # Where the target comes from (an MLPerf rule, a paper's table, a reference run), or, with
+    # target_validated = false, why it is not yet checked: required on real data.
+    target_source: str | None = None
+    target_validated: bool = True
+    variant: str = ""  # the shortcuts against the reference model, short: the row names them
     batch_size: int = Field(gt=0)  # per device
     max_seconds: float = Field(gt=0)  # a run's hard time limit
     epochs: int | None = Field(default=None, gt=0)  # converge mode's budget: one window each
@@ -100,6 +117,26 @@ class Preset(Section):
     # mode on synthetic batches of its shapes; False: the preset generates its data
     real_data: bool = False
     memory: Memory | None = None  # what a rank needs; None: small enough for any host
+    reference_convergence: ReferenceConvergence | None = None
+
+    @model_validator(mode="after")
+    def _target_has_a_source(self) -> Preset:
+        # A target on real data is a claim about the model's task: its source must be named.
+        if self.real_data and not self.target_source:
+            raise ValueError(
+                "a target on real data needs target_source (where it comes from, or with "
+                "target_validated = false why it is not yet checked)"
+            )
+        if not self.target_validated and not self.target_source:
+            raise ValueError("target_validated = false needs target_source to say why")
+        return self
+
+    @model_validator(mode="after")
+    def _reference_within_budget(self) -> Preset:
+        reference = self.reference_convergence
+        if reference and not all(0 < e <= (self.epochs or 0) for e in reference.epochs):
+            raise ValueError(f"reference_convergence.epochs must lie in 1..epochs ({self.epochs})")
+        return self
 
 
 class Dataset(Section):
@@ -138,6 +175,25 @@ class WorkloadSpec(Section, Generic[P]):
     # The contract's modes it runs: version 1's two, plus "infer" (version 1.1) where it has it.
     modes: list[Mode] = Field(default=["speed", "converge"], min_length=1)
     configs: dict[str, P]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _presets_from_their_base(cls, data: Any) -> Any:
+        """A preset with `base = "<preset>"` is that preset with its own keys on top (a table
+        it gives replaces the base's whole), so a variant of a preset is not a copy of it."""
+        configs = data.get("configs") if isinstance(data, dict) else None
+        if not isinstance(configs, dict):
+            return data
+        merged = {}
+        for name, table in configs.items():
+            base = table.get("base") if isinstance(table, dict) else None
+            if base is None:
+                merged[name] = table
+            elif not isinstance(configs.get(base), dict) or "base" in configs[base]:
+                raise ValueError(f"configs.{name}.base: {base!r} is not a preset without a base")
+            else:
+                merged[name] = {**configs[base], **{k: v for k, v in table.items() if k != "base"}}
+        return {**data, "configs": merged}
 
     def check_mode(self, mode: str) -> None:
         """A one-line refusal of a mode the workload does not run, before anything starts."""

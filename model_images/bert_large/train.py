@@ -35,6 +35,9 @@ def evaluate(net: nn.Module, loader: DataLoader, wl: Workload) -> float:
 with Workload.from_env(__file__) as wl:
     cfg = wl.preset.optim
     net = wl.build_model(Bert)
+    start = wl.preset.init_checkpoint
+    if start and wl.converge:  # MLPerf's phase-1 weights (speed mode times random ones)
+        wl.load_checkpoint(net, wl.data_dir() / start.file, start.name)
     model = wl.wrap(net)
     batches, val_loader = data.load(wl)
 

@@ -381,17 +381,23 @@ class BaseWorkload(AbstractContextManager):
         os.replace(partial, path)
         self.log.event(CHECKPOINT_EVENT, CHECKPOINT_FILE, {"sha256": file_sha256(path)})
 
-    def load_checkpoint(self, net: Any) -> None:
-        """DS_CHECKPOINT's weights into net, logged (`weights`: `checkpoint` and the file's
-        sha256); without one net keeps its seeded random weights, logged as `random`."""
-        path = self.env.checkpoint
+    def load_checkpoint(self, net: Any, start: Path | None = None, name: str = "") -> None:
+        """Weights into net, logged (`weights`: `checkpoint` and the file's sha256).
+
+        Infer mode: DS_CHECKPOINT's; without one net keeps its seeded random weights, logged as
+        `random`. Training: start, the checkpoint the run starts from instead of random
+        weights, which the row names (`name`, e.g. "phase-1"), loaded before wl.wrap."""
+        path = start or self.env.checkpoint
         if path is None:
             self.log.event(WEIGHTS_EVENT, RANDOM_WEIGHTS)
             return
         if not path.is_file():
-            raise ContractError(f"DS_CHECKPOINT={str(path)!r} is not a file")
+            where = "the preset's initial checkpoint" if start else "DS_CHECKPOINT"
+            raise ContractError(f"{where} {str(path)!r} is not a file")
         self._load_weights(net, path)
-        self.log.event(WEIGHTS_EVENT, "checkpoint", {"sha256": file_sha256(path)})
+        named = {"name": name} if name else {}
+        digest = file_sha256(path) if self.rank == 0 else ""  # only rank 0 logs
+        self.log.event(WEIGHTS_EVENT, "checkpoint", {"sha256": digest, **named})
 
     def inference(
         self,

@@ -25,6 +25,7 @@ The windows, events, spec and seeding are framework-free (core.py); this adds to
 """
 
 import os
+import pickle
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from . import core
-from .core import Terminated, Window, load_spec
+from .core import ContractError, Terminated, Window, load_spec
 from .datasets import tensors_sha256
 
 __all__ = ["Terminated", "Window", "Workload", "gather_over_ranks", "load_spec"]
@@ -86,7 +87,11 @@ class Workload(core.BaseWorkload):
         torch.save(net.state_dict(), path)
 
     def _load_weights(self, net: nn.Module, path: Path) -> None:
-        net.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+        try:
+            net.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+        except (RuntimeError, pickle.UnpicklingError) as exc:  # torch's reasons span lines
+            why = " ".join(str(exc).split())
+            raise ContractError(f"{path}: not this model's state dict ({why[:300]})") from None
 
     def _engine(self, net: nn.Module) -> nn.Module:
         """eager: net; compile: torch.compile(net), compiled at its first query (the warm-up,

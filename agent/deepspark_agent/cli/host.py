@@ -70,7 +70,10 @@ def models_list(workloads: WorkloadsOpt = None, as_json: JsonOpt = False) -> Non
         "configs (target, batch)",
     )  # fmt: skip
     for w in catalog:
-        configs = ", ".join(f"{n} ({p.target:g}, bs {p.batch_size})" for n, p in w.configs.items())
+        configs = ", ".join(
+            f"{n} ({p.target:g}{'' if p.target_validated else ' unvalidated'}, bs {p.batch_size})"
+            for n, p in w.configs.items()
+        )
         metric = f"{w.quality.metric} ({w.quality.direction})"
         origin = "reference" if w.reference else f"vendor ({w.path})"
         table.add_row(w.name, w.model, w.framework, origin, w.task, metric, configs)
