@@ -23,10 +23,14 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from deepspark_workload import ContractError, Workload
 
 # The mini language: token 0 ends a sentence, 1..15 are function words, and 16..63 are content
-# words in 6 classes of 8. A template is a sentence with fixed function words and class slots.
-EOS, FUNCTION_WORDS, CLASSES, CLASS_SIZE = 0, 15, 6, 8
+# words in 3 classes of 16. Function word 1 + c is class c's marker (an article): it comes before
+# every slot of class c, and only there. A template is a sentence of fixed function words and
+# marked class slots; a sequence binds each class to one word at its first slot, and every later
+# slot of that class repeats it, however far back.
+EOS, FUNCTION_WORDS, CLASSES, CLASS_SIZE = 0, 15, 3, 16
 VOCAB = 1 + FUNCTION_WORDS + CLASSES * CLASS_SIZE
 TEMPLATES = 16
+SLOT = 0.5  # the chance that a template's word is a marked slot
 
 
 def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
@@ -83,16 +87,19 @@ class TokenBlocks(Dataset):
 def templates() -> list[list[int]]:
     """The mini language's grammar: 16 sentences of 4-8 words and their end, fixed for all runs.
 
-    A word >= 0 is that token; -1 - c is a slot that any of class c's words fills.
+    A word >= 0 is that token; -1 - c is a slot that a word of class c fills, after its marker.
     """
     rng = np.random.default_rng(0)
 
-    def word() -> int:  # a class slot three times in ten, else a function word
-        if rng.random() < 0.3:
-            return -1 - int(rng.integers(CLASSES))
-        return 1 + int(rng.integers(FUNCTION_WORDS))
+    def word() -> list[int]:  # a marked slot one time in two, else a function word
+        if rng.random() < SLOT:
+            c = int(rng.integers(CLASSES))
+            return [1 + c, -1 - c]
+        return [1 + int(rng.integers(CLASSES, FUNCTION_WORDS))]
 
-    return [[*(word() for _ in range(rng.integers(4, 9))), EOS] for _ in range(TEMPLATES)]
+    return [
+        [*(w for _ in range(rng.integers(4, 9)) for w in word()), EOS] for _ in range(TEMPLATES)
+    ]
 
 
 def class_words(c: int) -> range:
@@ -100,8 +107,14 @@ def class_words(c: int) -> range:
     return range(start, start + CLASS_SIZE)
 
 
+def word_class(token: int) -> int | None:
+    """The class of a content word; None for a function word or the end of a sentence."""
+    return (token - 1 - FUNCTION_WORDS) // CLASS_SIZE if token > FUNCTION_WORDS else None
+
+
 def sentences(n: int, seq_len: int, seed: int) -> torch.Tensor:
-    """n sequences of seq_len + 1 tokens: sentences of random templates, slots filled uniformly.
+    """n sequences of seq_len + 1 tokens: sentences of random templates, each class's slots
+    filled by the word the sequence bound it to at its first slot (drawn uniformly).
 
     Each sequence starts at a sentence and cuts off the last one. seed picks the sample, never
     the language; it is fixed per split, not drawn from the run's seed.
@@ -110,9 +123,12 @@ def sentences(n: int, seq_len: int, seed: int) -> torch.Tensor:
     out = np.empty((n, seq_len + 1), dtype=np.int64)
     for row in out:
         tokens: list[int] = []
+        bound: dict[int, int] = {}
         while len(tokens) <= seq_len:
             for w in grammar[rng.integers(TEMPLATES)]:
-                tokens.append(w if w >= 0 else class_words(-1 - w)[rng.integers(CLASS_SIZE)])
+                if w < 0 and -1 - w not in bound:
+                    bound[-1 - w] = class_words(-1 - w)[rng.integers(CLASS_SIZE)]
+                tokens.append(w if w >= 0 else bound[-1 - w])
         row[:] = tokens[: seq_len + 1]
     return torch.from_numpy(out)
 
@@ -121,40 +137,37 @@ def best_accuracy(sequences: torch.Tensor) -> float:
     """The ceiling: the expected next-token accuracy of the Bayes-optimal predictor.
 
     It knows the grammar and predicts, at each position, the likeliest next token given the
-    sentence so far (the template posterior times each template's next word).
+    sequence so far: the templates that can start as the sentence so far did (equally likely:
+    the tokens show every slot's class, so all of them explain the sentence alike), each
+    template's next word, and a slot's word as its class's bound word if the sequence has
+    shown it, else uniform over the class.
     """
     grammar = templates()
     total = 0.0
     for row in sequences.tolist():
         prefix: list[int] = []
-        for i in range(len(row) - 1):
-            prefix.append(row[i])
-            if row[i] == EOS:
-                prefix = []
+        bound: dict[int, int] = {}
+        for token in row[:-1]:
+            prefix = [] if token == EOS else [*prefix, token]
+            if (c := word_class(token)) is not None:
+                bound.setdefault(c, token)
             probs = np.zeros(VOCAB)
             for tpl in grammar:
-                weight = _likelihood(tpl, prefix)
-                if weight:
+                if _starts(tpl, prefix):
                     w = tpl[len(prefix)]
                     if w >= 0:
-                        probs[w] += weight
+                        probs[w] += 1
+                    elif -1 - w in bound:
+                        probs[bound[-1 - w]] += 1
                     else:
-                        probs[list(class_words(-1 - w))] += weight / CLASS_SIZE
+                        probs[list(class_words(-1 - w))] += 1 / CLASS_SIZE
             total += probs.max() / probs.sum()
     return total / (len(sequences) * (sequences.shape[1] - 1))
 
 
-def _likelihood(tpl: list[int], prefix: list[int]) -> float:
-    """P(prefix | template): 0 if the template cannot start so, else (1/CLASS_SIZE)^slots."""
-    if len(prefix) >= len(tpl):
-        return 0.0
-    p = 1.0
-    for w, token in zip(tpl, prefix, strict=False):
-        if w >= 0:
-            if token != w:
-                return 0.0
-        elif token not in class_words(-1 - w):
-            return 0.0
-        else:
-            p /= CLASS_SIZE
-    return p
+def _starts(tpl: list[int], prefix: list[int]) -> bool:
+    """Whether a sentence of template tpl can begin with prefix (and go on)."""
+    return len(prefix) < len(tpl) and all(
+        token == w if w >= 0 else word_class(token) == -1 - w
+        for w, token in zip(tpl, prefix, strict=False)
+    )

@@ -1,9 +1,10 @@
 """Data for the DLRM workload: batches of (dense float (B, 13), sparse ids (B, 26), label (B,)).
 
-mini: a synthetic click log made here from a fixed seed, whose clicks follow a hidden logistic
-model (see click_log). full, speed: synthetic batches of the real shapes. full, converge: Criteo
-1TB as prepare.py or torchrec's preprocessing (process_Criteo_1TB_Click_Logs_dataset.sh, the MLPerf
-DLRM reference's) writes it, with a SHA256SUMS manifest (workload.py's wl.data_dir()):
+mini: a synthetic click log made here from a fixed seed, whose clicks follow a hidden
+factorization machine (see click_log). full, speed: synthetic batches of the real shapes. full,
+converge: Criteo 1TB as prepare.py or torchrec's preprocessing
+(process_Criteo_1TB_Click_Logs_dataset.sh, the MLPerf DLRM reference's) writes it, with a
+SHA256SUMS manifest (workload.py's wl.data_dir()):
 
     $DS_DATA_DIR/day_{0..23}_dense.npy    float32 (N, 13)  log(x + 3) of the integer features
     $DS_DATA_DIR/day_{0..23}_sparse.npy   int32 (N, 26)    categorical ids, any int32
@@ -51,38 +52,44 @@ def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
     return DataLoader(train, **kwargs), DataLoader(val, **kwargs)
 
 
+INTERACTING = (0, 2, 4, 6)  # the categorical features whose ids interact (tables of 10-100 rows)
+
+
 def click_log(n: int, tables: Sequence[int], seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """n clicks drawn by a hidden logistic model: fixed by seed, not by the run's seed.
+    """n clicks drawn by a hidden factorization machine: fixed by seed, not by the run's seed.
 
     Dense features are log(1 + count) of heavy-tailed counts; each categorical feature draws its
-    ids from a Zipf law over its table. The hidden click logit adds a linear term in the dense
-    features, a random effect per id of the first 8 features (the rest are noise), a dot product
-    of latent vectors of features 0 and 1 (an interaction DLRM's dot products can model), and a
-    dense-by-id term. Returns dense, sparse ids, labels and the true click probabilities.
+    ids from a Zipf law over its table. The hidden click logit is a bias, a small linear term in
+    the dense features, a random effect per id of the INTERACTING features, and, most of it, the
+    sum over every pair of those features of the product of their ids' latent factors (a
+    factorization machine of rank 1: the pairwise dot products DLRM's interaction computes).
+    Each table's factors are centred under its id law, so that an id alone says nothing about
+    the pair terms: a model without crosses sees only the linear and per-id parts. The other
+    features are noise. Returns dense, sparse ids, labels and the true click probabilities.
     """
     g = torch.Generator().manual_seed(seed)
     counts = torch.exp(1.2 * torch.randn(n, 13, generator=g) + 1).floor()
     dense = torch.log1p(counts)
-    sparse = torch.stack([zipf(size, n, g) for size in tables], 1)
-
-    def effect(size: int, scale: float, dim: int = 1) -> torch.Tensor:
-        return scale * torch.randn(size, dim, generator=g).squeeze(1)
+    laws = [id_law(size) for size in tables]
+    sparse = torch.stack([torch.multinomial(p, n, replacement=True, generator=g) for p in laws], 1)
 
     std_dense = (dense - dense.mean(0)) / dense.std(0)
-    logit = -1.0 + std_dense @ (0.5 * torch.randn(13, generator=g))
-    for k in range(8):
-        logit += effect(tables[k], 0.8)[sparse[:, k]]
-    a, b = effect(tables[0], 0.8, 4), effect(tables[1], 0.8, 4)
-    logit += (a[sparse[:, 0]] * b[sparse[:, 1]]).sum(1)
-    logit += std_dense[:, 0] * effect(tables[2], 0.6)[sparse[:, 2]]
+    logit = -1.0 + std_dense @ (0.3 * torch.randn(13, generator=g))
+    factors = []
+    for k in INTERACTING:
+        logit += 0.6 * torch.randn(tables[k], generator=g)[sparse[:, k]]
+        factor = 1.5 * torch.randn(tables[k], generator=g, dtype=torch.float64)
+        factors.append((factor - laws[k] @ factor).float()[sparse[:, k]])  # mean 0 over ids
+    f = torch.stack(factors, 1)
+    logit += (f.sum(1) ** 2 - (f**2).sum(1)) / 2  # the sum of f_i f_j over the pairs i < j
     prob = torch.sigmoid(logit)
     return dense, sparse, torch.bernoulli(prob, generator=g), prob
 
 
-def zipf(size: int, n: int, g: torch.Generator, exponent: float = 1.1) -> torch.Tensor:
-    """n ids in [0, size), id r drawn with probability proportional to (r + 1)^-exponent."""
+def id_law(size: int, exponent: float = 1.1) -> torch.Tensor:
+    """Zipf's law over a table: id r drawn with probability proportional to (r + 1)^-exponent."""
     weights = torch.arange(1, size + 1, dtype=torch.float64) ** -exponent
-    return torch.multinomial(weights, n, replacement=True, generator=g)
+    return weights / weights.sum()
 
 
 class CriteoBatches(Dataset):

@@ -1,9 +1,9 @@
 """DLRM (Naumov et al. 2019): embeddings for the categorical features, an MLP for the dense ones,
 their pairwise dot products, and an MLP over those to one click logit.
 
-The default arguments build the MLPerf Training DLRM for Criteo 1TB (facebookresearch/dlrm with
---max-ind-range=40000000): 26 tables of dim 128 with the 40M-capped cardinalities, bottom MLP
-13-512-256-128, top MLP 479-1024-1024-512-256-1; 26,137,996,161 parameters.
+The default arguments build the MLPerf Training DLRM v1 for Criteo 1TB (facebookresearch/dlrm
+with --max-ind-range=40000000): 26 tables of dim 128 with its cardinalities, bottom MLP
+13-512-256-128, top MLP 479-1024-1024-512-256-1; 24,036,595,969 parameters.
 """
 
 import itertools
@@ -12,11 +12,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-# Criteo 1TB's categorical cardinalities capped at 40M rows (MLPerf DLRM's --max-ind-range),
-# as in mlcommons/training recommendation_v2/torchrec_dlrm and torchrec's examples/dlrm.
+# The rows of MLPerf DLRM v1's tables: Criteo 1TB's categorical values, each hashed into 40M
+# (--max-ind-range=40000000), counted; as facebookresearch/dlrm's tools/visualize.py lists them.
 CRITEO_1TB_TABLES = (
-    40000000, 39060, 17295, 7424, 20265, 3, 7122, 1543, 63, 40000000, 3067956, 405282, 10,
-    2209, 11938, 155, 4, 976, 14, 40000000, 40000000, 40000000, 590152, 12973, 108, 36,
+    39884406, 39043, 17289, 7420, 20263, 3, 7120, 1543, 63, 38532951, 2953546, 403346, 10,
+    2208, 11938, 155, 4, 976, 14, 39979771, 25641295, 39664984, 585935, 12972, 108, 36,
 )  # fmt: skip
 
 
