@@ -13,12 +13,11 @@ import torch
 
 from workload_runs import MODEL_IMAGES, load_module, parameters, preset, spec
 
-# The class train.py builds (wl.build_model) for each workload; DLRM's counts are part of
-# its table sizes' change (issue 22, part B), which adds it here.
+# The class train.py builds (wl.build_model) for each workload.
 TORCH = {
-    "bert_large": "Bert", "conformer": "Conformer", "cpm": "CPM", "fairmot": "FairMOT",
-    "ngp_nerf": "InstantNGP", "resnet50": "ResNet", "satrn": "SATRN", "tacotron2": "Tacotron2",
-    "unet3d": "UNet3D", "wave_mlp": "WaveMLP", "yolov5": "YOLOv5",
+    "bert_large": "Bert", "conformer": "Conformer", "cpm": "CPM", "dlrm": "DLRM",
+    "fairmot": "FairMOT", "ngp_nerf": "InstantNGP", "resnet50": "ResNet", "satrn": "SATRN",
+    "tacotron2": "Tacotron2", "unet3d": "UNet3D", "wave_mlp": "WaveMLP", "yolov5": "YOLOv5",
 }  # fmt: skip
 PADDLE = {"bert_large_paddle": "Bert", "resnet50_paddle": "ResNet"}
 STATED = re.compile(r"^mini ([\d,]+); full ([\d,]+) \(trainable", re.M)
@@ -55,7 +54,7 @@ def test_the_readme_states_the_models_parameter_counts(workload: str) -> None:
     assert (mini, full) == (built(workload, "mini"), built(workload, "full"))
 
 
-@pytest.mark.parametrize("workload", [*TORCH, *PADDLE, "dlrm"])
+@pytest.mark.parametrize("workload", [*TORCH, *PADDLE])
 def test_the_readme_names_each_variant_and_unvalidated_target(workload: str) -> None:
     text = " ".join(readme(workload).split())
     for name in ("mini", "full"):
