@@ -115,7 +115,7 @@ def test_a_mini_run_records_synthetic_data_and_its_row_says_so(tmp_path: Path) -
     assert code == 0, err
     result = Result.model_validate_json(out)
     (run,) = result.runs
-    assert run.synthetic_data and run.dataset.startswith("synthetic sklearn digits sha256:")
+    assert run.synthetic_data and run.dataset.startswith("synthetic glyph scenes sha256:")
     assert "synthetic data" in seed_row(result)["config"]
     assert result.unranked is None  # speed on synthetic data is still a speed
 

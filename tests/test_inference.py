@@ -26,7 +26,7 @@ from workload_runs import MODEL_IMAGES, converge, events, final, infer, inferenc
 
 NAME = "resnet50"
 SUITES = MODEL_IMAGES.parent / "suites"
-SPLIT = 360  # the mini preset's evaluation split: 20% of sklearn's 1,797 digits
+SPLIT = 512  # the mini preset's evaluation split: 512 glyph scenes
 
 
 def window_lines(number: int, latencies: list[float]) -> list[str]:
@@ -233,7 +233,7 @@ def test_an_infer_runs_accuracy_is_the_converge_runs_final_evaluation_of_its_wei
 @pytest.mark.slow
 def test_the_compiled_engine_scores_as_eager_within_one_sample(trained, tmp_path):
     """torch.compile's fused kernels round differently from eager ones, which could flip a
-    near-tied digit: the tolerance is one sample of the 360 (it matched exactly when
+    near-tied scene: the tolerance is one sample of the 512 (it matched exactly when
     written). The latency scenario: queries of one sample, a window of 20 x 32 of them."""
     checkpoint, trained_log = trained
     log = infer(

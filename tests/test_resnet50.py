@@ -49,7 +49,7 @@ def test_mini_converge(tmp_path: Path) -> None:
     log = converge(NAME, tmp_path)
     assert {e["key"]: e for e in log}["framework"]["metadata"]["device"] == "cpu"
     stops = [e["metadata"] for e in log if e["key"] == "block_stop"]
-    assert all(m["samples_count"] == 1437 // 32 * 32 for m in stops)  # full batches of the split
+    assert all(m["samples_count"] == 1536 for m in stops)  # 48 full batches of the scenes
 
 
 @pytest.mark.slow

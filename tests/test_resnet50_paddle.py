@@ -86,6 +86,6 @@ def test_mini_converge(tmp_path: Path) -> None:
     assert by_key["framework"]["value"].startswith("paddlepaddle 3.")
     assert by_key["framework"]["metadata"]["device"] == "cpu"
     # the twin's data to the byte: it logs this digest too
-    assert by_key["dataset"]["metadata"]["sha256"] == arrays_sha256(*images.digits())
+    assert by_key["dataset"]["metadata"]["sha256"] == arrays_sha256(*images.glyph_splits())
     stops = [e["metadata"] for e in log if e["key"] == "block_stop"]
-    assert all(m["samples_count"] == 1437 // 32 * 32 for m in stops)  # full batches of the split
+    assert all(m["samples_count"] == 1536 for m in stops)  # 48 full batches of the scenes

@@ -16,14 +16,14 @@ from test_workload_lib import tiny_workload
 from workload_runs import MODEL_IMAGES, train_on
 
 
-def test_digits_split_is_fixed_and_stratified() -> None:
-    train, val = vision.digits()
-    again, _ = vision.digits()
-    assert (len(train), len(val)) == (1437, 360)
-    assert torch.equal(train.tensors[0], again.tensors[0])  # the split does not follow a seed
+def test_glyph_scenes_are_fixed_tensors() -> None:
+    train, val = vision.glyphs()
+    again, _ = vision.glyphs()
+    assert (len(train), len(val)) == (1536, 512)
+    assert torch.equal(train.tensors[0], again.tensors[0])  # the scenes do not follow a seed
     x, y = val.tensors
-    assert x.shape == (360, 1, 8, 8) and x.min() >= 0 and x.max() <= 1
-    assert torch.bincount(y).min() >= 35  # stratified: every digit about 36 times
+    assert x.shape == (512, 1, 8, 8) and x.min() >= 0 and x.max() <= 1
+    assert y.dtype == torch.int64 and torch.bincount(y).min() >= 35  # every glyph, about 51 times
 
 
 def test_image_folder(tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def test_mix_targets_match_pixels(mixup: float, cutmix: float) -> None:
 
 
 def test_untrained_model_is_far_from_the_mini_target() -> None:
-    _, val = vision.digits()
+    _, val = vision.glyphs()
     x, y = val.tensors
     torch.manual_seed(1)
     model = load("model").WaveMLP(**PRESETS["mini"]["model"]).eval()
@@ -86,4 +86,4 @@ def test_untrained_model_is_far_from_the_mini_target() -> None:
 def test_mini_converge(tmp_path: Path) -> None:
     log = converge(NAME, tmp_path)
     stops = [e["metadata"] for e in log if e["key"] == "block_stop"]
-    assert all(m["samples_count"] == 1437 // 128 * 128 for m in stops)  # full batches of the split
+    assert all(m["samples_count"] == 1536 for m in stops)  # 12 full batches of the scenes

@@ -28,13 +28,26 @@ def test_data_modules_import_no_framework() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
 
-def test_digits_split_is_fixed_and_stratified() -> None:
-    x_train, y_train, x_val, y_val = images.digits()
-    assert (len(x_train), len(x_val)) == (1437, 360)
+def test_glyph_splits_are_fixed_and_disjoint() -> None:
+    x_train, y_train, x_val, y_val = images.glyph_splits()
+    assert (len(x_train), len(x_val)) == (1536, 512)
     assert x_train.dtype == np.float32 and y_train.dtype == np.int64
-    assert x_val.shape == (360, 1, 8, 8) and x_val.min() >= 0 and x_val.max() <= 1
-    assert np.bincount(y_val).min() >= 35  # stratified: every digit about 36 times
-    assert np.array_equal(x_train, images.digits()[0])  # the split does not follow a seed
+    assert x_val.shape == (512, 1, 8, 8) and x_val.min() >= 0 and x_val.max() <= 1
+    assert np.bincount(y_val, minlength=10).min() >= 35  # every glyph, about 51 times
+    assert np.array_equal(x_train, images.glyph_splits()[0])  # the scenes do not follow a seed
+    seen = {x.tobytes() for x in x_train}
+    assert not any(x.tobytes() in seen for x in x_val)  # no validation scene is a training one
+
+
+def test_glyph_scene_holds_two_to_four_copies_of_its_glyph() -> None:
+    x, y = images.glyphs(200, seed=3)
+    shapes = [np.array([[c == "#" for c in row] for row in g.split("|")]) for g in images.GLYPHS]
+    for scene, label in zip(x[:, 0], y, strict=True):
+        lit = scene > 0
+        boxes = [lit[r : r + 3, c : c + 3] for r in range(6) for c in range(6)]
+        copies = sum(np.array_equal(box, shapes[label]) for box in boxes)
+        assert copies >= 2 and lit.sum() <= 4 * shapes[label].sum()
+        assert ((scene == 0) | ((scene >= 0.5) & (scene <= 1))).all()  # each copy 0.5-1 bright
 
 
 def test_array_digest_is_the_tensor_digest() -> None:

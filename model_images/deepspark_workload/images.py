@@ -1,7 +1,7 @@
 """Image classification data as numpy arrays (and Pillow), for a workload in any framework.
 
-mini: scikit-learn's 8x8 digits (shipped with the package), a fixed 80/20 split. full,
-converge mode: an ImageNet-style folder, checked against its manifest and decoded with Pillow:
+mini: generated glyph scenes (`glyphs`), the same arrays in every run. full, converge mode:
+an ImageNet-style folder, checked against its manifest and decoded with Pillow:
 
     $DS_DATA_DIR/SHA256SUMS                  every file's sha256 (`sha256sum` format)
     $DS_DATA_DIR/train/<class>/<image>       ImageNet-1k: 1,281,167 images in 1,000 folders
@@ -28,17 +28,48 @@ Transform = Callable[[Image.Image], Image.Image]
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The 1,797 8x8 digits as (train x, train y, val x, val y): x float32 (N, 1, 8, 8) in
-    [0, 1], y int64; the stratified 80/20 split is fixed, not drawn by the seed."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+# Ten 3x3 glyphs, one per class ('#' on, '.' off, rows split by '|'). Bars are parts of the
+# plus, the T and the L: the class is in which strokes are present, and in which are absent.
+GLYPHS = (
+    ".#.|###|.#.", "#.#|.#.|#.#", "...|###|...", ".#.|.#.|.#.", "..#|.#.|#..",
+    "#..|.#.|..#", "#..|#..|###", "###|.#.|.#.", "###|#.#|###", "##.|##.|...",
+)  # fmt: skip
 
-    x, y = load_digits(return_X_y=True)
-    train, val = train_test_split(np.arange(len(y)), test_size=0.2, random_state=0, stratify=y)
-    images = (x.astype(np.float32) / 16).reshape(-1, 1, 8, 8)
-    labels = y.astype(np.int64)
-    return images[train], labels[train], images[val], labels[val]
+
+def glyph_splits(size: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The mini's (train x, train y, val x, val y): 1,536 and 512 scenes (48 and 16 batches of
+    32) from two fixed seeds, so no validation scene is a training one by construction."""
+    return *glyphs(1536, seed=0, size=size), *glyphs(512, seed=1, size=size)
+
+
+def glyphs(
+    n: int, seed: int, size: int = 8, count: tuple[int, int] = (2, 4)
+) -> tuple[np.ndarray, np.ndarray]:
+    """n scenes of size x size, each 2-4 copies of one glyph at random places (boxes never
+    overlap), each copy at its own brightness in [0.5, 1]; the label is the glyph.
+
+    The place of a copy is random, so every class has about the same mean image: logistic
+    regression on the pixels stays near 0.5 and 1-nearest-neighbour near 0.8
+    (tests/test_mini_baselines.py), while a convolution finds a glyph wherever it is. x float32
+    (n, 1, size, size) in [0, 1], y int64; fixed by seed (a split's, never the run's).
+    """
+    shapes = np.array(
+        [[[c == "#" for c in row] for row in g.split("|")] for g in GLYPHS], np.float32
+    )
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, len(GLYPHS), n)
+    x = np.zeros((n, 1, size, size), np.float32)
+    for scene, label in zip(x[:, 0], y, strict=True):
+        taken, want = np.zeros((size, size), bool), rng.integers(count[0], count[1] + 1)
+        for _ in range(50):  # a place whose box is free; a crowded scene keeps fewer copies
+            r, c = rng.integers(0, size - 2, 2)
+            if not taken[r : r + 3, c : c + 3].any():
+                taken[r : r + 3, c : c + 3] = True
+                scene[r : r + 3, c : c + 3] = rng.uniform(0.5, 1.0) * shapes[label]
+                want -= 1
+            if want == 0:
+                break
+    return x, y
 
 
 def image_folder(

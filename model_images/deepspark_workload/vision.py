@@ -1,6 +1,6 @@
 """Image classification data for PyTorch, shared by the ResNet-50 and Wave-MLP workloads.
 
-mini: scikit-learn's 8x8 digits, a fixed 80/20 split. full, speed mode: synthetic batches of
+mini: generated 8x8 glyph scenes (images.glyphs), fixed. full, speed mode: synthetic batches of
 the real shape, made once on the device. full, converge mode: an ImageNet-style folder,
 checked against its manifest and decoded on the GPU where the framework can (gpu_decode.py),
 otherwise with Pillow in the loader's workers. The data itself (the split, the folder
@@ -21,7 +21,7 @@ from .images import EXTENSIONS, Transform, center_crop, random_resized_crop
 from .workload import Workload
 
 __all__ = [
-    "EXTENSIONS", "MEAN", "STD", "ImageFolder", "Transform", "center_crop", "digits",
+    "EXTENSIONS", "MEAN", "STD", "ImageFolder", "Transform", "center_crop", "glyphs",
     "image_folder", "load", "random_resized_crop",
 ]  # fmt: skip
 MEAN = torch.from_numpy(images.MEAN)  # ImageNet statistics
@@ -36,13 +36,13 @@ def load(
     """Batches for wl.windows() (training batches; in infer mode, full batches of the
     validation split, shuffled), and the validation loader (None when not needed).
 
-    The preset names its data ("digits" or "imagefolder") and image_size; its model table
+    The preset names its data ("glyphs" or "imagefolder") and image_size; its model table
     gives in_channels and num_classes. crop_fraction and resample are the recipe's evaluation
     crop (224 of 256 is 0.875) and interpolation.
     """
-    if wl.preset.data == "digits":
-        train, val = digits()
-        wl.log_generated_data("sklearn digits", *train.tensors, *val.tensors)
+    if wl.preset.data == "glyphs":
+        train, val = glyphs(wl.preset.image_size)
+        wl.log_generated_data("glyph scenes", *train.tensors, *val.tensors)
         timed = val if wl.infer else train
         return wl.loader(timed, train=True), wl.loader(val, train=False)
     if not wl.reads_data:  # made once on the device and reused: the model's time alone
@@ -78,9 +78,10 @@ def choose_decoder(device_type: str) -> str:
     return "pillow"
 
 
-def digits() -> tuple[TensorDataset, TensorDataset]:
-    """The 1,797 8x8 digits, 1x8x8 in [0, 1]; the 80/20 split is fixed, not drawn by the seed."""
-    x_train, y_train, x_val, y_val = (torch.from_numpy(a) for a in images.digits())
+def glyphs(size: int = 8) -> tuple[TensorDataset, TensorDataset]:
+    """The mini's glyph scenes (images.glyph_splits), 1 x size x size in [0, 1]; fixed, not
+    drawn by the run's seed."""
+    x_train, y_train, x_val, y_val = (torch.from_numpy(a) for a in images.glyph_splits(size))
     return TensorDataset(x_train, y_train), TensorDataset(x_val, y_val)
 
 

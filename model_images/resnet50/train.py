@@ -1,6 +1,6 @@
 """Train ResNet-50 (v1.5) for image classification under the DeepSpark workload contract.
 
-mini: a small ResNet on 8x8 digits, seconds on a CPU. full: ResNet-50 on 224x224 ImageNet
+mini: a small ResNet on 8x8 glyph scenes, seconds on a CPU. full: ResNet-50 on 224x224 ImageNet
 (converge) or synthetic batches of that shape (speed). Infer mode classifies the validation
 split with a converge run's weights (DS_CHECKPOINT). See workload.toml for the presets.
 """
@@ -19,7 +19,7 @@ with Workload.from_env(__file__) as wl:
         torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels once
     net = wl.build_model(ResNet).to(memory_format=torch.channels_last)
     model = wl.wrap(net)
-    batches, val_loader = vision.load(wl)  # digits, or ImageNet with its manifest
+    batches, val_loader = vision.load(wl)  # glyph scenes, or ImageNet with its manifest
 
     def query(m: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         return m(batch[0].to(wl.device, memory_format=torch.channels_last, non_blocking=True))

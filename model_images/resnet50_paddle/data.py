@@ -1,7 +1,7 @@
 """Image classification data for the Paddle ResNet-50: the library's arrays in paddle loaders.
 
-mini: scikit-learn's 8x8 digits, the fixed split of deepspark_workload/images.py (the PyTorch
-twin's, to the byte: both log the same sha256). full, speed mode: synthetic batches of the real
+mini: the generated glyph scenes of deepspark_workload/images.py (the PyTorch twin's, to the
+byte: both log the same sha256). full, speed mode: synthetic batches of the real
 shape, made once on the device. full, converge mode: the ImageNet-style folder of images.py,
 checked against its manifest and decoded with Pillow.
 """
@@ -18,9 +18,9 @@ from deepspark_workload.paddle_workload import Workload
 
 def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
     """Training batches for wl.windows(), and the validation loader (None when not needed)."""
-    if wl.preset.data == "digits":
-        x_train, y_train, x_val, y_val = images.digits()
-        wl.log_generated_data("sklearn digits", x_train, y_train, x_val, y_val)
+    if wl.preset.data == "glyphs":
+        x_train, y_train, x_val, y_val = images.glyph_splits(wl.preset.image_size)
+        wl.log_generated_data("glyph scenes", x_train, y_train, x_val, y_val)
         # (image, label) pairs of numpy arrays: paddle's collate stacks them into tensors
         train, val = list(zip(x_train, y_train, strict=True)), list(zip(x_val, y_val, strict=True))
         return wl.loader(train, train=True), wl.loader(val, train=False)

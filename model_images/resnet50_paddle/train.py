@@ -1,7 +1,7 @@
 """Train ResNet-50 (v1.5) in PaddlePaddle under the DeepSpark workload contract.
 
 The twin of model_images/resnet50 (PyTorch): the same presets, data, metric and target.
-mini: a small ResNet on 8x8 digits, seconds on a CPU. full: ResNet-50 on 224x224 ImageNet
+mini: a small ResNet on 8x8 glyph scenes, seconds on a CPU. full: ResNet-50 on 224x224 ImageNet
 (converge) or synthetic batches of that shape (speed). See workload.toml for the presets.
 """
 
@@ -18,7 +18,7 @@ with Workload.from_env(__file__) as wl:
     cfg = wl.preset.optim
     net = wl.build_model(ResNet)
     model = wl.wrap(net)
-    train_batches, val_loader = data.load(wl)  # digits, or ImageNet with its manifest
+    train_batches, val_loader = data.load(wl)  # glyph scenes, or ImageNet with its manifest
 
     lr = cfg.scaled_lr(wl.global_batch_size)  # linear scaling (Goyal et al. 2017)
     total = wl.total_steps(train_batches)

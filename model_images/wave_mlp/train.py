@@ -1,6 +1,6 @@
 """Train Wave-MLP for image classification under the DeepSpark workload contract.
 
-mini: a tiny Wave-MLP on 8x8 digits, seconds on a CPU. full: Wave-MLP-T on 224x224 ImageNet
+mini: a tiny Wave-MLP on 8x8 glyph scenes, seconds on a CPU. full: Wave-MLP-T on 224x224 ImageNet
 (converge) or synthetic batches of that shape (speed). See workload.toml for the presets.
 """
 
