@@ -91,7 +91,7 @@ def test_mini_slots_repeat_their_bound_word() -> None:
 
 def test_mini_target_below_the_ceiling() -> None:
     """The Bayes-optimal predictor (knows the grammar, recalls each class's word) scores 0.835;
-    an untrained model 0.05. tests/test_mini_baselines_dlrm_cpm.py checks the n-grams."""
+    an untrained model 0.05. tests/test_mini_baselines.py checks the n-grams."""
     data, target = load("data"), MINI["target"]
     val = data.sentences(MINI["val_sequences"], MINI["seq_len"], seed=2)
     ceiling = data.best_accuracy(val)
