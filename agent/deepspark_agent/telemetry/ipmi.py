@@ -106,7 +106,8 @@ class IpmiSampler:
     scope = "node"
     hz = HZ
 
-    def __init__(self, bmc: Bmc | None = None, dev: Path = DEV) -> None:
+    def __init__(self, bmc: Bmc | None = None, dev: Path | None = None) -> None:
+        dev = DEV if dev is None else dev
         if shutil.which("ipmitool") is None:
             raise TelemetryError("ipmitool not installed")
         if bmc is None and not any((dev / name).exists() for name in IN_BAND):
