@@ -285,6 +285,9 @@ def test_node_power_choices(bmc, tmp_path, monkeypatch):
     words, factory = node_samplers(named)
     assert "redfish 1U at http://127.0.0.1" in words
     assert sorted(type(s).__name__ for s in factory()) == ["RaplSampler", "RedfishSampler"]
+    wrong = NodePowerChoice("auto", ipmi_host="bmc.example", credentials=credentials)
+    with pytest.raises(NodePowerError, match="--node-power ipmi: ipmitool not installed"):
+        node_samplers(wrong)  # a BMC named must answer, even under auto
     monkeypatch.setenv(ROOT_ENV, str(tmp_path / "empty"))
     words, factory = node_samplers(NodePowerChoice("auto"))
     assert words.startswith("none (rapl: no RAPL package zone") and factory() == []

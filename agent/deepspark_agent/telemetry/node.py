@@ -144,12 +144,13 @@ def local_sources(choice: NodePowerChoice) -> str:
 
 
 def node_samplers(choice: NodePowerChoice) -> tuple[str, NodeFactory]:
-    """(what was chosen, in words; the factory). A source named explicitly must answer."""
+    """(what was chosen, in words; the factory). A source listed, or a BMC named, must
+    answer."""
     states = probe(choice, _asked(choice))
-    if choice.sources != "auto":
-        failed = [s for s in states if not s.answers]
-        if failed:
-            raise NodePowerError(f"--node-power {failed[0].name}: {failed[0].detail}")
+    named = {"redfish": choice.redfish is not None, "ipmi": choice.ipmi_host is not None}
+    for state in states:
+        if not state.answers and (choice.sources != "auto" or named.get(state.name)):
+            raise NodePowerError(f"--node-power {state.name}: {state.detail}")
     answering = [s for s in states if s.answers]
     makers = [_maker(choice, s.name) for s in answering]
 
