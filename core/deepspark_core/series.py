@@ -14,6 +14,9 @@ from deepspark_core.metrics import Sample
 from deepspark_core.results import NODE_TELEMETRY, TELEMETRY_FILE
 
 SCOPES = ("accelerator", "container", "process-tree")  # most specific first
+# The whole node's power sources (IPMI, Redfish, RAPL): never a run's devices, so never the
+# series a device metric is read from, whatever else was recorded.
+NODE_SCOPE = "node"
 
 Series = tuple[str, dict[str, list[Sample]]]  # the scope read, and each device's readings
 
@@ -55,6 +58,7 @@ def _add_line(
 
 
 def _most_specific(by_scope: dict[str, dict[str, list[Sample]]]) -> Series | None:
+    by_scope = {scope: devices for scope, devices in by_scope.items() if scope != NODE_SCOPE}
     if not by_scope:
         return None
     scope = min(by_scope, key=lambda s: SCOPES.index(s) if s in SCOPES else len(SCOPES))
