@@ -35,3 +35,13 @@ CollectorOpt = Annotated[
     str | None,
     typer.Option("--collector", help="Collector URL: submit the signed result after the run."),
 ]
+IdleOpt = Annotated[
+    float,
+    typer.Option(
+        "--idle-seconds",
+        min=0,
+        envvar="DEEPSPARK_IDLE_SECONDS",
+        help="Before the first run, sample every power source this long with nothing running "
+        "(the idle floor); 0: not measured.",
+    ),
+]

@@ -11,6 +11,7 @@ from deepspark_agent.cli.options import (
     CollectorOpt,
     DevicesOpt,
     HzOpt,
+    IdleOpt,
     MemoryOpt,
     OutOpt,
     RuntimeOpt,
@@ -23,6 +24,7 @@ from deepspark_agent.progress import Bars
 from deepspark_agent.runtime.choose import RuntimeChoice
 from deepspark_agent.tables import print_result
 from deepspark_agent.telemetry import DEFAULT_HZ
+from deepspark_agent.telemetry.idle import DEFAULT_IDLE_S
 from deepspark_agent.workloads import find_workload
 from deepspark_core.contract import Engine, Mode, Precision, Scenario
 from deepspark_core.results import Result
@@ -72,6 +74,7 @@ def run(
     memory_limit: MemoryOpt = None,
     telemetry: TelemetryOpt = "auto",
     telemetry_hz: HzOpt = DEFAULT_HZ,
+    idle_seconds: IdleOpt = DEFAULT_IDLE_S,
     collector: CollectorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -85,7 +88,9 @@ def run(
         warmup_windows=warmup_windows, windows=windows, max_seconds=max_seconds,
         data_dir=data_dir, scenario=scenario, engine=engine, checkpoint=checkpoint,
     )  # fmt: skip
-    choice = RuntimeChoice(runtime, devices, memory_limit, telemetry, telemetry_hz)
+    choice = RuntimeChoice(
+        runtime, devices, memory_limit, telemetry, telemetry_hz, idle_s=idle_seconds
+    )
     code = run_model(request, out, choice, image, _output(as_json), collector)
     raise typer.Exit(code)
 

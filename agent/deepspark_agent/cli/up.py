@@ -13,6 +13,7 @@ from deepspark_agent.cli.options import (
     CollectorOpt,
     DevicesOpt,
     HzOpt,
+    IdleOpt,
     OutOpt,
     RuntimeOpt,
     TelemetryOpt,
@@ -24,6 +25,7 @@ from deepspark_agent.runtime.choose import RuntimeChoice
 from deepspark_agent.slurm import Executor, JobOptions
 from deepspark_agent.tables import plan_table, print_result, result_tables
 from deepspark_agent.telemetry import DEFAULT_HZ
+from deepspark_agent.telemetry.idle import DEFAULT_IDLE_S
 
 SuiteOpt = Annotated[
     str | None,
@@ -99,6 +101,7 @@ def up(
     devices: DevicesOpt = "auto",
     telemetry: TelemetryOpt = "auto",
     telemetry_hz: HzOpt = DEFAULT_HZ,
+    idle_seconds: IdleOpt = DEFAULT_IDLE_S,
     collector: CollectorOpt = None,
     executor: ExecutorOpt = None,
     nodes: NodesOpt = 1,
@@ -120,10 +123,11 @@ def up(
     scored); 130 interrupted, or the Slurm job cancelled (`--resume` goes on)."""
     request = UpRequest(
         suite=suite, out=out, workloads=tuple(workloads or []), resume=resume, registry=registry,
-        offline=offline, bundle=bundle, nnodes=nnodes, node_rank=node_rank,
-        master_addr=master_addr, master_port=master_port, collector=collector,
-        runtime=RuntimeChoice(runtime, devices, None, telemetry, telemetry_hz, network),
-        executor=executor, evaluation=evaluation,
+        offline=offline, bundle=bundle, nnodes=nnodes, node_rank=node_rank, evaluation=evaluation,
+        master_addr=master_addr, master_port=master_port, collector=collector, executor=executor,
+        runtime=RuntimeChoice(
+            runtime, devices, None, telemetry, telemetry_hz, network, idle_s=idle_seconds
+        ),
     )  # fmt: skip
     if show_plan:
         _print_plan(request, as_json)

@@ -14,6 +14,7 @@ from deepspark_agent.runtime.docker import DockerRuntime, container_devices, pas
 from deepspark_agent.runtime.process import ProcessRuntime
 from deepspark_agent.telemetry import DEFAULT_HZ
 from deepspark_agent.telemetry.choose import accelerator_samplers
+from deepspark_agent.telemetry.idle import DEFAULT_IDLE_S
 from deepspark_agent.workloads import Workload
 
 RuntimeName = Literal["auto", "docker", "process"]
@@ -29,6 +30,7 @@ class RuntimeChoice:
     telemetry: str = "auto"
     hz: float = DEFAULT_HZ
     network: str | None = None  # docker: a multi-node run's network
+    idle_s: float = DEFAULT_IDLE_S  # the idle floor's sampling before the first run; 0: none
 
 
 def choose_runtime(
