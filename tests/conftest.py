@@ -79,6 +79,13 @@ def no_host_devices(tmp_path_factory, monkeypatch) -> Roots:
     return roots
 
 
+@pytest.fixture(autouse=True)
+def short_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` and `up` sample the idle floor 1 s, not 30, before their first run (only where
+    a power source answers: with none there is nothing to wait for)."""
+    monkeypatch.setenv("DEEPSPARK_IDLE_SECONDS", "1")
+
+
 @pytest.fixture
 def sleeper(monkeypatch: pytest.MonkeyPatch) -> Path:
     """Add the test workloads (the framework-free `sleeper`, `contract_only`) to the catalog."""

@@ -27,6 +27,7 @@ from deepspark_agent.telemetry.node import (
 from deepspark_agent.telemetry.rapl import ROOT_ENV, RaplSampler, unwrap
 from deepspark_agent.telemetry.redfish import RedfishSampler
 from deepspark_agent.telemetry.smi import TelemetryError
+from deepspark_core.results import Result
 from deepspark_core.series import load_series
 
 NODE = DATA / "node-power"
@@ -324,12 +325,20 @@ def test_the_recorder_reads_each_source_at_its_own_rate(tmp_path):
 def test_a_run_records_the_node_beside_the_workload(cli, sleeper, tmp_path, monkeypatch):
     root = rapl_tree(tmp_path / "powercap")
     monkeypatch.setenv(ROOT_ENV, str(root))
-    code, _, err = cli(
-        "run", "sleeper", "--runtime", "process", "--node-power", "rapl",
+    code, out, err = cli(
+        "run", "sleeper", "--runtime", "process", "--node-power", "rapl", "--idle-seconds", "1",
         "--out", str(tmp_path / "out"), "--json",
     )  # fmt: skip
     assert code == 0, err
     assert "node power: rapl package-0, dram-0, package-1 (energy counters)" in err
+    # The idle floor sampled the node's sources too, and the row reads both (counters that
+    # stood still: 0 W)
+    result = Result.model_validate_json(out)
+    assert set(result.idle.node_w) == {"rapl:package-0", "rapl:dram-0", "rapl:package-1"}
+    assert set(result.idle.node_w.values()) == {0.0}
+    sources = {s.source: s for s in result.dimensions.node_power}
+    assert set(sources) == set(result.idle.node_w)
+    assert sources["rapl:package-0"].hz > 5  # its own 10 Hz, from a run of seconds
     (run_set,) = (tmp_path / "out").iterdir()
     telemetry = run_set / "run-1" / "telemetry.jsonl"
     rows = [json.loads(line) for line in telemetry.read_text().splitlines()]

@@ -56,3 +56,13 @@ BmcCredentialsOpt = Annotated[
 BmcCaOpt = Annotated[
     Path | None, typer.Option(help="The CA of the BMC's TLS certificate (else the system's).")
 ]
+IdleOpt = Annotated[
+    float,
+    typer.Option(
+        "--idle-seconds",
+        min=0,
+        envvar="DEEPSPARK_IDLE_SECONDS",
+        help="Before the first run, sample every power source this long with nothing running "
+        "(the idle floor); 0: not measured.",
+    ),
+]

@@ -14,6 +14,7 @@ from deepspark_agent.cli.options import (
     DataDirOpt,
     DevicesOpt,
     HzOpt,
+    IdleOpt,
     IpmiHostOpt,
     MemoryOpt,
     NodePowerOpt,
@@ -29,6 +30,7 @@ from deepspark_agent.progress import Bars
 from deepspark_agent.runtime.choose import RuntimeChoice
 from deepspark_agent.tables import print_result
 from deepspark_agent.telemetry import DEFAULT_HZ
+from deepspark_agent.telemetry.idle import DEFAULT_IDLE_S
 from deepspark_agent.telemetry.node import NodePowerChoice
 from deepspark_agent.workloads import find_workload
 from deepspark_core.contract import Engine, Mode, Precision, Scenario
@@ -83,6 +85,7 @@ def run(
     ipmi_host: IpmiHostOpt = None,
     bmc_credentials: BmcCredentialsOpt = None,
     bmc_ca: BmcCaOpt = None,
+    idle_seconds: IdleOpt = DEFAULT_IDLE_S,
     collector: CollectorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -97,7 +100,9 @@ def run(
         data_dir=data_dir, scenario=scenario, engine=engine, checkpoint=checkpoint,
     )  # fmt: skip
     node = NodePowerChoice(node_power, redfish, ipmi_host, bmc_credentials, bmc_ca)
-    choice = RuntimeChoice(runtime, devices, memory_limit, telemetry, telemetry_hz, None, node)
+    choice = RuntimeChoice(
+        runtime, devices, memory_limit, telemetry, telemetry_hz, None, node, idle_s=idle_seconds
+    )
     code = run_model(request, out, choice, image, _output(as_json), collector)
     raise typer.Exit(code)
 

@@ -16,6 +16,7 @@ from deepspark_agent.cli.options import (
     DataDirOpt,
     DevicesOpt,
     HzOpt,
+    IdleOpt,
     IpmiHostOpt,
     NodePowerOpt,
     OutOpt,
@@ -32,6 +33,7 @@ from deepspark_agent.slurm import Executor, JobOptions
 from deepspark_agent.suites import SuiteError
 from deepspark_agent.tables import plan_table, print_result, result_tables
 from deepspark_agent.telemetry import DEFAULT_HZ
+from deepspark_agent.telemetry.idle import DEFAULT_IDLE_S
 from deepspark_agent.telemetry.node import NodePowerChoice
 from deepspark_core.runset import REPRODUCTION_MD
 
@@ -121,6 +123,7 @@ def up(
     ipmi_host: IpmiHostOpt = None,
     bmc_credentials: BmcCredentialsOpt = None,
     bmc_ca: BmcCaOpt = None,
+    idle_seconds: IdleOpt = DEFAULT_IDLE_S,
     collector: CollectorOpt = None,
     executor: ExecutorOpt = None,
     nodes: NodesOpt = 1,
@@ -145,10 +148,11 @@ def up(
     node = NodePowerChoice(node_power, redfish, ipmi_host, bmc_credentials, bmc_ca)
     request = UpRequest(
         suite=suite, out=out, workloads=tuple(workloads or []), resume=resume, registry=registry,
-        offline=offline, bundle=bundle, nnodes=nnodes, node_rank=node_rank,
-        master_addr=master_addr, master_port=master_port, collector=collector,
-        runtime=RuntimeChoice(runtime, devices, None, telemetry, telemetry_hz, network, node),
-        executor=executor, evaluation=evaluation,
+        offline=offline, bundle=bundle, nnodes=nnodes, node_rank=node_rank, evaluation=evaluation,
+        master_addr=master_addr, master_port=master_port, collector=collector, executor=executor,
+        runtime=RuntimeChoice(
+            runtime, devices, None, telemetry, telemetry_hz, network, node, idle_s=idle_seconds
+        ),
     )  # fmt: skip
     if reproduce or data_dir:
         _reproduce(request, reproduce, data_dir, as_json, show_plan or executor == "slurm")

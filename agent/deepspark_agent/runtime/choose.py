@@ -14,6 +14,7 @@ from deepspark_agent.runtime.docker import DockerRuntime, container_devices, pas
 from deepspark_agent.runtime.process import ProcessRuntime
 from deepspark_agent.telemetry import DEFAULT_HZ
 from deepspark_agent.telemetry.choose import accelerator_samplers
+from deepspark_agent.telemetry.idle import DEFAULT_IDLE_S
 from deepspark_agent.telemetry.node import NodePowerChoice, node_samplers
 from deepspark_agent.workloads import Workload
 
@@ -31,6 +32,7 @@ class RuntimeChoice:
     hz: float = DEFAULT_HZ
     network: str | None = None  # docker: a multi-node run's network
     node_power: NodePowerChoice = field(default_factory=NodePowerChoice)
+    idle_s: float = DEFAULT_IDLE_S  # the idle floor's sampling before the first run; 0: none
 
 
 def choose_runtime(
