@@ -139,11 +139,9 @@ def up(
 ) -> None:
     """Evaluate a suite: every model's six dimensions, reported, signed and submitted.
 
-    Per model: speed at each scaling point (and across --nnodes nodes), then converge runs for
-    accuracy and stability. On nodes 1.. only the multi-node runs; node 0 reports.
-
-    Exit codes: 0 every model complete; 1 a model with no successful run (or a user error);
-    3 incomplete: the budget killed or never started some run (stability is then not
+    Per model: speed at each scaling point (and across --nnodes nodes: node 0 reports), then
+    converge runs. Exit codes: 0 every model complete; 1 a model with no successful run (or a
+    user error); 3 incomplete (a run the budget killed or never started: stability not
     scored); 130 interrupted, or the Slurm job cancelled (`--resume` goes on)."""
     node = NodePowerChoice(node_power, redfish, ipmi_host, bmc_credentials, bmc_ca)
     request = UpRequest(
@@ -158,13 +156,9 @@ def up(
         _reproduce(request, reproduce, data_dir, as_json, show_plan or executor == "slurm")
     if show_plan:
         return _print_plan(request, as_json)
-    if executor == "slurm":
-        job = JobOptions(nodes, partition, account, time, container_image)
-        done = submit_evaluation(request, job, _output(as_json))
-    else:
-        done = evaluate(request, _output(as_json))
-    # A job's agent (--evaluation: `up --executor slurm` wrote its script) leaves the seed
-    # table to the `up` that follows the job: relayed from the job too, it would show twice.
+    job, output = JobOptions(nodes, partition, account, time, container_image), _output(as_json)
+    slurm = executor == "slurm"
+    done = submit_evaluation(request, job, output) if slurm else evaluate(request, output)
     _report(done, as_json, table=evaluation is None)
 
 
@@ -177,7 +171,9 @@ def _output(as_json: bool) -> Output:
 
 
 def _report(done: Evaluated, as_json: bool, table: bool = True) -> None:
-    """The evaluation's seed table (or its results as JSON), where it lies; its exit code."""
+    """The evaluation's seed table (or its results as JSON), where it lies; its exit code.
+    A job's agent (--evaluation: `up --executor slurm` wrote its script) leaves the table to
+    the `up` that follows the job (table=False): relayed from the job too, it would show twice."""
     if not done.interrupted:
         results = [result for result, _ in done.models]
         if as_json:
