@@ -1,8 +1,10 @@
 """Throughput of a workload with the telemetry sampler running beside it vs without.
 
 Both arms start train.py the same way; the second also runs the agent's Recorder at 10 Hz
-on the workload's process (the samplers the process runtime uses). Prints the throughput
-ratio, the sampler's CPU cost per second of sampling, and the achieved sample rate.
+on the workload's process with the node power sources that answer here (the samplers the
+process runtime uses: RAPL at 10 Hz and IPMI at 1 Hz in threads of their own, where present).
+Prints the throughput ratio, the samplers' CPU cost per second of sampling, and the achieved
+sample rate.
 
     .venv/bin/python benchmarks/telemetry_overhead.py [--rounds 4] [--batch-size 256]
 """
@@ -19,11 +21,13 @@ from pathlib import Path
 from abba import compare, parse_args
 
 from deepspark_agent.telemetry import ProcessTreeSampler, Recorder
+from deepspark_agent.telemetry.node import NodePowerChoice, node_samplers
 from deepspark_agent.workloads import find_workload
 from deepspark_core.contract import RunSpec
 from deepspark_core.series import load_series, sample_rate_hz
 
 workload = find_workload("resnet50")
+node_sources, node = node_samplers(NodePowerChoice())
 costs: list[float] = []  # sampler CPU seconds per second of sampling
 rates: list[float] = []
 
@@ -43,7 +47,8 @@ def without(spec: RunSpec, out: Path) -> None:
 def sampled(spec: RunSpec, out: Path) -> None:
     proc = start(spec, out)
     began = time.monotonic()
-    with Recorder([ProcessTreeSampler(proc.pid)], out / "telemetry.jsonl") as recorder:
+    samplers = [ProcessTreeSampler(proc.pid), *node()]
+    with Recorder(samplers, out / "telemetry.jsonl") as recorder:
         assert proc.wait() == 0
     costs.append(recorder.cpu_s / (time.monotonic() - began))
     _, series = load_series(out / "telemetry.jsonl", "mem_used_bytes")
@@ -55,3 +60,4 @@ if __name__ == "__main__":
     print(f"sampler CPU: {statistics.median(costs) * 1e3:.2f} ms per second of sampling "
           f"({statistics.median(costs):.2%} of one core)")  # fmt: skip
     print(f"achieved sample rate: {statistics.median(rates):.2f} Hz (asked 10)")
+    print(f"node power: {node_sources}")

@@ -25,7 +25,7 @@ from deepspark_agent import placement
 from deepspark_agent.cli import app
 from deepspark_agent.images import DEFAULT_BASE, default_base
 from deepspark_agent.placement import Roots
-from deepspark_agent.telemetry import DEFAULT_HZ
+from deepspark_agent.telemetry import DEFAULT_HZ, ipmi, rapl
 from deepspark_agent.workloads import WORKLOADS_ENV, Workload
 from deepspark_core.datasets import CACHE_ENV
 from deepspark_core.events import read_events
@@ -73,7 +73,17 @@ def no_host_devices(tmp_path_factory, monkeypatch) -> Roots:
     monkeypatch.setattr(placement, "HOST", roots)
     monkeypatch.setattr(placement, "nvidia_accelerators", lambda: [])
     monkeypatch.setattr(placement, "run_tool", lambda command: None)
+    # Nor on its node power: no powercap tree, no in-band BMC (a test names its own).
+    monkeypatch.setenv(rapl.ROOT_ENV, str(root / "powercap"))
+    monkeypatch.setattr(ipmi, "DEV", roots.dev)
     return roots
+
+
+@pytest.fixture(autouse=True)
+def short_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` and `up` sample the idle floor 1 s, not 30, before their first run (only where
+    a power source answers: with none there is nothing to wait for)."""
+    monkeypatch.setenv("DEEPSPARK_IDLE_SECONDS", "1")
 
 
 @pytest.fixture

@@ -334,13 +334,13 @@ def test_each_node_s_telemetry_is_parsed_once_for_all_its_metrics(
     the collector recomputes every submission."""
     two_node_run(tmp_path)
     parsed: list[tuple[str, tuple[str, ...]]] = []
-    read_series = series.read_series
+    read_telemetry = series.read_telemetry
 
-    def counted(path: Path, metrics: Iterable[str]) -> dict:
+    def counted(path: Path, metrics: Iterable[str]) -> series.Telemetry:
         parsed.append((path.name, tuple(metrics)))
-        return read_series(path, parsed[-1][1])
+        return read_telemetry(path, parsed[-1][1])
 
-    monkeypatch.setattr(series, "read_series", counted)
+    monkeypatch.setattr(series, "read_telemetry", counted)
     (run,) = assess(tmp_path).runs
     assert run.power is not None and run.memory is not None and run.energy_counter_j
     wanted = ("power_w", "mem_used_bytes", "energy_j")

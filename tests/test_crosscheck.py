@@ -15,8 +15,8 @@ import pytest
 
 from deepspark_agent.telemetry.choose import nvml_available
 from deepspark_agent.telemetry.crosscheck import MIB, Tick, compare, main, markdown
-from deepspark_core.metrics import Memory, Power, Speed
-from deepspark_core.results import Result
+from deepspark_core.metrics import Memory, Power, SourcePower, Speed
+from deepspark_core.results import NodeSource, Result
 
 DATA = Path(__file__).parent / "data"
 SIGNED = DATA / "signed-2026-12-05" / "run-set"
@@ -118,6 +118,9 @@ def measured(result: Result) -> Result:
             "memory": Memory(mean_gb=(18.0,), peak_gb=(20.5,)),
             "power_scope": "accelerator", "memory_scope": "accelerator", "telemetry_hz": 10.0,
             "energy_counter_j": 10000.0,
+            "node_power": [NodeSource(source="ipmi", hz=1.0, power=SourcePower(
+                mean_w=620.0, basis="power", readings=30, counter_j=None, integral_j=18600.0,
+                samples=75000))],
         }
     )  # fmt: skip
     return result.model_copy(update={"dimensions": dims, "notes": ["a note"]})
@@ -134,11 +137,12 @@ def test_each_model_s_energy_counter_is_set_beside_its_power_integral(tmp_path, 
     first, second = [line for line in text.splitlines() if line.startswith("| sleeper")]
     assert first.endswith(
         "| 2500.0/s | 350.0 | 20.50 | power accelerator, memory accelerator, 10.0 Hz "
-        "| 10000.0, 10500.0 | 1.050 |"
+        "| 10000.0, 10500.0 | 1.050 | ipmi 0.248 (power integral) | ipmi 620 (30 readings, 1 Hz) "
+        "| idle not measured |"
     )
     # The CPU fixture: its process tree's memory, no power, no energy counter, no ratio.
     cpu = "| n/a | 0.01 | power none, memory process-tree, 10.0 Hz | n/a, n/a | n/a |"
-    assert second.endswith(cpu)
+    assert second.endswith(cpu + " N/A | N/A: no node power source | idle not measured |")
     assert "- sleeper: a note" in text
 
 

@@ -145,7 +145,11 @@ def test_an_infer_runs_figures_and_row_from_a_known_run_set(tmp_path: Path):
     assert row["latency (ms)"] == "p50 5, p90 9, p99 9 (9 queries)"
     assert (row["accuracy"], row["energy (J/inference)"]) == (
         "0.6 (reached)",
-        "1.8 (energy counter)",
+        "chip 1.8 (energy counter), 2 (power integral), differing by 11% (over 10%)",
+    )
+    assert (row["node power (W)"], row["idle (W)"]) == (
+        "N/A: no node power source",
+        "idle not measured",
     )
     assert row["power (W)"] == "100*1 (accelerator)"
     # Weights that are not the planned checkpoint's: named by their digest, and noted.

@@ -23,6 +23,7 @@ from deepspark_agent.evaluations import SUMMARY_FILE, Summary
 from deepspark_agent.exits import EXIT_FAILED, EXIT_INTERRUPTED, exit_code
 from deepspark_agent.slurm import JobOptions, JobState, SlurmError
 from deepspark_agent.suites import SuiteError, load_suite
+from deepspark_agent.telemetry.node import local_sources
 from deepspark_core.files import read_json, stamped_path
 from deepspark_core.results import RESULT_FILE, Result, read_model
 
@@ -107,6 +108,7 @@ def _agent_argv(req: UpRequest, root: Path, runtime: str) -> list[str]:
         "--telemetry", choice.telemetry, "--telemetry-hz", f"{choice.hz:g}",
     ]  # fmt: skip
     argv += ["--network", choice.network] if choice.network else []
+    argv += ["--node-power", local_sources(choice.node_power)]
     argv += ["--collector", req.collector] if req.collector else []
     for folder in req.workloads:
         argv += ["--workloads", str(folder.resolve())]

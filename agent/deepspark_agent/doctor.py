@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from deepspark_agent.placement import Placement, resolve
+from deepspark_agent.telemetry.node import NodePowerChoice, probe
 from deepspark_agent.workloads import WorkloadError, list_workloads, workload_roots
 
 Status = Literal["ok", "missing", "warn"]
@@ -119,6 +120,15 @@ def _workloads(extra: Sequence[Path]) -> Check:
     except WorkloadError as exc:
         return Check("workloads", "missing", str(exc), required=True)
     return Check("workloads", "ok", f"{len(names)} in {roots}: {', '.join(names)}", True)
+
+
+def node_power_checks() -> list[Check]:
+    """Which node power sources answer, one line each (a warning when one does not: a run
+    goes on without it, its node power N/A)."""
+    return [
+        Check(f"node power: {s.name}", "ok" if s.answers else "warn", s.detail)
+        for s in probe(NodePowerChoice())
+    ]
 
 
 def run_checks(

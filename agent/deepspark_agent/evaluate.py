@@ -37,10 +37,11 @@ from deepspark_agent.runtime.choose import RuntimeChoice, choose_runtime
 from deepspark_agent.runtime.docker import image_ref
 from deepspark_agent.slurm import Place
 from deepspark_agent.suites import Suite, SuiteEntry, SuiteError, load_suite
+from deepspark_agent.telemetry.idle import idle_samplers, record_idle
 from deepspark_agent.workloads import Workload
 from deepspark_core.files import write_atomic
 from deepspark_core.report import html_suite_report, markdown_table
-from deepspark_core.results import RUN_FILE, PlannedRun, Result, RunRecord, read_model
+from deepspark_core.results import IDLE_FILE, RUN_FILE, PlannedRun, Result, RunRecord, read_model
 from deepspark_core.system import SystemDescription
 
 
@@ -97,10 +98,12 @@ def measure(
     output: Output,
     collector: str | None,
     attach: Sequence[Path] = (),
+    idle: Path | None = None,
 ) -> tuple[Result, ModelOutcome]:
     """One model's run set on node 0: executed, shown, reported, signed, submitted.
-    attach: files copied into its `slurm/` folder first, signed with it (the batch scripts)."""
-    result = execute(request, run_set, output.progress, runtime, runs)
+    attach: files copied into its `slurm/` folder first, signed with it (the batch scripts);
+    idle: the idle floor recorded before the first run, which a new run set gets a copy of."""
+    result = execute(request, run_set, output.progress, runtime, runs, idle)
     output.show(result)
     for path in attach:
         (run_set / "slurm").mkdir(exist_ok=True)
@@ -127,9 +130,10 @@ def run_model(
     placement = resolve(choice.devices)
     request, runtime = model_runtime(request, {request.mode}, choice, placement, image, output)
     run_set = run_set_dir(out, request)
-    _, outcome = measure(
-        request, run_set, runtime, planning.single_runs(request), output, collector
-    )
+    with tempfile.TemporaryDirectory(prefix="deepspark-idle-") as tmp:
+        idle = measure_idle(Path(tmp) / IDLE_FILE, choice, runtime, output.notes)
+        runs = planning.single_runs(request)
+        _, outcome = measure(request, run_set, runtime, runs, output, collector, idle=idle)
     return exit_code([outcome])
 
 
@@ -156,6 +160,21 @@ def model_runtime(
     return request, choose_runtime(choice, [request.workload], output.notes, placement)
 
 
+def measure_idle(
+    path: Path, choice: RuntimeChoice, runtime: Runtime, notes: Console
+) -> Path | None:
+    """The idle floor into path before the first run (`--idle-seconds`), path kept when it
+    is there (an evaluation resumed); None when not measured (0 s)."""
+    if path.is_file():
+        return path
+    if not choice.idle_s:
+        notes.print("idle floor: not measured (--idle-seconds 0)", highlight=False)
+        return None
+    samplers = idle_samplers(runtime.accelerators, runtime.node)
+    notes.print(record_idle(path, samplers, choice.idle_s, choice.hz), highlight=False)
+    return path
+
+
 def evaluate(req: UpRequest, output: Output) -> Evaluated:
     """`up`: every model of the suite in one evaluation directory, then its reports."""
     if req.registry and (req.offline or req.bundle):
@@ -173,6 +192,9 @@ def evaluate(req: UpRequest, output: Output) -> Evaluated:
         cluster = dataclasses.replace(cluster, peers=peers)
     output.notes.print(f"evaluation: {root}", highlight=False)
     scripts = sorted((root / "slurm").glob("*.sbatch")) if place else []
+    idle = None
+    if req.node_rank == 0:  # node 0 measures: a helper's node power at idle is not recorded
+        idle = measure_idle(root / IDLE_FILE, req.runtime, runtime, output.notes)
     models: list[tuple[Result, Path]] = []  # node 0's results, with their run sets
     outcomes: list[ModelOutcome] = []
     try:
@@ -185,7 +207,7 @@ def evaluate(req: UpRequest, output: Output) -> Evaluated:
                     outcomes += _helper_node(request, run_set, runtime, runs, output, peers)
                     continue
                 result, outcome = measure(
-                    request, run_set, runtime, runs, output, req.collector, scripts
+                    request, run_set, runtime, runs, output, req.collector, scripts, idle
                 )
                 models.append((result, run_set))
                 outcomes.append(outcome)

@@ -27,6 +27,7 @@ from deepspark_core.events import TOKEN, parse_line
 from deepspark_core.files import stamped_path, write_json
 from deepspark_core.results import (
     EVENTS_FILE,
+    IDLE_FILE,
     PLAN_FILE,
     RESULT_FILE,
     RUN_FILE,
@@ -104,9 +105,10 @@ def execute(
     progress: RunProgress,
     runtime: Runtime,
     runs: list[PlannedRun],
+    idle: Path | None = None,
 ) -> Result:
     """Run the plan into run_set (see run_plan), assess it and write its result."""
-    run_plan(req, run_set, progress, runtime, runs)
+    run_plan(req, run_set, progress, runtime, runs, idle)
     result = assess(run_set)
     write_json(run_set / RESULT_FILE, result)
     return result
@@ -118,10 +120,11 @@ def run_plan(
     progress: RunProgress,
     runtime: Runtime,
     runs: list[PlannedRun],
+    idle: Path | None = None,
 ) -> RunPlan:
     """Run the plan into run_set, each run recorded as it ends. If run_set already holds a
     plan (an interrupted run set), keep that plan: skip the runs it recorded, redo the one
-    cut off."""
+    cut off. idle: the idle floor's recording, copied into a new run set (signed with it)."""
     verified = _verify_data(req.data_dir, progress)  # before a plan: bad data starts nothing
     if (run_set / PLAN_FILE).is_file():
         plan = read_model(run_set / PLAN_FILE, RunPlan)
@@ -131,6 +134,8 @@ def run_plan(
         plan = make_plan(req, runtime.name, runs)
         run_set.mkdir(parents=True)
         write_json(run_set / PLAN_FILE, plan)
+        if idle is not None:
+            shutil.copyfile(idle, run_set / IDLE_FILE)
     with _agent_log(run_set):
         log.info("run set %s: %s", run_set, plan.model_dump_json())
         if verified:

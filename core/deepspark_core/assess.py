@@ -19,6 +19,7 @@ from deepspark_core.contract import (
     WEIGHTS_EVENT,
 )
 from deepspark_core.events import Event, EventLog, EventLogError, read_events
+from deepspark_core.node_power import idle_floor, node_sources
 from deepspark_core.results import (
     EVENTS_FILE,
     PLAN_FILE,
@@ -38,7 +39,7 @@ from deepspark_core.results import (
     SchemaError,
     read_model,
 )
-from deepspark_core.series import load_nodes, sample_rate_hz
+from deepspark_core.series import NODE, load_nodes, sample_rate_hz
 
 
 def event_log_path(run_dir: Path) -> Path:
@@ -251,15 +252,18 @@ def _telemetry(
     run_dir: Path, record: RunRecord, nnodes: int, measured: list[metrics.Window], notes: list[str]
 ) -> dict:
     """Power and memory over the measured windows, from the most specific scope recorded, over
-    every node's devices; a multi-node run's `nodes` each node's own."""
+    every node's devices; a multi-node run's `nodes` each node's own; each node power source
+    on its own (`node_power`)."""
     out: dict = {}
     samples = sum(w.samples for w in measured)
     per_node: dict[int, dict] = {rank: {"node": rank} for rank in range(nnodes)}
     # One parse of each node's file for the three metrics (the collector recomputes every
     # submission).
     recorded = load_nodes(run_dir, ("power_w", "mem_used_bytes", "energy_j"), record.node_clock_ns)
+    out["node_power"] = node_sources(recorded, measured, samples)
+    chip = {m: [n for n in found if n[1] != NODE] for m, found in recorded.items()}
     for name, metric in (("power", "power_w"), ("memory", "mem_used_bytes")):
-        nodes = recorded[metric]
+        nodes = chip[metric]
         if not nodes:
             notes.append(f"{name}: no sensor recorded {metric} for this run")
             continue
@@ -280,7 +284,7 @@ def _telemetry(
                 per_node[rank] |= {name: _figure(name, own, measured, samples), "scope": scope}
     if nnodes > 1:
         out["nodes"] = [NodeFigures(**figures) for figures in per_node.values()]
-    counters = recorded["energy_j"]
+    counters = chip["energy_j"]
     if counters:
         try:
             devices = [d for _, _, series in counters for d in series.values()]
@@ -312,7 +316,8 @@ def assess(run_set: Path) -> Result:
     complete = len(recorded) == len(plan.runs) and all(r.status != "incomplete" for r in runs)
     dims = _dimensions(plan, runs, notes)
     state = "complete" if complete else "incomplete"
-    return Result(plan=plan, runs=runs, dimensions=dims, state=state, notes=notes)
+    idle = idle_floor(run_set)
+    return Result(plan=plan, runs=runs, dimensions=dims, state=state, notes=notes, idle=idle)
 
 
 def _weights_from(runs: list[RunSummary]) -> list[RunSummary]:

@@ -61,6 +61,11 @@ SEED_FIGURES: dict[str, Callable[[Result], float | None]] = {
     "speed": lambda r: r.dimensions.speed.value if r.dimensions.speed else None,
     "accuracy": lambda r: r.dimensions.accuracy.value if r.dimensions.accuracy else None,
     "power (W)": lambda r: _per_device(r.dimensions.power.mean_w) if r.dimensions.power else None,
+    # The chip's, as its cell leads with it: the energy counter's where it has one
+    "energy (J/sample)": lambda r: (
+        r.dimensions.counter_j_per_sample
+        or (r.dimensions.power.j_per_sample if r.dimensions.power else None)
+    ),
     "linearity": lambda r: r.dimensions.linearity.card if r.dimensions.linearity else None,
     "memory (GB)": lambda r: (
         _per_device(r.dimensions.memory.mean_gb) if r.dimensions.memory else None
@@ -271,7 +276,7 @@ def _ratio_row(
 
 def _seed_ratio(ref: Labelled, member: Labelled) -> Row:
     figures = {c: (of(ref.result), of(member.result)) for c, of in SEED_FIGURES.items()}
-    head = {"task": member.result.plan.task, "target": ""}
+    head = dict.fromkeys(SEED_COLUMNS, "") | {"task": member.result.plan.task}
     return _ratio_row(ref, member, head, figures)
 
 

@@ -403,6 +403,80 @@ def counter_energy_j(series: Sequence[Sequence[Sample]], windows: Sequence[Windo
     return total
 
 
+def spans(readings: Sequence[Sample], windows: Sequence[Window]) -> bool:
+    """Whether a series has a reading at or before the first window's start and at or after
+    the last one's stop, so that its value at every window edge is interpolated between two
+    readings, never extrapolated past its ends."""
+    times = [s.t_ns for s in readings]
+    start, stop = min(w.start_ns for w in windows), max(w.stop_ns for w in windows)
+    return bool(times) and min(times) <= start and max(times) >= stop
+
+
+# Past this relative gap between an energy counter and the integral of sampled power over
+# the same windows, the row says they disagree (a slow sensor, or a counter that misses
+# part of what the power reading covers).
+ENERGY_DISAGREEMENT = 0.10
+
+
+def disagreement(counter_j: float | None, integral_j: float | None) -> float | None:
+    """|integral - counter| / counter; None without both or with a zero counter."""
+    if counter_j is None or integral_j is None or not counter_j:
+        return None
+    return abs(integral_j - counter_j) / abs(counter_j)
+
+
+@dataclass(frozen=True)
+class SourcePower:
+    """A node power source (IPMI, Redfish, a RAPL domain) over the measured windows."""
+
+    mean_w: float  # its power readings' mean, else its counter's energy over the windows' time
+    basis: Literal["power", "counter"]  # which of the two the mean comes from
+    readings: int  # inside the windows, of that basis
+    counter_j: float | None  # its energy counter's increase over the windows
+    integral_j: float | None  # the trapezoid integral of its power readings over the windows
+    samples: int | None  # samples trained or inferred in the windows
+
+    def per_sample(self, joules: float | None) -> float | None:
+        return None if joules is None or not self.samples else joules / self.samples
+
+
+def source_power(
+    watts: Sequence[Sample],
+    counter: Sequence[Sample],
+    windows: Sequence[Window],
+    samples: int | None = None,
+) -> SourcePower:
+    """One node source's power and energy over the windows, from its power readings, its
+    cumulative energy counter (J, unwrapped), or both. A slow source (IPMI, ~1 Hz) over short
+    windows may read nothing inside them: its mean is then N/A (MetricError with the reason),
+    never extrapolated from readings outside. Energy needs the series to span the windows
+    (`spans`): at each edge the counter, or power, is interpolated between two readings."""
+    _check_windows(windows, "node power")
+    seconds = sum(w.seconds for w in windows)
+    why: list[str] = []
+    mean = integral = counted = None
+    basis: Literal["power", "counter"] = "power"
+    readings = 0
+    if watts:
+        inside = _inside(watts, windows)
+        if not inside:
+            why.append(f"no power reading inside the measured windows ({seconds:.3g} s)")
+        else:
+            mean, readings = statistics.fmean(s.value for s in inside), len(inside)
+            if spans(watts, windows):
+                integral = power([watts], windows).energy_j
+    if counter:
+        if spans(counter, windows):
+            counted = counter_energy_j([counter], windows)
+        else:
+            why.append("its energy counter does not span the measured windows")
+    if mean is None and counted is not None and seconds > 0:
+        mean, basis, readings = counted / seconds, "counter", len(_inside(counter, windows))
+    if mean is None:
+        raise MetricError("; ".join(why) or "no power or energy reading")
+    return SourcePower(mean, basis, readings, counted, integral, samples)
+
+
 @dataclass(frozen=True)
 class Memory:
     mean_gb: tuple[float, ...]  # per device, GB = 1e9 bytes

@@ -7,22 +7,24 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from deepspark_core.metrics import slow_convergence
+from deepspark_core.metrics import ENERGY_DISAGREEMENT, disagreement, slow_convergence
 from deepspark_core.plots import result_plots
-from deepspark_core.results import Figures, Result, RunSummary
+from deepspark_core.results import Figures, IdleFloor, NodeSource, Result, RunSummary
 
 # The agent's templates: the standalone report, and the result body the collector shares.
 TEMPLATES = PackageLoader("deepspark_core", "templates")
 
 SEED_COLUMNS = (
     "task", "model", "target", "config", "speed", "accuracy",
-    "power (W)", "linearity", "memory (GB)", "stability",
+    "power (W)", "energy (J/sample)", "node power (W)", "idle (W)",
+    "linearity", "memory (GB)", "stability",
 )  # fmt: skip
 INFER_COLUMNS = (
     "task", "model", "target", "config", "throughput", "latency (ms)", "accuracy",
-    "power (W)", "energy (J/inference)", "memory (GB)",
+    "power (W)", "energy (J/inference)", "node power (W)", "idle (W)", "memory (GB)",
 )  # fmt: skip
 NA = "N/A"
+NO_NODE_SOURCE = f"{NA}: no node power source"
 
 
 def number(value: float | None, fmt: str = ".4g") -> str:
@@ -66,6 +68,9 @@ def seed_row(result: Result) -> dict[str, str]:
         "speed": NA,
         "accuracy": NA,
         "power (W)": NA,
+        "energy (J/sample)": NA,
+        "node power (W)": NA,
+        "idle (W)": NA,
         "linearity": NA,
         "memory (GB)": NA,
         "stability": NA,
@@ -95,6 +100,7 @@ def seed_row(result: Result) -> dict[str, str]:
         # The hardware's energy counter where it has one, else the integral of sampled power.
         energy = dims.energy_counter_j or dims.power.energy_j
         row["power (W)"] = _power(dims, f"; {energy:.4g} J over the windows")
+    row |= _energy_columns(dims, result.idle, "energy (J/sample)")
     if dims.linearity:
         lin = dims.linearity
         parts = [f"{lin.card:.2f}"] if lin.card is not None else []
@@ -172,6 +178,70 @@ def _memory(figures: Figures) -> str:
     return f"{memory.mean_gb[0]:.2f}*{memory.devices} ({figures.memory_scope}, {hz} Hz)"
 
 
+def _joules(counter: float | None, integral: float | None) -> str | None:
+    """Energy by the hardware's counter and by the power integral, each where it exists,
+    and their disagreement past ENERGY_DISAGREEMENT."""
+    parts = [f"{counter:.4g} (energy counter)"] if counter is not None else []
+    parts += [f"{integral:.4g} (power integral)"] if integral is not None else []
+    gap = disagreement(counter, integral)
+    if gap is not None and gap > ENERGY_DISAGREEMENT:
+        parts.append(f"differing by {gap:.0%} (over {ENERGY_DISAGREEMENT:.0%})")
+    return ", ".join(parts) or None
+
+
+def _energy_columns(figures: Figures, idle: IdleFloor | None, column: str) -> dict[str, str]:
+    """Energy per sample (the chip's, each node source's), node power and the idle floor:
+    the columns the seed row and an inference row share."""
+    chip_integral = figures.power.j_per_sample if figures.power else None
+    chip = _joules(figures.counter_j_per_sample, chip_integral)
+    energy = [f"chip {chip}"] if chip else []
+    for source in figures.node_power or []:
+        if source.power and (joules := _source_joules(source)):
+            energy.append(f"{source.source} {joules}")
+    return {
+        column: "; ".join(energy) or NA,
+        "node power (W)": "; ".join(map(_source, figures.node_power or [])) or NO_NODE_SOURCE,
+        "idle (W)": _idle(figures, idle),
+    }
+
+
+def _source_joules(source: NodeSource) -> str | None:
+    power = source.power
+    assert power is not None
+    return _joules(power.per_sample(power.counter_j), power.per_sample(power.integral_j))
+
+
+def _source(source: NodeSource) -> str:
+    """A node source's mean power over the windows, what it comes from, its achieved rate."""
+    rate = number(source.hz, ".2g") + " Hz"
+    if source.power is None:
+        return f"{source.source} {NA}: {source.na} ({rate})"
+    power = source.power
+    basis = "energy counter" if power.basis == "counter" else f"{power.readings} readings"
+    return f"{source.source} {power.mean_w:.4g} ({basis}, {rate})"
+
+
+def _idle(figures: Figures, idle: IdleFloor | None) -> str:
+    """The idle floor per scope (chip, each node source), and the windows' power above it."""
+    if idle is None:
+        return "idle not measured"
+    if idle.seconds is None:
+        return f"{NA}: {idle.na}"
+    if idle.chip_w:
+        chip = f"chip {idle.chip_w[0]:.4g}*{len(idle.chip_w)}"
+        if figures.power and figures.power_scope == idle.chip_scope:
+            chip += f" ({figures.power.total_w - sum(idle.chip_w):+.4g} in the windows)"
+    else:
+        chip = f"chip {NA}: no accelerator power source"
+    during = {s.source: s.power.mean_w for s in figures.node_power or [] if s.power}
+    node = [
+        f"{source} {watts:.4g}"
+        + (f" ({during[source] - watts:+.4g} in the windows)" if source in during else "")
+        for source, watts in idle.node_w.items()
+    ]
+    return "; ".join([chip, *(node or [NO_NODE_SOURCE])]) + f" (idle {idle.seconds:.3g} s)"
+
+
 def _weights(run: RunSummary) -> str:
     """What an infer run's weights were: its set's converge run's checkpoint, or not."""
     assert run.inference is not None
@@ -201,10 +271,11 @@ def inference_row(result: Result, run: RunSummary) -> dict[str, str]:
         word = "failed" if run.status == "aborted" else run.status
         return row | dict.fromkeys(INFER_COLUMNS[4:], word) | {"throughput": f"{word}: {run.why}"}
     speed, latency, accuracy = run.speed, inference.latency, inference.accuracy
-    energy = inference.counter_j_per_inference or inference.j_per_inference
-    source = "energy counter" if inference.counter_j_per_inference else "power integral"
     no_power = f"{NA}: {_why(run, 'power')}"
-    return row | {
+    energy = _energy_columns(run, result.idle, "energy (J/inference)")
+    if energy["energy (J/inference)"] == NA:
+        energy["energy (J/inference)"] = no_power
+    figures = {
         "throughput": f"{speed.value:.1f}/s ({speed.windows} windows)"
         if speed
         else f"{NA}: {run.speed_na}",
@@ -216,9 +287,9 @@ def inference_row(result: Result, run: RunSummary) -> dict[str, str]:
         if accuracy
         else f"{NA}: {inference.accuracy_na}",
         "power (W)": _power(run) if run.power else no_power,
-        "energy (J/inference)": f"{energy:.4g} ({source})" if energy is not None else no_power,
         "memory (GB)": _memory(run) if run.memory else f"{NA}: {_why(run, 'memory')}",
     }
+    return row | figures | energy
 
 
 def _why(run: RunSummary, figure: str) -> str:

@@ -18,12 +18,24 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from deepspark_core.contract import RANDOM_WEIGHTS, Engine, Mode, Precision, Scenario
 from deepspark_core.errors import DeepSparkError
 from deepspark_core.files import M, read_json
-from deepspark_core.metrics import Accuracy, Latency, Loader, Memory, Power, Speed, Stability
+from deepspark_core.metrics import (
+    Accuracy,
+    Latency,
+    Loader,
+    Memory,
+    Power,
+    SourcePower,
+    Speed,
+    Stability,
+)
 from deepspark_core.system import SystemDescription
 
 RESULT_SCHEMA = "deepspark.result/v2"
 PLAN_FILE, RUN_FILE, RESULT_FILE = "plan.json", "run.json", "result.json"
 EVENTS_FILE, STDOUT_FILE, TELEMETRY_FILE = "mllog.log", "stdout.log", "telemetry.jsonl"
+# At a run set's top: every power source sampled with nothing running, before its first run
+# (the idle floor); telemetry lines like a run's.
+IDLE_FILE = "idle.jsonl"
 # In a multi-node run's directory, each other node's telemetry, gathered by node 0's agent.
 NODE_TELEMETRY = "telemetry-node{rank}.jsonl"
 
@@ -37,9 +49,10 @@ class _Strict(BaseModel):
 
 
 def _added(default: Any = None) -> Any:
-    """A field added after the schema's version (inference's, a target's source): left out of
-    the JSON while it holds its default, so that older run sets read, and their signed results
-    recompute, byte for byte as before."""
+    """A field added after the schema's version (inference's, a target's source, a
+    reproduction, node power and the idle floor): left out of the JSON while it holds its
+    default, so that older run sets read, and their signed results recompute, byte for byte as
+    before."""
     return Field(default=default, exclude_if=lambda value: value == default)
 
 
@@ -177,6 +190,27 @@ class Inference(_Strict):
     counter_j_per_inference: float | None = None  # the hardware's energy counter, where recorded
 
 
+class NodeSource(_Strict):
+    """A node power source over a run's measured windows: IPMI, Redfish, a RAPL domain (the
+    telemetry's device), its achieved rate, and its figures or why they are N/A."""
+
+    source: str
+    hz: float | None = None  # its achieved sampling rate over the run
+    power: SourcePower | None = None
+    na: str | None = None
+
+
+class IdleFloor(_Strict):
+    """Every power source sampled with nothing running before the first run (`idle.jsonl`):
+    mean power per accelerator (its most specific scope) and per node source."""
+
+    seconds: float | None = None  # the recording's span; None when nothing answered
+    chip_w: tuple[float, ...] | None = None  # per device
+    chip_scope: str | None = None
+    node_w: dict[str, float] = {}  # per node source
+    na: str | None = None  # why neither was measured
+
+
 class Figures(_Strict):
     """What one run measures; a result's dimensions repeat its representative run's."""
 
@@ -189,6 +223,17 @@ class Figures(_Strict):
     memory_scope: str | None = None
     telemetry_hz: float | None = None  # achieved sampling rate
     energy_counter_j: float | None = None  # from the hardware's energy counter, where it has one
+    # Each node power source's figures; None: the run recorded none (its row says so)
+    node_power: list[NodeSource] | None = _added()
+
+    @property
+    def counter_j_per_sample(self) -> float | None:
+        """The chip's energy counter over the windows per sample (the power integral's is
+        `power.j_per_sample`; their ratio gives the samples the windows held)."""
+        power, counter = self.power, self.energy_counter_j
+        if power is None or counter is None or not power.j_per_sample or not power.energy_j:
+            return None
+        return counter * power.j_per_sample / power.energy_j
 
 
 class NodeFigures(_Strict):
@@ -273,6 +318,7 @@ class Result(_Strict):
     # recorded yet), so stability is not scored and accuracy counts fewer runs than planned
     state: Literal["complete", "incomplete"] = "complete"
     notes: list[str] = []  # why a dimension is missing, one line each
+    idle: IdleFloor | None = _added()  # None: the run set has no idle recording
 
     @property
     def synthetic_data(self) -> bool:

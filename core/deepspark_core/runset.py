@@ -1,15 +1,16 @@
 """Which files of a run set are raw, derived, or the agent's own bookkeeping.
 
-Raw artifacts are what a result is a pure function of: `plan.json` and, in each run's
-directory, `run.json`, `mllog.log`, `stdout.log`, `telemetry.jsonl` and whatever else the
-workload wrote there. They are the signed statement's subjects and what a result bundle
-carries. Derived files are written from them (`result.json`, `report.md`, `report.html`, a
-reproduction's `reproduction.md` beside the result it reproduces) or sign them
-(`statement.dsse.json`): a verifier recomputes or checks them, never trusts them, so a new
-report template cannot break a signature. The agent's bookkeeping (`agent.log`, a run's
-`process-group.json`) is neither signed nor packed, nor is a converge run's `checkpoint.pt`
-(its weights: up to gigabytes, which no figure reads; the run's signed log holds its sha256,
-which the infer runs that load it log too).
+Raw artifacts are what a result is a pure function of: `plan.json`, the idle floor's
+`idle.jsonl` and, in each run's directory, `run.json`, `mllog.log`, `stdout.log`,
+`telemetry.jsonl` and whatever else the workload wrote there. They are the signed
+statement's subjects and what a result bundle carries. Derived files are written from them
+(`result.json`, `report.md`, `report.html`, a reproduction's `reproduction.md` beside the
+result it reproduces) or sign them (`statement.dsse.json`): a verifier recomputes or checks
+them, never trusts them, so a new report template cannot
+break a signature. The agent's bookkeeping (`agent.log`, a run's `process-group.json`) is
+neither signed nor packed, nor is a converge run's `checkpoint.pt` (its weights: up to
+gigabytes, which no figure reads; the run's signed log holds its sha256, which the infer
+runs that load it log too).
 """
 
 from __future__ import annotations

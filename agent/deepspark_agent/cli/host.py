@@ -10,7 +10,7 @@ from rich.table import Table
 
 from deepspark_agent.console import JsonOpt, WorkloadsOpt, console, user_errors
 from deepspark_agent.devices import describe_system
-from deepspark_agent.doctor import run_checks
+from deepspark_agent.doctor import node_power_checks, run_checks
 from deepspark_agent.workloads import list_workloads
 
 models_app = typer.Typer(help="The workloads this agent can run.", no_args_is_help=True)
@@ -19,7 +19,7 @@ models_app = typer.Typer(help="The workloads this agent can run.", no_args_is_he
 @user_errors
 def doctor(workloads: WorkloadsOpt = None, as_json: JsonOpt = False) -> None:
     """Check what this host has for running workloads: one line per check."""
-    checks = run_checks(workloads or [])
+    checks = [*run_checks(workloads or []), *node_power_checks()]
     if as_json:
         print(json.dumps([c.__dict__ for c in checks], indent=2))
     else:
@@ -53,6 +53,8 @@ def devices(as_json: JsonOpt = False) -> None:
     for key, value in system.host.model_dump(exclude_none=True).items():
         console.print(f"{key}: {value}", highlight=False)
     console.print(f"docker: {system.docker_version or 'no engine answers'}", highlight=False)
+    for check in node_power_checks():
+        console.print(f"{check.name}: {check.detail}", highlight=False)
 
 
 @models_app.command("list")

@@ -36,3 +36,33 @@ CollectorOpt = Annotated[
     typer.Option("--collector", help="Collector URL: submit the signed result after the run."),
 ]
 DataDirOpt = Annotated[Path | None, typer.Option(help="Dataset directory (full configs).")]
+NodePowerOpt = Annotated[
+    str,
+    typer.Option(
+        help="Node power: auto (every local source that answers: RAPL, ipmitool in-band; a "
+        "remote BMC only when named), none, or a list of rapl, ipmi, redfish."
+    ),
+]
+RedfishOpt = Annotated[
+    str | None, typer.Option(help="The BMC's Redfish service (https://HOST): node power.")
+]
+IpmiHostOpt = Annotated[
+    str | None, typer.Option(help="A remote BMC for ipmitool (-I lanplus): node power.")
+]
+BmcCredentialsOpt = Annotated[
+    Path | None,
+    typer.Option(help="The BMC's user and password (two lines), a file of mode 0600."),
+]
+BmcCaOpt = Annotated[
+    Path | None, typer.Option(help="The CA of the BMC's TLS certificate (else the system's).")
+]
+IdleOpt = Annotated[
+    float,
+    typer.Option(
+        "--idle-seconds",
+        min=0,
+        envvar="DEEPSPARK_IDLE_SECONDS",
+        help="Before the first run, sample every power source this long with nothing running "
+        "(the idle floor); 0: not measured.",
+    ),
+]

@@ -8,12 +8,18 @@ from typing import Annotated
 import typer
 
 from deepspark_agent.cli.options import (
+    BmcCaOpt,
+    BmcCredentialsOpt,
     CollectorOpt,
     DataDirOpt,
     DevicesOpt,
     HzOpt,
+    IdleOpt,
+    IpmiHostOpt,
     MemoryOpt,
+    NodePowerOpt,
     OutOpt,
+    RedfishOpt,
     RuntimeOpt,
     TelemetryOpt,
 )
@@ -24,6 +30,8 @@ from deepspark_agent.progress import Bars
 from deepspark_agent.runtime.choose import RuntimeChoice
 from deepspark_agent.tables import print_result
 from deepspark_agent.telemetry import DEFAULT_HZ
+from deepspark_agent.telemetry.idle import DEFAULT_IDLE_S
+from deepspark_agent.telemetry.node import NodePowerChoice
 from deepspark_agent.workloads import find_workload
 from deepspark_core.contract import Engine, Mode, Precision, Scenario
 from deepspark_core.results import Result
@@ -72,6 +80,12 @@ def run(
     memory_limit: MemoryOpt = None,
     telemetry: TelemetryOpt = "auto",
     telemetry_hz: HzOpt = DEFAULT_HZ,
+    node_power: NodePowerOpt = "auto",
+    redfish: RedfishOpt = None,
+    ipmi_host: IpmiHostOpt = None,
+    bmc_credentials: BmcCredentialsOpt = None,
+    bmc_ca: BmcCaOpt = None,
+    idle_seconds: IdleOpt = DEFAULT_IDLE_S,
     collector: CollectorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -85,7 +99,10 @@ def run(
         warmup_windows=warmup_windows, windows=windows, max_seconds=max_seconds,
         data_dir=data_dir, scenario=scenario, engine=engine, checkpoint=checkpoint,
     )  # fmt: skip
-    choice = RuntimeChoice(runtime, devices, memory_limit, telemetry, telemetry_hz)
+    node = NodePowerChoice(node_power, redfish, ipmi_host, bmc_credentials, bmc_ca)
+    choice = RuntimeChoice(
+        runtime, devices, memory_limit, telemetry, telemetry_hz, None, node, idle_s=idle_seconds
+    )
     code = run_model(request, out, choice, image, _output(as_json), collector)
     raise typer.Exit(code)
 

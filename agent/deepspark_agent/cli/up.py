@@ -10,11 +10,17 @@ import typer
 
 from deepspark_agent.batch import submit_evaluation
 from deepspark_agent.cli.options import (
+    BmcCaOpt,
+    BmcCredentialsOpt,
     CollectorOpt,
     DataDirOpt,
     DevicesOpt,
     HzOpt,
+    IdleOpt,
+    IpmiHostOpt,
+    NodePowerOpt,
     OutOpt,
+    RedfishOpt,
     RuntimeOpt,
     TelemetryOpt,
 )
@@ -27,6 +33,8 @@ from deepspark_agent.slurm import Executor, JobOptions
 from deepspark_agent.suites import SuiteError
 from deepspark_agent.tables import plan_table, print_result, result_tables
 from deepspark_agent.telemetry import DEFAULT_HZ
+from deepspark_agent.telemetry.idle import DEFAULT_IDLE_S
+from deepspark_agent.telemetry.node import NodePowerChoice
 from deepspark_core.runset import REPRODUCTION_MD
 
 SuiteOpt = Annotated[
@@ -110,6 +118,12 @@ def up(
     devices: DevicesOpt = "auto",
     telemetry: TelemetryOpt = "auto",
     telemetry_hz: HzOpt = DEFAULT_HZ,
+    node_power: NodePowerOpt = "auto",
+    redfish: RedfishOpt = None,
+    ipmi_host: IpmiHostOpt = None,
+    bmc_credentials: BmcCredentialsOpt = None,
+    bmc_ca: BmcCaOpt = None,
+    idle_seconds: IdleOpt = DEFAULT_IDLE_S,
     collector: CollectorOpt = None,
     executor: ExecutorOpt = None,
     nodes: NodesOpt = 1,
@@ -125,44 +139,41 @@ def up(
 ) -> None:
     """Evaluate a suite: every model's six dimensions, reported, signed and submitted.
 
-    Per model: speed at each scaling point (and across --nnodes nodes), then converge runs for
-    accuracy and stability. On nodes 1.. only the multi-node runs; node 0 reports.
-
-    Exit codes: 0 every model complete; 1 a model with no successful run (or a user error);
-    3 incomplete: the budget killed or never started some run (stability is then not
+    Per model: speed at each scaling point (and across --nnodes nodes: node 0 reports), then
+    converge runs. Exit codes: 0 every model complete; 1 a model with no successful run (or a
+    user error); 3 incomplete (a run the budget killed or never started: stability not
     scored); 130 interrupted, or the Slurm job cancelled (`--resume` goes on)."""
+    node = NodePowerChoice(node_power, redfish, ipmi_host, bmc_credentials, bmc_ca)
     request = UpRequest(
         suite=suite, out=out, workloads=tuple(workloads or []), resume=resume, registry=registry,
-        offline=offline, bundle=bundle, nnodes=nnodes, node_rank=node_rank,
-        master_addr=master_addr, master_port=master_port, collector=collector,
-        runtime=RuntimeChoice(runtime, devices, None, telemetry, telemetry_hz, network),
-        executor=executor, evaluation=evaluation,
+        offline=offline, bundle=bundle, nnodes=nnodes, node_rank=node_rank, evaluation=evaluation,
+        master_addr=master_addr, master_port=master_port, collector=collector, executor=executor,
+        runtime=RuntimeChoice(
+            runtime, devices, None, telemetry, telemetry_hz, network, node, idle_s=idle_seconds
+        ),
     )  # fmt: skip
     if reproduce or data_dir:
         _reproduce(request, reproduce, data_dir, as_json, show_plan or executor == "slurm")
     if show_plan:
-        _print_plan(request, as_json)
-        return
-    output = _output(as_json)
-    if executor == "slurm":
-        job = JobOptions(nodes, partition, account, time, container_image)
-        done = submit_evaluation(request, job, output)
-    else:
-        done = evaluate(request, output)
-    # A job's agent (--evaluation: `up --executor slurm` wrote its script) leaves the seed
-    # table to the `up` that follows the job: relayed from the job too, it would show twice.
+        return _print_plan(request, as_json)
+    job, output = JobOptions(nodes, partition, account, time, container_image), _output(as_json)
+    slurm = executor == "slurm"
+    done = submit_evaluation(request, job, output) if slurm else evaluate(request, output)
     _report(done, as_json, table=evaluation is None)
 
 
 def _output(as_json: bool) -> Output:
-    """Each model's result as its tables (nothing under --json: the end prints JSON)."""
+    """The results' tables on stdout (nothing under --json: `_report` prints them); notes on
+    stderr."""
     live = err_console if as_json else console
     show = (lambda _: None) if as_json else (lambda result: print_result(result, console))
     return Output(notes=err_console, live=live, show=show, progress=Bars(live))
 
 
 def _report(done: Evaluated, as_json: bool, table: bool = True) -> None:
-    """The evaluation's seed table (or its results as JSON), where it lies; its exit code."""
+    """The evaluation's seed table (or its results as JSON), where it lies; its exit code.
+    A job's agent (--evaluation: `up --executor slurm` wrote its script) leaves the table to
+    the `up` that follows the job (table=False): relayed from the job too, it would show twice."""
     if not done.interrupted:
         results = [result for result, _ in done.models]
         if as_json:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from deepspark_agent.telemetry.node import NodeFactory
+from deepspark_agent.telemetry.recorder import SamplerFactory
 from deepspark_agent.workloads import Workload
 from deepspark_core.contract import RunSpec
 from deepspark_core.errors import DeepSparkError
@@ -97,6 +99,8 @@ def argv(launch: Launch, python: str, out_dir: Path | None = None) -> list[str]:
 
 class Runtime(Protocol):
     name: str
+    accelerators: SamplerFactory  # the accelerator telemetry beside each run
+    node: NodeFactory  # the node's power sources beside each run
 
     def run(self, launch: Launch, on_tick: Callable[[], None] = ...) -> Outcome:
         """Run to completion or to the spec's deadline; never leave anything running."""

@@ -1,8 +1,8 @@
-"""`--runtime`: which runtime runs the workloads, with the accelerator telemetry they get."""
+"""`--runtime`: which runtime runs the workloads, with the accelerator and node telemetry."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from rich.console import Console
@@ -14,6 +14,8 @@ from deepspark_agent.runtime.docker import DockerRuntime, container_devices, pas
 from deepspark_agent.runtime.process import ProcessRuntime
 from deepspark_agent.telemetry import DEFAULT_HZ
 from deepspark_agent.telemetry.choose import accelerator_samplers
+from deepspark_agent.telemetry.idle import DEFAULT_IDLE_S
+from deepspark_agent.telemetry.node import NodePowerChoice, node_samplers
 from deepspark_agent.workloads import Workload
 
 RuntimeName = Literal["auto", "docker", "process"]
@@ -29,6 +31,8 @@ class RuntimeChoice:
     telemetry: str = "auto"
     hz: float = DEFAULT_HZ
     network: str | None = None  # docker: a multi-node run's network
+    node_power: NodePowerChoice = field(default_factory=NodePowerChoice)
+    idle_s: float = DEFAULT_IDLE_S  # the idle floor's sampling before the first run; 0: none
 
 
 def choose_runtime(
@@ -50,19 +54,21 @@ def _runtime(
 ) -> Runtime:
     sensors, accelerators = accelerator_samplers(choice.telemetry)
     notes.print(f"accelerator telemetry: {sensors}, {choice.hz:g} Hz", highlight=False)
+    sources, node = node_samplers(choice.node_power)
+    notes.print(f"node power: {sources}", highlight=False)
     docker_options = {
         "mem_limit": choice.memory_limit, "accelerators": accelerators, "hz": choice.hz,
-        "network": choice.network, "placement": placement,
+        "network": choice.network, "placement": placement, "node": node,
     }  # fmt: skip
     if choice.name == "process":
-        return ProcessRuntime(accelerators, choice.hz, placement)
+        return ProcessRuntime(accelerators, choice.hz, placement, node)
     if choice.name == "docker":
         return DockerRuntime(engine(), **docker_options)
     try:
         client = engine()
     except ImageError as exc:
         notes.print(f"runtime: process ({exc})", highlight=False)
-        return ProcessRuntime(accelerators, choice.hz, placement)
+        return ProcessRuntime(accelerators, choice.hz, placement, node)
     present = {tag for image in client.images.list(name="deepspark/*") for tag in image.tags}
     missing = [w.image for w in workloads if w.image not in present]
     if missing:
@@ -71,6 +77,6 @@ def _runtime(
             "`images pull` it to run in containers)",
             highlight=False,
         )
-        return ProcessRuntime(accelerators, choice.hz, placement)
+        return ProcessRuntime(accelerators, choice.hz, placement, node)
     notes.print("runtime: docker", highlight=False)
     return DockerRuntime(client, **docker_options)

@@ -41,6 +41,7 @@ from deepspark_agent.telemetry import (
     no_samplers,
 )
 from deepspark_agent.telemetry.cgroup import CgroupSampler
+from deepspark_agent.telemetry.node import NodeFactory, no_node_samplers
 from deepspark_core.results import STDOUT_FILE, TELEMETRY_FILE, ImageRef
 
 OUT_MOUNT, DATA_MOUNT = Path("/ds/out"), Path("/ds/data")
@@ -140,8 +141,10 @@ class DockerRuntime:
         accelerators: SamplerFactory = no_samplers,
         hz: float = DEFAULT_HZ,
         network: str | None = None,
+        node: NodeFactory = no_node_samplers,
     ) -> None:
         self.client = client
+        self.node = node  # the node's power sources, beside the accelerators'
         self.network = network  # for multi-node runs: "host", or a network the nodes share
         self.accelerators, self.hz = accelerators, hz
         self.placement = placement
@@ -237,7 +240,7 @@ class DockerRuntime:
         timed_out = False
         # The container's processes are host processes: sample their tree like a local run's.
         pid = container.attrs["State"]["Pid"]  # 0 once the container has already exited
-        samplers = [*_host_samplers(pid), *(self.accelerators(pid) if pid else [])]
+        samplers = [*_host_samplers(pid), *(self.accelerators(pid) if pid else []), *self.node()]
         with Recorder(samplers, launch.out_dir / TELEMETRY_FILE, self.hz):
             while container.status in ("created", "running"):
                 if time.monotonic() > deadline:

@@ -28,6 +28,7 @@ from deepspark_agent.telemetry import (
     SamplerFactory,
     no_samplers,
 )
+from deepspark_agent.telemetry.node import NodeFactory, no_node_samplers
 from deepspark_agent.workloads import python_path
 from deepspark_core.results import STDOUT_FILE, TELEMETRY_FILE
 from deepspark_core.runset import GROUP_FILE
@@ -44,8 +45,10 @@ class ProcessRuntime:
         accelerators: SamplerFactory = no_samplers,
         hz: float = DEFAULT_HZ,
         placement: Placement = CPU,
+        node: NodeFactory = no_node_samplers,
     ) -> None:
         self.accelerators, self.hz, self.placement = accelerators, hz, placement
+        self.node = node  # the node's power sources, beside the accelerators'
 
     def run(self, launch: Launch, on_tick: Callable[[], None] = lambda: None) -> Outcome:
         """Run to completion or to the spec's deadline, killing the whole process group then."""
@@ -75,7 +78,11 @@ class ProcessRuntime:
                     started_at = psutil.Process(proc.pid).create_time()
                     group = {"pgid": proc.pid, "started": started_at}
                     (launch.out_dir / GROUP_FILE).write_text(json.dumps(group))
-                samplers = [ProcessTreeSampler(proc.pid), *self.accelerators(proc.pid)]
+                samplers = [
+                    ProcessTreeSampler(proc.pid),
+                    *self.accelerators(proc.pid),
+                    *self.node(),
+                ]
                 with Recorder(samplers, launch.out_dir / TELEMETRY_FILE, self.hz):
                     timed_out = self._wait(proc, started + launch.spec.max_seconds, on_tick)
             finally:

@@ -12,7 +12,8 @@ older than the NVML reading. A source that cannot start is said and left out.
 samples until S seconds have passed or it gets SIGTERM or SIGINT, then prints the comparison
 (Markdown) and writes it to FILE. Exit 1 when neither source gave a reading. With
 `--results FILE` (what `up --json` printed) it samples nothing and prints each model's
-measured figures instead, the energy counter beside the power integral over its windows.
+measured figures instead, the energy counter beside the power integral over its windows,
+energy per sample, node power (IPMI, Redfish, RAPL, where they answer) and the idle floor.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from deepspark_agent.telemetry.nvml import NvmlSampler
 from deepspark_agent.telemetry.recorder import DEFAULT_HZ, Sampler
 from deepspark_agent.telemetry.smi import Readings, SmiSampler, TelemetryError
 from deepspark_core.metrics import Sample, Window, counter_energy_j, power
+from deepspark_core.report import seed_row
 from deepspark_core.results import Result
 
 MIB = 2**20
@@ -167,19 +169,27 @@ def _mib(value: float | None) -> float | None:
     return None if value is None else value / MIB
 
 
+# The seed row's energy cells, beside the figures above: per sample (chip and node sources,
+# counter and integral), node power (IPMI where it answers) and the idle floor.
+ENERGY_CELLS = ("energy (J/sample)", "node power (W)", "idle (W)")
+
+
 def runs_markdown(results: Sequence[Result]) -> str:
     """Each model's measured figures (its result's dimensions): speed, device power and
-    memory, the telemetry's rate, and its energy over the measured windows by the hardware's
-    counter and by the integral of sampled power."""
+    memory, the telemetry's rate, its energy over the measured windows by the hardware's
+    counter and by the integral of sampled power, then the seed row's energy per sample,
+    node power and idle floor."""
     lines = [
         "## The suite's measured runs",
         "",
         "| model | config | speed | power, mean (W) | memory, peak (GB) | telemetry "
-        "| energy: counter, power integral (J) | integral / counter |",
-        "|---|---|---|---|---|---|---|---|",
+        "| energy: counter, power integral (J) | integral / counter | "
+        + " | ".join(ENERGY_CELLS)
+        + " |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
-        plan, dims = result.plan, result.dimensions
+        plan, dims, row = result.plan, result.dimensions, seed_row(result)
         speed = f"{dims.speed.value:.1f}/s" if dims.speed else f"n/a ({dims.speed_na or 'none'})"
         watts = f"{dims.power.total_w:.1f}" if dims.power else "n/a"
         peak = f"{max(dims.memory.peak_gb):.2f}" if dims.memory else "n/a"
@@ -189,7 +199,9 @@ def runs_markdown(results: Sequence[Result]) -> str:
         lines.append(
             f"| {plan.model} | {plan.config}, {plan.precision}, bs {plan.batch_size} | {speed} "
             f"| {watts} | {peak} | {scope} | {_num(dims.energy_counter_j)}, {_num(integral)} "
-            f"| {_ratio(integral, dims.energy_counter_j)} |"
+            f"| {_ratio(integral, dims.energy_counter_j)} | "
+            + " | ".join(row[cell] for cell in ENERGY_CELLS)
+            + " |"
         )
     lines += ["", *(f"- {r.plan.model}: {note}" for r in results for note in r.notes)]
     return "\n".join(lines).rstrip() + "\n"
