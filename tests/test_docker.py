@@ -16,6 +16,7 @@ from deepspark_agent.placement import Roots
 from deepspark_agent.workloads import find_workload
 from deepspark_core.report import seed_row
 from deepspark_core.results import Result
+from workload_runs import preset
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).parents[1]
@@ -131,7 +132,10 @@ def test_run_image_measures_a_vendors_image_for_a_catalog_model(
     assert ran.image.id == vendor_image and ran.framework == "none (cpu)"  # as the image logged it
     # The catalog's resnet50 gives the preset, metric and target; the image declares no framework.
     plan = result.plan
-    assert (plan.quality.metric, plan.quality.target, plan.batch_size) == ("top1", 0.9, 32)
+    mini = preset("resnet50", "mini")
+    assert (plan.quality.metric, plan.quality.target, plan.batch_size) == (
+        "top1", mini.target, mini.batch_size
+    )  # fmt: skip
     assert plan.framework is None and plan.runtime == "docker"
     recorded = plan.implementation
     assert (recorded.origin, recorded.kind) == ("vendor", "image")

@@ -237,4 +237,4 @@ def test_a_budget_starved_model_is_incomplete_and_a_piped_log_keeps_every_column
     assert json.loads((root / SUMMARY_FILE).read_text())["models"][0]["complete"] is False
     _, help_text, _ = cli("up", "--help")
     documented = " ".join(help_text.split())
-    assert "3 incomplete: the budget killed or never started some run" in documented
+    assert "3 incomplete (a run the budget killed or never started" in documented

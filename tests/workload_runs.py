@@ -41,6 +41,13 @@ def spec(workload: str) -> dict[str, Any]:
     return tomllib.loads((MODEL_IMAGES / workload / "workload.toml").read_text())
 
 
+def twin_presets(workload: str, names: list[str]) -> dict[str, Any]:
+    """The named presets of a workload as its framework twin must share them: each
+    implementation measures its own reference convergence, so that table is left out."""
+    configs = spec(workload)["configs"]
+    return {n: {k: v for k, v in configs[n].items() if k != "reference_convergence"} for n in names}
+
+
 def preset(workload: str, config: str) -> Preset:
     """A preset as the library gives it to train scripts (wl.preset), of the workload's class."""
     return read_spec(MODEL_IMAGES / workload).configs[config]
@@ -290,8 +297,8 @@ def tiny_preset(model: dict[str, Any], optim: dict[str, Any], **keys: Any) -> st
     extra = {key: value for key, value in keys.items() if isinstance(value, dict)}
     subtables = {"model": model, "optim": optim, **extra}
     keys = {key: value for key, value in keys.items() if key not in extra}
-    preset = {"target": 0.0, "batch_size": 2, "epochs": 1, "steps_per_window": 1,
-              "max_seconds": 300, **keys}  # fmt: skip
+    preset = {"target": 0.0, "target_source": "none: a test's tiny preset", "batch_size": 2,
+              "epochs": 1, "steps_per_window": 1, "max_seconds": 300, **keys}  # fmt: skip
     tables = {"configs.tiny": preset} | {f"configs.tiny.{k}": t for k, t in subtables.items()}
     return "".join(
         f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in table.items())

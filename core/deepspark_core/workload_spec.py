@@ -180,7 +180,8 @@ class WorkloadSpec(Section, Generic[P]):
     @classmethod
     def _presets_from_their_base(cls, data: Any) -> Any:
         """A preset with `base = "<preset>"` is that preset with its own keys on top (a table
-        it gives replaces the base's whole), so a variant of a preset is not a copy of it."""
+        it gives replaces the base's whole), so a variant of a preset is not a copy of it. The
+        base's reference convergence is not inherited: it was measured on the base alone."""
         configs = data.get("configs") if isinstance(data, dict) else None
         if not isinstance(configs, dict):
             return data
@@ -192,7 +193,8 @@ class WorkloadSpec(Section, Generic[P]):
             elif not isinstance(configs.get(base), dict) or "base" in configs[base]:
                 raise ValueError(f"configs.{name}.base: {base!r} is not a preset without a base")
             else:
-                merged[name] = {**configs[base], **{k: v for k, v in table.items() if k != "base"}}
+                inherited = {k: v for k, v in configs[base].items() if k != "reference_convergence"}
+                merged[name] = {**inherited, **{k: v for k, v in table.items() if k != "base"}}
         return {**data, "configs": merged}
 
     def check_mode(self, mode: str) -> None:
