@@ -22,9 +22,7 @@ from workload_runs import MODEL_IMAGES, load_module, preset, spec
 
 Score = tuple[str, float]  # which baseline, its value in the metric's units
 BASELINES: dict[str, tuple[Callable[[Any], Score], float]] = {}
-KNOWN = {  # workload: why its baseline passes today (issue 22; the fix flips the xfail)
-    "yolov5": "colour regions classified by how much of their box they fill: mAP@0.5 0.56",
-}
+KNOWN: dict[str, str] = {}  # workload: why its baseline passes today (the fix flips the xfail)
 
 
 def baseline(*workloads: str, margin: float = 0.05) -> Callable:
@@ -338,31 +336,51 @@ def components(mask: np.ndarray, min_area: int) -> list[tuple[slice, slice, np.n
 
 
 @baseline("yolov5")
-def colour_components(p: Any) -> Score:
-    """Pixels away from the border's median colour, grouped into connected regions: each a box,
-    its class by how much of the box it fills (a rectangle all, an ellipse pi/4, a triangle 1/2)."""
+def shape_regions(p: Any) -> Score:
+    """The better of two ways to find the shapes: pixels away from the border's median colour,
+    or inside strong edges (Sobel of the lightly blurred image, holes filled); either grouped
+    into connected regions, each a box classed by how much of it the region fills (a rectangle
+    all, an ellipse pi/4, a triangle 1/2)."""
     data, metrics = load_module("yolov5", "data"), load_module("yolov5", "metrics")
     images, labels = data.shapes(p.val_images, p.image_size, seed=1).tensors
-    stats = metrics.DetectionStats(p.model["num_classes"])
-    for image, objects in zip(images.float().numpy() / 255, labels, strict=True):
+    images = images.float().numpy() / 255
+
+    def colour(image: np.ndarray) -> np.ndarray:
         border = np.concatenate([image[:, 0], image[:, -1], image[:, :, 0], image[:, :, -1]], 1)
-        far = np.abs(image - np.median(border, 1)[:, None, None]).sum(0) > 0.3
-        found = [
-            (
-                cs.start,
-                rs.start,
-                cs.stop,
-                rs.stop,
-                1.0,
-                0 if fill > 0.9 else 1 if fill > 0.65 else 2,
+        return np.abs(image - np.median(border, 1)[:, None, None]).sum(0) > 0.3
+
+    def edges(image: np.ndarray) -> np.ndarray:
+        blurred = scipy.ndimage.gaussian_filter(image, (0, 1, 1))
+        gradient = sum(
+            np.hypot(scipy.ndimage.sobel(c, 0), scipy.ndimage.sobel(c, 1)) for c in blurred
+        )
+        return scipy.ndimage.binary_fill_holes(gradient > 1.5)
+
+    def score(foreground: Callable[[np.ndarray], np.ndarray]) -> float:
+        stats = metrics.DetectionStats(p.model["num_classes"])
+        for image, objects in zip(images, labels, strict=True):
+            found = [
+                (
+                    cs.start,
+                    rs.start,
+                    cs.stop,
+                    rs.stop,
+                    1.0,
+                    0 if fill > 0.9 else 1 if fill > 0.65 else 2,
+                )
+                for rs, cs, region in components(foreground(image), 20)
+                for fill in [region.mean()]
+            ]
+            objects = objects[objects[:, 0] >= 0]
+            truth = torch.cat(
+                (objects[:, :1], metrics.xywh_to_xyxy(objects[:, 1:]) * p.image_size), 1
             )
-            for rs, cs, region in components(far, 20)
-            for fill in [region.mean()]
-        ]
-        objects = objects[objects[:, 0] >= 0]
-        truth = torch.cat((objects[:, :1], metrics.xywh_to_xyxy(objects[:, 1:]) * p.image_size), 1)
-        stats.add(torch.tensor(found, dtype=torch.float32).view(-1, 6), truth)
-    return f"colour regions {stats.map50():.3f}", stats.map50()
+            stats.add(torch.tensor(found, dtype=torch.float32).view(-1, 6), truth)
+        return stats.map50()
+
+    scores = {"colour": score(colour), "edge": score(edges)}
+    what = max(scores, key=scores.__getitem__)
+    return f"{what} regions {scores[what]:.3f} (colour {scores['colour']:.3f})", scores[what]
 
 
 @baseline("fairmot")

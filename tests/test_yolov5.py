@@ -181,22 +181,23 @@ def test_shapes_data() -> None:
     boxes = labels[present][:, 1:]
     assert ((boxes[:, 2:] >= 12 / 64 - 1e-6) & (boxes[:, 2:] <= 0.5)).all()
     assert ((boxes[:, :2] - boxes[:, 2:] / 2 >= 0) & (boxes[:, :2] + boxes[:, 2:] / 2 <= 1)).all()
-    # each shape's centre stands out from the background (pixels outside every box)
+    # each shape's centre stands out from the background just outside its box (its median: the
+    # field is smooth, and a neighbour is at least a pixel further away)
     for image, objects in zip(images.float(), labels, strict=True):
-        objects = objects[objects[:, 0] >= 0][:, 1:] * 64
-        x0, y0 = (objects[:, :2] - objects[:, 2:] / 2).T
-        x1, y1 = (objects[:, :2] + objects[:, 2:] / 2).T
-        grid = torch.arange(64) + 0.5
-        inside = (
-            (grid[None, None, :] > x0[:, None, None])
-            & (grid[None, None, :] < x1[:, None, None])
-            & (grid[None, :, None] > y0[:, None, None])
-            & (grid[None, :, None] < y1[:, None, None])
-        ).any(0)
-        background = image[:, ~inside].mean(1)
-        for cx, cy in objects[:, :2].long().tolist():
-            centre = image[:, cy - 1 : cy + 2, cx - 1 : cx + 2].mean((1, 2))
-            assert (centre - background).abs().sum() > 0.5 * 255  # colours 0.6 apart, less noise
+        for cx, cy, w, h in (objects[objects[:, 0] >= 0][:, 1:] * 64).tolist():
+            x0, y0 = max(int(cx - w / 2) - 1, 0), max(int(cy - h / 2) - 1, 0)
+            x1, y1 = min(int(cx + w / 2) + 1, 63), min(int(cy + h / 2) + 1, 63)
+            ring = torch.cat(
+                (
+                    image[:, y0, x0:x1],
+                    image[:, y1, x0:x1],
+                    image[:, y0:y1, x0],
+                    image[:, y0:y1, x1],
+                ),
+                1,
+            )
+            centre = image[:, int(cy) - 1 : int(cy) + 2, int(cx) - 1 : int(cx) + 2].mean((1, 2))
+            assert (centre - ring.median(1).values).abs().sum() > 0.4 * 255  # 0.5 apart, less noise
 
 
 def test_untrained_model_is_far_from_the_target() -> None:

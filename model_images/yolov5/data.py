@@ -3,10 +3,10 @@
 labels is (batch, objects, 5): class, cx, cy, w, h normalised to the image, padded with
 class -1 rows to the batch's most objects.
 
-mini: generated scenes of rectangles, ellipses and triangles on noisy backgrounds (fixed, not
-drawn by the seed). full + speed (or infer without $DS_DATA_DIR): synthetic batches of the real
-shapes. full + converge (or infer): COCO 2017 in the YOLO layout under $DS_DATA_DIR, with its
-SHA256SUMS manifest:
+mini: generated scenes of rectangles, ellipses and triangles among look-alikes on smooth colour
+fields (fixed, not drawn by the seed). full + speed (or infer without $DS_DATA_DIR): synthetic
+batches of the real shapes. full + converge (or infer): COCO 2017 in the YOLO layout under
+$DS_DATA_DIR, with its SHA256SUMS manifest:
 
     images/train/<name>.jpg   labels/train/<name>.txt   (one line per object: class cx cy w h,
     images/val/<name>.jpg     labels/val/<name>.txt      normalised; no .txt: no objects)
@@ -63,22 +63,64 @@ def load(wl: Workload) -> tuple[Iterable, DataLoader | None]:
 
 
 CLASSES = ("rectangle", "ellipse", "triangle")
+# Look-alikes that are not objects, filling their boxes as the classes do: a ring (an ellipse with
+# a hole, 0.71) and a frame (a rectangle with a hole, 0.91), an upside-down triangle and a diamond
+# (both 1/2). A rule on how much of its box a region fills cannot tell them from the classes.
+DISTRACTORS = ("inverted triangle", "diamond", "ring", "frame")
 
 
-def shapes(n: int, size: int = 64, seed: int = 0, max_objects: int = 4) -> TensorDataset:
-    """n scenes of 1 to max_objects shapes, each of 12 to size/2 pixels a side, in a colour
-    well apart from the background's, not overlapping; noise over all. Boxes are tight."""
+def outline(kind: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Which of a box's pixels (u, v in [0, 1] across it) a shape covers; kind indexes
+    CLASSES + DISTRACTORS."""
+    du, dv = np.abs(u - 0.5), np.abs(v - 0.5)
+    r2 = du**2 + dv**2
+    match kind:
+        case 0:
+            return (du <= 0.5) & (dv <= 0.5)
+        case 1:
+            return r2 <= 0.25
+        case 2:  # apex up, base at the bottom
+            return du <= v / 2
+        case 3:  # apex down
+            return du <= (1 - v) / 2
+        case 4:
+            return du + dv <= 0.5
+        case 5:  # the hole's radius 0.15 of the box
+            return (r2 <= 0.25) & (r2 >= 0.0225)
+        case _:  # the hole 0.3 of the box's sides
+            return (du <= 0.5) & (dv <= 0.5) & ((du >= 0.15) | (dv >= 0.15))
+
+
+def shapes(
+    n: int, size: int = 64, seed: int = 0, max_objects: int = 4, max_distractors: int = 2
+) -> TensorDataset:
+    """n scenes of 1 to max_objects shapes and 0 to max_distractors look-alikes (unlabelled),
+    each 12 to size/2 pixels a side, not overlapping, on a smooth colour field, each in a colour
+    at least 0.5 (L1) from every background pixel it covers; noise over all. Boxes are tight.
+
+    The field defeats a threshold on colour or brightness, the look-alikes a rule on regions'
+    box fill: what is left is the outline, which is what a detector learns.
+    """
     rng = np.random.default_rng(seed)
     images = np.empty((n, size, size, 3), np.float32)
     labels = np.full((n, max_objects, 5), -1.0, np.float32)
+    pixel = np.arange(size) + 0.5
     for i in range(n):
-        background = rng.uniform(0, 1, 3)
         image = images[i]
-        image[:] = background
+        # a smooth colour field: per channel a mean and two waves of 0.5-1.5 cycles per image
+        freq = rng.uniform(0.5, 1.5, (3, 2, 2)) * rng.choice([-1, 1], (3, 2, 2)) * 2 * np.pi / size
+        phase = rng.uniform(0, 2 * np.pi, (3, 2, 1, 1))
+        waves = np.cos(
+            freq[..., 0, None, None] * pixel + freq[..., 1, None, None] * pixel[:, None] + phase
+        )
+        image[:] = np.clip(rng.uniform(0.2, 0.8, 3) + 0.2 * waves.sum(1).transpose(1, 2, 0), 0, 1)
         boxes: list[tuple[float, float, float, float]] = []
         count = rng.integers(1, max_objects + 1)
-        for _ in range(20 * max_objects):  # tries: placements that overlap are redrawn
-            if len(boxes) == count:
+        kinds = [*rng.integers(len(CLASSES), size=count)]  # objects first, then look-alikes
+        extra = rng.integers(max_distractors + 1)
+        kinds += [*rng.integers(len(CLASSES), len(CLASSES) + len(DISTRACTORS), size=extra)]
+        for _ in range(20 * len(kinds)):  # tries: placements that overlap are redrawn
+            if len(boxes) == len(kinds):
                 break
             w, h = rng.uniform(12, size / 2, 2)
             x0, y0 = rng.uniform(0, size - w), rng.uniform(0, size - h)
@@ -87,21 +129,19 @@ def shapes(n: int, size: int = 64, seed: int = 0, max_objects: int = 4) -> Tenso
                 for b in boxes
             ):
                 continue
-            cls = rng.integers(len(CLASSES))
+            kind = kinds[len(boxes)]
             left, top = int(x0), int(y0)  # the pixels the box touches
             right, bottom = min(size, int(x0 + w) + 1), min(size, int(y0 + h) + 1)
-            u = (np.arange(left, right) + 0.5 - x0)[None, :] / w  # in [0, 1] inside the box
-            v = (np.arange(top, bottom) + 0.5 - y0)[:, None] / h
-            inside = (u >= 0) & (u <= 1) & (v >= 0) & (v <= 1)
-            if cls == 1:
-                inside &= (u - 0.5) ** 2 + (v - 0.5) ** 2 <= 0.25
-            elif cls == 2:  # apex up, base at the bottom
-                inside &= np.abs(u - 0.5) <= v / 2
+            u = (pixel[left:right] - x0)[None, :] / w  # in [0, 1] inside the box
+            v = (pixel[top:bottom] - y0)[:, None] / h
+            inside = (u >= 0) & (u <= 1) & (v >= 0) & (v <= 1) & outline(kind, u, v)
+            under = image[top:bottom, left:right][inside]
             colour = rng.uniform(0, 1, 3)
-            while np.abs(colour - background).sum() < 0.6:
+            while np.abs(colour - under).sum(1).min() < 0.5:
                 colour = rng.uniform(0, 1, 3)
             image[top:bottom, left:right][inside] = colour
-            labels[i, len(boxes)] = cls, x0 + w / 2, y0 + h / 2, w, h
+            if kind < len(CLASSES):
+                labels[i, len(boxes)] = kind, x0 + w / 2, y0 + h / 2, w, h
             boxes.append((x0, y0, x0 + w, y0 + h))
     images += rng.standard_normal(images.shape, np.float32) * 0.08
     labels[..., 1:] /= np.where(labels[..., :1] >= 0, size, 1)
